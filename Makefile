@@ -1,0 +1,40 @@
+# Atoll developer commands. `make run` starts a local cluster, `make test` runs every test;
+# both first install what the machine lacks (scripts/setup.sh).
+
+CARGO ?= cargo
+CARGO_TARGET_DIR ?= $(HOME)/.cache/atoll/target
+export CARGO_TARGET_DIR
+
+# Extra flags for `atoll playground`, e.g. `make run ARGS="--clean --kv-count 1"`.
+ARGS ?=
+DATA_DIR ?= data/playground
+
+.PHONY: setup build run test lint fmt clean-data
+
+setup:
+	bash scripts/setup.sh
+
+build: setup
+	$(CARGO) build --bin atoll --bin atoll-pd --bin atoll-kv
+
+run: build
+	$(CARGO_TARGET_DIR)/debug/atoll playground --data-dir $(DATA_DIR) $(ARGS)
+
+test: setup
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "$(CARGO) nextest run --workspace --no-fail-fast"; \
+		$(CARGO) nextest run --workspace --no-fail-fast; \
+	else \
+		echo "$(CARGO) test --workspace --no-fail-fast"; \
+		$(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+lint: setup
+	$(CARGO) fmt --all -- --check
+	$(CARGO) clippy --workspace --all-targets -- -D warnings
+
+fmt:
+	$(CARGO) fmt --all
+
+clean-data:
+	rm -rf $(DATA_DIR)

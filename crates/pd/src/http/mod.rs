@@ -1,0 +1,294 @@
+//! PD's HTTP JSON API (the subset `pd-ctl`-like tools read) and `/metrics`.
+//!
+//! Bodies are indented JSON like PD's; errors are JSON strings with PD's error text.
+
+mod format;
+mod model;
+
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use axum::extract::{Path, State};
+use axum::http::{header, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+
+use crate::context::{PdContext, PD_RELEASE_VERSION};
+use crate::metrics;
+use crate::store_info::StoreStateName;
+use model::{
+    ClusterJson, GcSafePointJson, HeaderJson, HealthJson, MemberJson, MembersJson, RegionJson, RegionsJson,
+    StoreJson, StoresJson, VersionJson,
+};
+
+type Ctx = State<Arc<PdContext>>;
+
+/// An indented JSON response.
+fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
+    match serde_json::to_string_pretty(body) {
+        Ok(mut s) => {
+            s.push('\n');
+            (status, [(header::CONTENT_TYPE, "application/json; charset=UTF-8")], s).into_response()
+        }
+        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
+    }
+}
+
+fn ok<T: Serialize>(body: &T) -> Response {
+    json(StatusCode::OK, body)
+}
+
+/// PD's error body: the message as a JSON string.
+fn error(status: StatusCode, msg: impl Into<String>) -> Response {
+    json(status, &msg.into())
+}
+
+fn parse_id(raw: &str) -> Result<u64, Response> {
+    raw.parse::<u64>().map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid id {raw:?}: {e}")))
+}
+
+/// The HTTP routes (state already applied).
+pub fn router(ctx: Arc<PdContext>) -> Router {
+    Router::new()
+        .route("/pd/api/v1/members", get(members))
+        .route("/pd/api/v1/leader", get(leader))
+        .route("/pd/api/v1/health", get(health))
+        .route("/pd/api/v1/ping", get(ping))
+        .route("/pd/api/v1/version", get(version))
+        .route("/pd/api/v1/status", get(status))
+        .route("/pd/api/v1/cluster", get(cluster))
+        .route("/pd/api/v1/config", get(config))
+        .route("/pd/api/v1/config/schedule", get(config_schedule))
+        .route("/pd/api/v1/config/replicate", get(config_replicate))
+        .route("/pd/api/v1/config/pd-server", get(config_pd_server))
+        .route("/pd/api/v1/stores", get(stores))
+        .route("/pd/api/v1/store/{id}", get(store))
+        .route("/pd/api/v1/regions", get(regions))
+        .route("/pd/api/v1/regions/count", get(region_count))
+        .route("/pd/api/v1/region/id/{id}", get(region_by_id))
+        .route("/pd/api/v1/region/key/{key}", get(region_by_key))
+        .route("/pd/api/v1/gc/safepoint", get(gc_safe_point))
+        .route("/metrics", get(metrics_text))
+        .with_state(ctx)
+}
+
+fn members_json(ctx: &PdContext) -> MembersJson {
+    MembersJson {
+        header: HeaderJson { cluster_id: ctx.cluster_id },
+        members: vec![MemberJson::from(&ctx.member)],
+        leader: MemberJson::from(&ctx.member),
+        etcd_leader: MemberJson::from(&ctx.member),
+    }
+}
+
+async fn members(State(ctx): Ctx) -> Response {
+    ok(&members_json(&ctx))
+}
+
+async fn leader(State(ctx): Ctx) -> Response {
+    ok(&MemberJson::from(&ctx.member))
+}
+
+async fn health(State(ctx): Ctx) -> Response {
+    ok(&vec![HealthJson {
+        name: ctx.member.name.clone(),
+        member_id: ctx.member.member_id,
+        client_urls: ctx.member.client_urls.clone(),
+        health: true,
+    }])
+}
+
+async fn ping() -> Response {
+    StatusCode::OK.into_response()
+}
+
+async fn version() -> Response {
+    ok(&VersionJson { version: PD_RELEASE_VERSION.to_string() })
+}
+
+async fn status(State(ctx): Ctx) -> Response {
+    let start = ctx.start_time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    ok(&serde_json::json!({
+        "build_ts": "",
+        "version": PD_RELEASE_VERSION,
+        "git_hash": "",
+        "start_timestamp": start,
+    }))
+}
+
+async fn cluster(State(ctx): Ctx) -> Response {
+    let c = ctx.cluster.cluster_meta_or_default();
+    ok(&ClusterJson { id: c.id, max_peer_count: c.max_peer_count })
+}
+
+fn schedule_json(ctx: &PdContext) -> serde_json::Value {
+    let s = &ctx.config.schedule;
+    let b = |v: bool| v.to_string();
+    serde_json::json!({
+        "max-snapshot-count": s.max_snapshot_count,
+        "max-pending-peer-count": s.max_pending_peer_count,
+        "max-merge-region-size": s.max_merge_region_size,
+        "max-merge-region-keys": s.max_merge_region_keys,
+        "split-merge-interval": s.split_merge_interval.to_string(),
+        "patrol-region-interval": s.patrol_region_interval.to_string(),
+        "max-store-down-time": s.max_store_down_time.to_string(),
+        "leader-schedule-limit": s.leader_schedule_limit,
+        "leader-schedule-policy": s.leader_schedule_policy,
+        "region-schedule-limit": s.region_schedule_limit,
+        "replica-schedule-limit": s.replica_schedule_limit,
+        "merge-schedule-limit": s.merge_schedule_limit,
+        "hot-region-schedule-limit": s.hot_region_schedule_limit,
+        "tolerant-size-ratio": s.tolerant_size_ratio,
+        "low-space-ratio": s.low_space_ratio,
+        "high-space-ratio": s.high_space_ratio,
+        "enable-remove-down-replica": b(s.enable_remove_down_replica),
+        "enable-replace-offline-replica": b(s.enable_replace_offline_replica),
+        "enable-make-up-replica": b(s.enable_make_up_replica),
+        "enable-remove-extra-replica": b(s.enable_remove_extra_replica),
+        "enable-location-replacement": b(s.enable_location_replacement),
+        "enable-tikv-split-region": b(s.enable_tikv_split_region),
+    })
+}
+
+fn replication_json(ctx: &PdContext) -> serde_json::Value {
+    let r = &ctx.config.replication;
+    serde_json::json!({
+        "max-replicas": r.max_replicas,
+        "location-labels": r.location_labels.join(","),
+        "strictly-match-label": r.strictly_match_label.to_string(),
+        "enable-placement-rules": r.enable_placement_rules.to_string(),
+        "enable-placement-rules-cache": "false",
+        "isolation-level": r.isolation_level,
+    })
+}
+
+fn pd_server_json(ctx: &PdContext) -> serde_json::Value {
+    let p = &ctx.config.pd_server;
+    serde_json::json!({
+        "use-region-storage": p.use_region_storage.to_string(),
+        "max-gap-reset-ts": p.max_gap_reset_ts.to_string(),
+        "key-type": p.key_type,
+        "runtime-services": "",
+        "metric-storage": p.metric_storage,
+        "dashboard-address": p.dashboard_address,
+        "flow-round-by-digit": p.flow_round_by_digit,
+        "min-resolved-ts-persistence-interval": p.min_resolved_ts_persistence_interval.to_string(),
+    })
+}
+
+async fn config(State(ctx): Ctx) -> Response {
+    let c = &ctx.config;
+    ok(&serde_json::json!({
+        "name": c.name,
+        "data-dir": c.data_dir.display().to_string(),
+        "client-urls": c.client_urls,
+        "peer-urls": c.peer_urls,
+        "advertise-client-urls": c.advertise_client_urls,
+        "advertise-peer-urls": c.advertise_peer_urls,
+        "lease": 3,
+        "tso-save-interval": "3s",
+        "tso-update-physical-interval": "50ms",
+        "schedule": schedule_json(&ctx),
+        "replication": replication_json(&ctx),
+        "pd-server": pd_server_json(&ctx),
+    }))
+}
+
+async fn config_schedule(State(ctx): Ctx) -> Response {
+    ok(&schedule_json(&ctx))
+}
+
+async fn config_replicate(State(ctx): Ctx) -> Response {
+    ok(&replication_json(&ctx))
+}
+
+async fn config_pd_server(State(ctx): Ctx) -> Response {
+    ok(&pd_server_json(&ctx))
+}
+
+fn store_jsons(ctx: &PdContext) -> Vec<StoreJson> {
+    let now = SystemTime::now();
+    let max_down = ctx.config.schedule.max_store_down_time.0;
+    let region_stats = ctx.cluster.store_region_stats();
+    ctx.cluster
+        .stores()
+        .iter()
+        .map(|s| StoreJson::build(s, region_stats.get(&s.id()).copied().unwrap_or_default(), now, max_down))
+        .collect()
+}
+
+async fn stores(State(ctx): Ctx) -> Response {
+    // Like PD, tombstone stores are only listed when asked for by state; they are hidden here.
+    let stores: Vec<StoreJson> =
+        store_jsons(&ctx).into_iter().filter(|s| s.store.state_name != StoreStateName::Tombstone.as_str()).collect();
+    ok(&StoresJson { count: stores.len(), stores })
+}
+
+async fn store(State(ctx): Ctx, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    match store_jsons(&ctx).into_iter().find(|s| s.store.id == id) {
+        Some(s) => ok(&s),
+        None => error(StatusCode::NOT_FOUND, format!("[PD:core:ErrStoreNotFound]store {id} not found")),
+    }
+}
+
+async fn regions(State(ctx): Ctx) -> Response {
+    let regions: Vec<RegionJson> = ctx.cluster.regions().iter().map(RegionJson::from).collect();
+    ok(&RegionsJson { count: regions.len(), regions })
+}
+
+async fn region_count(State(ctx): Ctx) -> Response {
+    ok(&RegionsJson { count: ctx.cluster.region_count(), regions: Vec::new() })
+}
+
+async fn region_by_id(State(ctx): Ctx, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(r) => return r,
+    };
+    if id == 0 {
+        return error(StatusCode::BAD_REQUEST, "[PD:region:ErrRegionInvalidID]invalid region id");
+    }
+    match ctx.cluster.region_by_id(id) {
+        Ok(Some(r)) => ok(&RegionJson::from(&r)),
+        Ok(None) | Err(_) => error(StatusCode::NOT_FOUND, format!("[PD:region:ErrRegionNotFound]region {id} not found")),
+    }
+}
+
+/// The key is the raw (URL-decoded) key string, like PD's `region/key/{key}`.
+async fn region_by_key(State(ctx): Ctx, Path(key): Path<String>) -> Response {
+    match ctx.cluster.region_by_key(key.as_bytes()) {
+        Ok(Some(r)) => ok(&RegionJson::from(&r)),
+        Ok(None) | Err(_) => error(StatusCode::NOT_FOUND, format!("[PD:region:ErrRegionNotFound]region {key} not found")),
+    }
+}
+
+async fn gc_safe_point(State(ctx): Ctx) -> Response {
+    let ssps = ctx.gc.service_safe_points();
+    let min = ssps.iter().map(|s| s.safe_point).min().unwrap_or(0);
+    ok(&GcSafePointJson { service_gc_safe_points: ssps, min_service_gc_safe_point: min, gc_safe_point: ctx.gc.safe_point() })
+}
+
+async fn metrics_text(State(ctx): Ctx) -> Response {
+    let now = SystemTime::now();
+    let max_down = ctx.config.schedule.max_store_down_time.0;
+    let mut counts = std::collections::HashMap::<&'static str, i64>::new();
+    for s in ctx.cluster.stores() {
+        *counts.entry(s.state_name(now, max_down).as_str()).or_default() += 1;
+    }
+    for name in ["Up", "Offline", "Tombstone", "Disconnected", "Down"] {
+        let label = format!("store_{}_count", name.to_lowercase());
+        metrics::CLUSTER_STATUS.with_label_values(&[label.as_str()]).set(counts.get(name).copied().unwrap_or(0));
+    }
+    metrics::CLUSTER_STATUS.with_label_values(&["region_count"]).set(ctx.cluster.region_count() as i64);
+    let body = metrics::encode_text();
+    ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
+}
+
+#[cfg(test)]
+mod tests;

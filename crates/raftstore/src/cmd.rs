@@ -1,0 +1,198 @@
+//! Commands carried in Raft entries, and their byte encoding.
+//!
+//! Layout (all integers big-endian): `version:u8=1`, header `region_id:u64 peer_id:u64
+//! conf_ver:u64 version:u64`, then a body tag: `1` = write (`count:u32`, then per modify
+//! `op:u8 cf:u8` and length-prefixed (`u32`) byte strings: put key+value, delete key, delete-range
+//! start+end), `2` = compact log (`index:u64 term:u64`). Keys are range keys (no data prefix).
+
+pub use engine_traits::Modify;
+use engine_traits::{CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE};
+
+use crate::{Error, Result};
+
+const CODEC_VERSION: u8 = 1;
+const CFS: [&str; 4] = [CF_DEFAULT, CF_LOCK, CF_WRITE, CF_RAFT];
+
+/// Where a command is addressed; checked when proposed and again when applied.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CmdHeader {
+    pub region_id: u64,
+    pub peer_id: u64,
+    pub conf_ver: u64,
+    pub version: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CmdBody {
+    Write(Vec<Modify>),
+    /// Drops log entries up to and including `index` (admin; proposed by the leader).
+    CompactLog { index: u64, term: u64 },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RaftCmd {
+    pub header: CmdHeader,
+    pub body: CmdBody,
+}
+
+fn put_bytes(out: &mut Vec<u8>, b: &[u8]) {
+    out.extend_from_slice(&(b.len() as u32).to_be_bytes());
+    out.extend_from_slice(b);
+}
+
+fn cf_index(cf: &str) -> u8 {
+    CFS.iter().position(|c| *c == cf).unwrap_or(0) as u8
+}
+
+struct Reader<'a>(&'a [u8]);
+
+impl<'a> Reader<'a> {
+    fn take(&mut self, n: usize) -> Result<&'a [u8]> {
+        if self.0.len() < n {
+            return Err(Error::Codec("truncated command".into()));
+        }
+        let (head, tail) = self.0.split_at(n);
+        self.0 = tail;
+        Ok(head)
+    }
+    fn u8(&mut self) -> Result<u8> {
+        Ok(self.take(1)?[0])
+    }
+    fn u32(&mut self) -> Result<u32> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_be_bytes(b))
+    }
+    fn u64(&mut self) -> Result<u64> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_be_bytes(b))
+    }
+    fn bytes(&mut self) -> Result<Vec<u8>> {
+        let n = self.u32()? as usize;
+        Ok(self.take(n)?.to_vec())
+    }
+    fn cf(&mut self) -> Result<&'static str> {
+        let i = self.u8()? as usize;
+        CFS.get(i).copied().ok_or_else(|| Error::Codec(format!("bad column family index {i}")))
+    }
+}
+
+impl RaftCmd {
+    pub fn write(header: CmdHeader, modifies: Vec<Modify>) -> RaftCmd {
+        RaftCmd { header, body: CmdBody::Write(modifies) }
+    }
+
+    pub fn encode(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64);
+        out.push(CODEC_VERSION);
+        for v in [self.header.region_id, self.header.peer_id, self.header.conf_ver, self.header.version] {
+            out.extend_from_slice(&v.to_be_bytes());
+        }
+        match &self.body {
+            CmdBody::Write(modifies) => {
+                out.push(1);
+                out.extend_from_slice(&(modifies.len() as u32).to_be_bytes());
+                for m in modifies {
+                    match m {
+                        Modify::Put { cf, key, value } => {
+                            out.extend_from_slice(&[1, cf_index(cf)]);
+                            put_bytes(&mut out, key);
+                            put_bytes(&mut out, value);
+                        }
+                        Modify::Delete { cf, key } => {
+                            out.extend_from_slice(&[2, cf_index(cf)]);
+                            put_bytes(&mut out, key);
+                        }
+                        Modify::DeleteRange { cf, start, end } => {
+                            out.extend_from_slice(&[3, cf_index(cf)]);
+                            put_bytes(&mut out, start);
+                            put_bytes(&mut out, end);
+                        }
+                    }
+                }
+            }
+            CmdBody::CompactLog { index, term } => {
+                out.push(2);
+                out.extend_from_slice(&index.to_be_bytes());
+                out.extend_from_slice(&term.to_be_bytes());
+            }
+        }
+        out
+    }
+
+    pub fn decode(data: &[u8]) -> Result<RaftCmd> {
+        let mut r = Reader(data);
+        let version = r.u8()?;
+        if version != CODEC_VERSION {
+            return Err(Error::Codec(format!("unknown command version {version}")));
+        }
+        let header = CmdHeader { region_id: r.u64()?, peer_id: r.u64()?, conf_ver: r.u64()?, version: r.u64()? };
+        let body = match r.u8()? {
+            1 => {
+                let n = r.u32()? as usize;
+                let mut modifies = Vec::with_capacity(n.min(1 << 16));
+                for _ in 0..n {
+                    let op = r.u8()?;
+                    let cf = r.cf()?;
+                    modifies.push(match op {
+                        1 => Modify::Put { cf, key: r.bytes()?, value: r.bytes()? },
+                        2 => Modify::Delete { cf, key: r.bytes()? },
+                        3 => Modify::DeleteRange { cf, start: r.bytes()?, end: r.bytes()? },
+                        other => return Err(Error::Codec(format!("unknown modify op {other}"))),
+                    });
+                }
+                CmdBody::Write(modifies)
+            }
+            2 => CmdBody::CompactLog { index: r.u64()?, term: r.u64()? },
+            other => return Err(Error::Codec(format!("unknown command body {other}"))),
+        };
+        if !r.0.is_empty() {
+            return Err(Error::Codec("trailing bytes after command".into()));
+        }
+        Ok(RaftCmd { header, body })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn round_trip() {
+        let header = CmdHeader { region_id: 7, peer_id: 8, conf_ver: 1, version: 3 };
+        let cmds = [
+            RaftCmd::write(
+                header,
+                vec![
+                    Modify::Put { cf: CF_DEFAULT, key: b"k".to_vec(), value: b"v".to_vec() },
+                    Modify::Delete { cf: CF_LOCK, key: b"".to_vec() },
+                    Modify::DeleteRange { cf: CF_WRITE, start: b"a".to_vec(), end: vec![] },
+                ],
+            ),
+            RaftCmd::write(header, vec![]),
+            RaftCmd { header, body: CmdBody::CompactLog { index: 100, term: 6 } },
+        ];
+        for c in cmds {
+            assert_eq!(RaftCmd::decode(&c.encode()).expect("decode"), c);
+        }
+    }
+
+    #[test]
+    fn rejects_garbage() {
+        let c = RaftCmd::write(
+            CmdHeader::default(),
+            vec![Modify::Put { cf: CF_DEFAULT, key: b"k".to_vec(), value: b"v".to_vec() }],
+        );
+        let enc = c.encode();
+        for cut in 0..enc.len() {
+            assert!(RaftCmd::decode(&enc[..cut]).is_err(), "prefix {cut} accepted");
+        }
+        let mut extra = enc.clone();
+        extra.push(0);
+        assert!(RaftCmd::decode(&extra).is_err());
+        let mut bad_version = enc;
+        bad_version[0] = 9;
+        assert!(RaftCmd::decode(&bad_version).is_err());
+    }
+}

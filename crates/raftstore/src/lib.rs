@@ -1,0 +1,34 @@
+//! Multi-Raft: many Raft groups (regions) per store.
+//!
+//! Owns the peers of every region on this store (each wraps a raft-rs `RawNode` over a
+//! [`PeerStorage`]), the store loop that drives them, proposing commands, linearizable reads
+//! (ReadIndex), persisting the Raft log, applying committed commands to the KV engine, and the
+//! local layout of Raft and region state ([`keys`]).
+//!
+//! Must not depend on `storage` or `server`: it knows column families and keys, never MVCC or
+//! RPCs. It talks to other stores only through the [`Transport`] trait.
+//!
+//! Invariants:
+//! - An entry is acknowledged only after the Raft log holding it was fsynced on a quorum.
+//! - One store loop iteration persists the Ready of every region in one raft-engine write batch
+//!   with one fsync, and applies every region's committed entries in one KV write batch that also
+//!   carries each region's apply state, so data and applied index never disagree.
+//! - A command is applied only if its region epoch still matches and its keys lie in the region.
+
+mod cmd;
+mod error;
+pub mod keys;
+mod logger;
+pub mod metrics;
+mod peer;
+mod peer_storage;
+mod router;
+mod store;
+mod transport;
+
+pub use cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
+pub use error::{Error, Result};
+pub use peer_storage::{bootstrap_region, clear_prepared_region, load_regions, PeerStorage, RAFT_INIT_INDEX};
+pub use router::{ReadResponse, RegionInfo, Router, StoreEvent};
+pub use store::{spawn_store, StoreConfig, StoreHandle};
+pub use transport::{RaftEnvelope, Transport};

@@ -1,0 +1,58 @@
+//! Raftstore metrics, named as TiKV names them where a TiKV dashboard reads them.
+
+use std::sync::LazyLock;
+
+use prometheus::{
+    exponential_buckets, register_histogram, register_histogram_vec, register_int_counter_vec,
+    register_int_gauge_vec, Histogram, HistogramVec, IntCounterVec, IntGaugeVec,
+};
+
+fn buckets() -> Vec<f64> {
+    exponential_buckets(0.00005, 2.0, 20).unwrap_or_default()
+}
+
+pub static REGION_COUNT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
+    register_int_gauge_vec!("tikv_raftstore_region_count", "Number of regions (type=region|leader)", &["type"])
+        .expect("metric")
+});
+
+pub static APPEND_LOG_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_append_log_duration_seconds",
+        "Time to persist one loop's Raft log batch (write + fsync)",
+        buckets()
+    )
+    .expect("metric")
+});
+
+pub static APPLY_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_apply_log_duration_seconds",
+        "Time to apply one loop's committed entries to the KV engine",
+        buckets()
+    )
+    .expect("metric")
+});
+
+pub static LOOP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "tikv_raftstore_loop_duration_seconds",
+        "Time of one store loop iteration by phase",
+        &["phase"],
+        buckets()
+    )
+    .expect("metric")
+});
+
+pub static PROPOSAL_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!("tikv_raftstore_proposal_total", "Proposals by type", &["type"]).expect("metric")
+});
+
+pub static RAFT_READY_REGIONS: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_ready_regions_per_loop",
+        "Regions with a Ready handled in one loop iteration",
+        exponential_buckets(1.0, 2.0, 12).unwrap_or_default()
+    )
+    .expect("metric")
+});

@@ -1,0 +1,277 @@
+//! Raft log storage of one region, and the persisted region/apply state around it.
+
+use atoll_proto::metapb;
+use engine_traits::{KvEngine, WriteBatch, CF_DEFAULT, CF_RAFT};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use raft::{GetEntriesContext, RaftState, StorageError};
+
+use crate::keys::{self, ApplyState, RaftLocalState};
+use crate::{Error, Result};
+
+/// Index (and term) a freshly bootstrapped region's log starts after, as in TiKV.
+pub const RAFT_INIT_INDEX: u64 = 5;
+
+const REGION_NORMAL: u8 = 0;
+
+fn encode_region_state(region: &metapb::Region, state: u8) -> Vec<u8> {
+    let mut out = vec![state];
+    region.encode(&mut out).unwrap_or_default();
+    out
+}
+
+/// Writes the initial state of `region` (with this store's peer in it) into the engines.
+pub fn bootstrap_region<EK: KvEngine, ER: KvEngine>(kv: &EK, raft: &ER, region: &metapb::Region) -> Result<()> {
+    let mut rwb = WriteBatch::new();
+    let rs = RaftLocalState {
+        term: RAFT_INIT_INDEX,
+        vote: 0,
+        commit: RAFT_INIT_INDEX,
+        last_index: RAFT_INIT_INDEX,
+        last_term: RAFT_INIT_INDEX,
+    };
+    rwb.put_cf(CF_DEFAULT, keys::raft_state_key(region.id), rs.encode());
+    raft.write(&rwb, true)?;
+    let mut kwb = WriteBatch::new();
+    let apply = ApplyState {
+        applied_index: RAFT_INIT_INDEX,
+        truncated_index: RAFT_INIT_INDEX,
+        truncated_term: RAFT_INIT_INDEX,
+    };
+    kwb.put_cf(CF_RAFT, keys::apply_state_key(region.id), apply.encode());
+    kwb.put_cf(CF_RAFT, keys::region_state_key(region.id), encode_region_state(region, REGION_NORMAL));
+    kv.write(&kwb, true)?;
+    Ok(())
+}
+
+/// Removes a region prepared by [`bootstrap_region`] that the cluster did not accept.
+pub fn clear_prepared_region<EK: KvEngine, ER: KvEngine>(kv: &EK, raft: &ER, region_id: u64) -> Result<()> {
+    let mut kwb = WriteBatch::new();
+    kwb.delete_cf(CF_RAFT, keys::apply_state_key(region_id));
+    kwb.delete_cf(CF_RAFT, keys::region_state_key(region_id));
+    kv.write(&kwb, true)?;
+    let mut rwb = WriteBatch::new();
+    rwb.delete_cf(CF_DEFAULT, keys::raft_state_key(region_id));
+    raft.write(&rwb, true)?;
+    Ok(())
+}
+
+/// Every live region recorded in the KV engine, with its apply state.
+pub fn load_regions<EK: KvEngine>(kv: &EK) -> Result<Vec<(metapb::Region, ApplyState)>> {
+    let (lo, hi) = keys::region_state_range();
+    let mut states = vec![];
+    kv.scan_cf(CF_RAFT, &lo, Some(&hi), |k, v| {
+        if let (Some(id), Some((&state, rest))) = (keys::region_id_of_state_key(k), v.split_first()) {
+            if state == REGION_NORMAL {
+                states.push((id, rest.to_vec()));
+            }
+        }
+        Ok(true)
+    })?;
+    let mut out = Vec::with_capacity(states.len());
+    for (id, bytes) in states {
+        let region = metapb::Region::decode(bytes.as_slice())?;
+        let apply = kv
+            .get_cf(CF_RAFT, &keys::apply_state_key(id))?
+            .and_then(|b| ApplyState::decode(&b))
+            .ok_or_else(|| Error::Codec(format!("region {id} has no apply state")))?;
+        out.push((region, apply));
+    }
+    Ok(out)
+}
+
+/// The raft-rs storage of one region over the raft engine.
+pub struct PeerStorage<ER: KvEngine> {
+    raft_engine: ER,
+    region: metapb::Region,
+    raft_state: RaftLocalState,
+    apply_state: ApplyState,
+}
+
+fn storage_err(e: impl std::fmt::Display) -> raft::Error {
+    raft::Error::Store(StorageError::Other(e.to_string().into()))
+}
+
+impl<ER: KvEngine> PeerStorage<ER> {
+    /// Opens the storage of `region` from the raft engine; `apply_state` comes from the KV engine.
+    pub fn open(raft_engine: ER, region: metapb::Region, apply_state: ApplyState) -> Result<PeerStorage<ER>> {
+        let mut raft_state = raft_engine
+            .get_cf(CF_DEFAULT, &keys::raft_state_key(region.id))?
+            .and_then(|b| RaftLocalState::decode(&b))
+            .ok_or_else(|| Error::Codec(format!("region {} has no raft state", region.id)))?;
+        // The KV engine may hold an apply state ahead of the (never behind) raft commit index
+        // only if the raft state write was lost, which fsync ordering rules out; be defensive.
+        if raft_state.commit < apply_state.applied_index {
+            raft_state.commit = apply_state.applied_index;
+        }
+        Ok(PeerStorage { raft_engine, region, raft_state, apply_state })
+    }
+
+    pub fn region(&self) -> &metapb::Region {
+        &self.region
+    }
+
+    pub fn set_region(&mut self, region: metapb::Region) {
+        self.region = region;
+    }
+
+    pub fn apply_state(&self) -> &ApplyState {
+        &self.apply_state
+    }
+
+    pub fn apply_state_mut(&mut self) -> &mut ApplyState {
+        &mut self.apply_state
+    }
+
+    pub fn raft_state(&self) -> &RaftLocalState {
+        &self.raft_state
+    }
+
+    /// Stages `entries` (appended after a possible conflict) and `hs` into `wb`.
+    pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>, wb: &mut WriteBatch) -> Result<()> {
+        let region_id = self.region.id;
+        if let Some(first) = entries.first() {
+            let prev_last = self.raft_state.last_index;
+            for e in entries {
+                let bytes = e.write_to_bytes().map_err(|e| Error::Codec(e.to_string()))?;
+                wb.put_cf(CF_DEFAULT, keys::raft_entry_key(region_id, e.index), bytes);
+            }
+            let last = entries.last().unwrap_or(first);
+            if last.index < prev_last {
+                wb.delete_range_cf(
+                    CF_DEFAULT,
+                    keys::raft_entry_key(region_id, last.index + 1),
+                    keys::raft_entry_key(region_id, prev_last + 1),
+                );
+            }
+            self.raft_state.last_index = last.index;
+            self.raft_state.last_term = last.term;
+        }
+        if let Some(hs) = hs {
+            self.raft_state.term = hs.term;
+            self.raft_state.vote = hs.vote;
+            self.raft_state.commit = hs.commit;
+        }
+        if !entries.is_empty() || hs.is_some() {
+            wb.put_cf(CF_DEFAULT, keys::raft_state_key(region_id), self.raft_state.encode());
+        }
+        Ok(())
+    }
+
+    /// Stages removal of log entries up to `index` once the apply state recorded the truncation.
+    pub fn compact_to(&self, from: u64, index: u64, wb: &mut WriteBatch) {
+        if from <= index {
+            wb.delete_range_cf(
+                CF_DEFAULT,
+                keys::raft_entry_key(self.region.id, from),
+                keys::raft_entry_key(self.region.id, index + 1),
+            );
+        }
+    }
+
+    fn read_entry(&self, idx: u64) -> raft::Result<Option<Entry>> {
+        let key = keys::raft_entry_key(self.region.id, idx);
+        match self.raft_engine.get_cf(CF_DEFAULT, &key).map_err(storage_err)? {
+            Some(b) => {
+                let mut e = Entry::default();
+                e.merge_from_bytes(&b).map_err(storage_err)?;
+                Ok(Some(e))
+            }
+            None => Ok(None),
+        }
+    }
+}
+
+impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
+    fn initial_state(&self) -> raft::Result<RaftState> {
+        let mut hs = HardState::default();
+        hs.term = self.raft_state.term;
+        hs.vote = self.raft_state.vote;
+        hs.commit = self.raft_state.commit;
+        let mut cs = ConfState::default();
+        for p in &self.region.peers {
+            if p.role == metapb::PeerRole::Learner as i32 {
+                cs.learners.push(p.id);
+            } else {
+                cs.voters.push(p.id);
+            }
+        }
+        Ok(RaftState::new(hs, cs))
+    }
+
+    fn entries(
+        &self,
+        low: u64,
+        high: u64,
+        max_size: impl Into<Option<u64>>,
+        _context: GetEntriesContext,
+    ) -> raft::Result<Vec<Entry>> {
+        if low <= self.apply_state.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if high > self.raft_state.last_index + 1 || low > high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        let max_size = max_size.into().unwrap_or(u64::MAX);
+        let mut out = Vec::with_capacity((high - low).min(1024) as usize);
+        let mut size = 0u64;
+        let bounds = engine_traits::IterBounds::new(
+            Some(keys::raft_entry_key(self.region.id, low)),
+            Some(keys::raft_entry_key(self.region.id, high)),
+        );
+        let mut it = self.raft_engine.iterator_cf(CF_DEFAULT, bounds).map_err(storage_err)?;
+        let mut valid = engine_traits::EngineIterator::seek_to_first(&mut it).map_err(storage_err)?;
+        let mut expect = low;
+        while valid {
+            let mut e = Entry::default();
+            e.merge_from_bytes(engine_traits::EngineIterator::value(&it)).map_err(storage_err)?;
+            if e.index != expect {
+                return Err(raft::Error::Store(StorageError::Unavailable));
+            }
+            size += e.compute_size() as u64;
+            if !out.is_empty() && size > max_size {
+                break;
+            }
+            out.push(e);
+            expect += 1;
+            valid = engine_traits::EngineIterator::next(&mut it).map_err(storage_err)?;
+        }
+        if out.is_empty() && low < high {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        Ok(out)
+    }
+
+    fn term(&self, idx: u64) -> raft::Result<u64> {
+        if idx == self.apply_state.truncated_index {
+            return Ok(self.apply_state.truncated_term);
+        }
+        if idx < self.apply_state.truncated_index {
+            return Err(raft::Error::Store(StorageError::Compacted));
+        }
+        if idx > self.raft_state.last_index {
+            return Err(raft::Error::Store(StorageError::Unavailable));
+        }
+        if idx == self.raft_state.last_index {
+            return Ok(self.raft_state.last_term);
+        }
+        match self.read_entry(idx)? {
+            Some(e) => Ok(e.term),
+            None => Err(raft::Error::Store(StorageError::Unavailable)),
+        }
+    }
+
+    fn first_index(&self) -> raft::Result<u64> {
+        Ok(self.apply_state.truncated_index + 1)
+    }
+
+    fn last_index(&self) -> raft::Result<u64> {
+        Ok(self.raft_state.last_index)
+    }
+
+    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        // Region snapshots (for new or far-behind replicas) arrive with replication.
+        Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
+    }
+}

@@ -1,0 +1,279 @@
+//! Node configuration: TOML in TiKV's kebab-case sections, overridable by command-line flags.
+//! Unknown keys are reported (so typos are visible) but do not stop the node.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::time::Duration;
+
+use serde::{Deserialize, Deserializer};
+
+/// A byte size written with a unit, like TiKV's: `"96MB"`, `"1GiB"`, `"512KB"` or a plain number.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ReadableSize(pub u64);
+
+impl ReadableSize {
+    pub fn parse(s: &str) -> Result<ReadableSize, String> {
+        let s = s.trim();
+        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let (num, unit) = s.split_at(split);
+        let num: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
+        let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => 1 << 10,
+            "M" | "MB" | "MIB" => 1 << 20,
+            "G" | "GB" | "GIB" => 1 << 30,
+            "T" | "TB" | "TIB" => 1 << 40,
+            "P" | "PB" | "PIB" => 1 << 50,
+            other => return Err(format!("invalid size unit {other:?} in {s:?}")),
+        };
+        Ok(ReadableSize((num * mult as f64) as u64))
+    }
+}
+
+impl<'de> Deserialize<'de> for ReadableSize {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Raw {
+            N(u64),
+            S(String),
+        }
+        match Raw::deserialize(d)? {
+            Raw::N(n) => Ok(ReadableSize(n)),
+            Raw::S(s) => ReadableSize::parse(&s).map_err(serde::de::Error::custom),
+        }
+    }
+}
+
+/// A duration written with units, like TiKV's: `"10s"`, `"100ms"`, `"1m30s"`, `"2h"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadableDuration(pub Duration);
+
+impl ReadableDuration {
+    pub fn parse(s: &str) -> Result<ReadableDuration, String> {
+        let mut total = Duration::ZERO;
+        let mut rest = s.trim();
+        if rest.is_empty() {
+            return Err("empty duration".into());
+        }
+        while !rest.is_empty() {
+            let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let (num, tail) = rest.split_at(split);
+            let num: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
+            let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
+            let (unit, tail) = tail.split_at(unit_len);
+            let secs = match unit {
+                "ms" => num / 1000.0,
+                "s" => num,
+                "m" => num * 60.0,
+                "h" => num * 3600.0,
+                "d" => num * 86400.0,
+                other => return Err(format!("invalid duration unit {other:?} in {s:?}")),
+            };
+            total += Duration::from_secs_f64(secs);
+            rest = tail;
+        }
+        Ok(ReadableDuration(total))
+    }
+}
+
+impl<'de> Deserialize<'de> for ReadableDuration {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        ReadableDuration::parse(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+impl fmt::Display for ReadableDuration {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}ms", self.0.as_millis())
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct ServerConfig {
+    pub addr: String,
+    pub advertise_addr: String,
+    pub status_addr: String,
+    pub advertise_status_addr: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        ServerConfig {
+            addr: "127.0.0.1:20160".into(),
+            advertise_addr: String::new(),
+            status_addr: "127.0.0.1:20180".into(),
+            advertise_status_addr: String::new(),
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct PdSection {
+    pub endpoints: Vec<String>,
+}
+
+impl Default for PdSection {
+    fn default() -> Self {
+        PdSection { endpoints: vec!["127.0.0.1:2379".into()] }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct StorageSection {
+    pub data_dir: String,
+    /// Capacity reported to PD; 0 means the size of the disk.
+    pub reserve_space: ReadableSize,
+}
+
+impl Default for StorageSection {
+    fn default() -> Self {
+        StorageSection { data_dir: "./data".into(), reserve_space: ReadableSize(0) }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct RaftstoreSection {
+    pub capacity: ReadableSize,
+    pub raft_base_tick_interval: ReadableDuration,
+    pub raft_heartbeat_ticks: usize,
+    pub raft_election_timeout_ticks: usize,
+    pub raft_entry_max_size: ReadableSize,
+    pub raft_log_gc_threshold: u64,
+    pub pd_heartbeat_tick_interval: ReadableDuration,
+    pub pd_store_heartbeat_tick_interval: ReadableDuration,
+}
+
+impl Default for RaftstoreSection {
+    fn default() -> Self {
+        RaftstoreSection {
+            capacity: ReadableSize(0),
+            raft_base_tick_interval: ReadableDuration(Duration::from_millis(100)),
+            raft_heartbeat_ticks: 2,
+            raft_election_timeout_ticks: 10,
+            raft_entry_max_size: ReadableSize(8 << 20),
+            raft_log_gc_threshold: 2048,
+            pd_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
+            pd_store_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct LogSection {
+    pub level: String,
+    pub file: LogFileSection,
+}
+
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct LogFileSection {
+    pub filename: String,
+}
+
+/// The whole node configuration.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct Config {
+    pub server: ServerConfig,
+    pub pd: PdSection,
+    pub storage: StorageSection,
+    pub raftstore: RaftstoreSection,
+    pub log: LogSection,
+}
+
+impl Config {
+    /// Parses TOML; returns the config and the dotted paths of keys it did not know.
+    pub fn from_toml(text: &str) -> Result<(Config, Vec<String>), String> {
+        let de = toml::Deserializer::new(text);
+        let mut unknown = Vec::new();
+        let cfg = serde_ignored::deserialize(de, |path| unknown.push(path.to_string()))
+            .map_err(|e| format!("invalid config: {e}"))?;
+        Ok((cfg, unknown))
+    }
+
+    pub fn advertise_addr(&self) -> &str {
+        if self.server.advertise_addr.is_empty() {
+            &self.server.addr
+        } else {
+            &self.server.advertise_addr
+        }
+    }
+
+    pub fn advertise_status_addr(&self) -> &str {
+        if self.server.advertise_status_addr.is_empty() {
+            &self.server.status_addr
+        } else {
+            &self.server.advertise_status_addr
+        }
+    }
+
+    /// Parses `zone=z1,host=h1` into labels.
+    pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
+        let mut out = BTreeMap::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (k, v) = part.split_once('=').ok_or_else(|| format!("invalid label {part:?}, want key=value"))?;
+            if k.trim().is_empty() || v.trim().is_empty() {
+                return Err(format!("invalid label {part:?}, want key=value"));
+            }
+            out.insert(k.trim().to_owned(), v.trim().to_owned());
+        }
+        Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_and_durations() {
+        assert_eq!(ReadableSize::parse("96MB"), Ok(ReadableSize(96 << 20)));
+        assert_eq!(ReadableSize::parse("1GiB"), Ok(ReadableSize(1 << 30)));
+        assert_eq!(ReadableSize::parse("1.5KB"), Ok(ReadableSize(1536)));
+        assert_eq!(ReadableSize::parse("42"), Ok(ReadableSize(42)));
+        assert!(ReadableSize::parse("12XB").is_err());
+        assert_eq!(ReadableDuration::parse("100ms"), Ok(ReadableDuration(Duration::from_millis(100))));
+        assert_eq!(ReadableDuration::parse("1m30s"), Ok(ReadableDuration(Duration::from_secs(90))));
+        assert!(ReadableDuration::parse("5 parsecs").is_err());
+    }
+
+    #[test]
+    fn toml_with_unknown_keys_warns() {
+        let text = r#"
+            [server]
+            addr = "0.0.0.0:1"
+            labels = { zone = "z1" }
+            bogus = 1
+            [raftstore]
+            raft-base-tick-interval = "50ms"
+            capacity = "10GB"
+            [rocksdb]
+            max-open-files = 4096
+        "#;
+        let (cfg, unknown) = Config::from_toml(text).expect("parse");
+        assert_eq!(cfg.server.addr, "0.0.0.0:1");
+        assert_eq!(cfg.server.labels.get("zone").map(String::as_str), Some("z1"));
+        assert_eq!(cfg.raftstore.raft_base_tick_interval.0, Duration::from_millis(50));
+        assert_eq!(cfg.raftstore.capacity, ReadableSize(10 << 30));
+        assert_eq!(cfg.raftstore.raft_election_timeout_ticks, 10);
+        assert_eq!(unknown, vec!["server.bogus".to_string(), "rocksdb".to_string()]);
+        assert!(Config::from_toml("[server]\naddr = 5").is_err());
+    }
+
+    #[test]
+    fn labels() {
+        let l = Config::parse_labels("zone=z1, host=h1").expect("labels");
+        assert_eq!(l.len(), 2);
+        assert!(Config::parse_labels("zone").is_err());
+        assert!(Config::parse_labels("").expect("empty").is_empty());
+    }
+}

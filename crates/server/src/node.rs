@@ -1,0 +1,227 @@
+//! Start-up and shutdown of a storage node: open engines, join the cluster (store id, first
+//! regions), start raftstore, the gRPC services, the status server and the PD worker.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use atoll_proto::atollpb::raft_transport_server::RaftTransportServer;
+use atoll_proto::metapb;
+use atoll_proto::tikvpb::tikv_server::TikvServer;
+use engine_rocks::RocksEngine;
+use engine_traits::{KvEngine, Peekable, WriteBatch, ALL_CFS, CF_DEFAULT, CF_RAFT};
+use raftstore::keys::{store_ident_key, StoreIdent};
+use raftstore::StoreConfig;
+
+use crate::config::Config;
+use crate::pd_worker::PdWorker;
+use crate::raftkv::RaftKv;
+use crate::service::kv::KvService;
+use crate::service::raft::RaftService;
+use crate::{status_server, transport, GIT_HASH, VERSION};
+
+/// Why a node could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum NodeError {
+    #[error("config: {0}")]
+    Config(String),
+    #[error("engine: {0}")]
+    Engine(#[from] engine_traits::Error),
+    #[error("raftstore: {0}")]
+    Raftstore(#[from] raftstore::Error),
+    #[error("pd: {0}")]
+    Pd(#[from] pd_client::Error),
+    #[error("io: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("this data directory belongs to cluster {local}, but PD runs cluster {pd}")]
+    ClusterMismatch { local: u64, pd: u64 },
+    #[error("grpc server: {0}")]
+    Grpc(String),
+}
+
+/// The split keys of the initial regions: API V2 keyspace 0's raw and txn ranges, encoded.
+pub fn initial_split_keys() -> Vec<Vec<u8>> {
+    [&b"r\0\0\0"[..], b"r\0\0\x01", b"x\0\0\0", b"x\0\0\x01"]
+        .iter()
+        .map(|k| txn_types::memcomparable::encode_bytes(k))
+        .collect()
+}
+
+fn open_engines(data_dir: &Path) -> Result<(RocksEngine, RocksEngine), NodeError> {
+    std::fs::create_dir_all(data_dir)?;
+    let kv = RocksEngine::open(&data_dir.join("db"), ALL_CFS)?;
+    let raft = RocksEngine::open(&data_dir.join("raft"), &[CF_DEFAULT])?;
+    Ok((kv, raft))
+}
+
+async fn store_ident(kv: &RocksEngine, pd: &pd_client::PdClient) -> Result<StoreIdent, NodeError> {
+    if let Some(ident) = kv.get_cf(CF_RAFT, store_ident_key())?.and_then(|b| StoreIdent::decode(&b)) {
+        if ident.cluster_id != pd.cluster_id() {
+            return Err(NodeError::ClusterMismatch { local: ident.cluster_id, pd: pd.cluster_id() });
+        }
+        return Ok(ident);
+    }
+    let ident = StoreIdent { cluster_id: pd.cluster_id(), store_id: pd.alloc_id().await? };
+    let mut wb = WriteBatch::new();
+    wb.put_cf(CF_RAFT, store_ident_key(), ident.encode());
+    kv.write(&wb, true)?;
+    tracing::info!(store_id = ident.store_id, cluster_id = ident.cluster_id, "store identity created");
+    Ok(ident)
+}
+
+/// Bootstraps the cluster with this store's initial regions if nobody has yet.
+async fn maybe_bootstrap(
+    kv: &RocksEngine,
+    raft: &RocksEngine,
+    pd: &pd_client::PdClient,
+    store: &metapb::Store,
+) -> Result<(), NodeError> {
+    if pd.is_bootstrapped().await? {
+        return Ok(());
+    }
+    let mut regions: Vec<metapb::Region> = raftstore::load_regions(kv)?.into_iter().map(|(r, _)| r).collect();
+    if regions.is_empty() {
+        let keys = initial_split_keys();
+        let mut bounds = vec![Vec::new()];
+        bounds.extend(keys);
+        bounds.push(Vec::new());
+        for w in bounds.windows(2) {
+            let region_id = pd.alloc_id().await?;
+            let peer_id = pd.alloc_id().await?;
+            let region = metapb::Region {
+                id: region_id,
+                start_key: w[0].clone(),
+                end_key: w[1].clone(),
+                region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
+                peers: vec![metapb::Peer { id: peer_id, store_id: store.id, ..Default::default() }],
+                ..Default::default()
+            };
+            raftstore::bootstrap_region(kv, raft, &region)?;
+            regions.push(region);
+        }
+    }
+    regions.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+    let first = regions[0].clone();
+    match pd.bootstrap(store.clone(), first).await {
+        Ok(()) => {
+            tracing::info!(regions = regions.len(), "cluster bootstrapped");
+            Ok(())
+        }
+        Err(pd_client::Error::AlreadyBootstrapped) => {
+            tracing::info!("cluster already bootstrapped by another store; dropping prepared regions");
+            for r in &regions {
+                raftstore::clear_prepared_region(kv, raft, r.id)?;
+            }
+            Ok(())
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// Runs a node until `shutdown` resolves.
+pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+    let data_dir = PathBuf::from(&config.storage.data_dir);
+    let (kv, raft) = open_engines(&data_dir)?;
+    let addr: SocketAddr = tokio::net::lookup_host(&config.server.addr)
+        .await?
+        .next()
+        .ok_or_else(|| NodeError::Config(format!("bad --addr {}", config.server.addr)))?;
+    let grpc_listener = tokio::net::TcpListener::bind(addr).await?;
+    let status_listener = status_server::bind(&config.server.status_addr).await?;
+
+    let pd = pd_client::PdClient::connect(&config.pd.endpoints, Duration::from_secs(60)).await?;
+    let ident = store_ident(&kv, &pd).await?;
+    let start_ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let store = metapb::Store {
+        id: ident.store_id,
+        address: config.advertise_addr().to_owned(),
+        peer_address: config.advertise_addr().to_owned(),
+        status_address: config.advertise_status_addr().to_owned(),
+        version: VERSION.to_owned(),
+        git_hash: GIT_HASH.to_owned(),
+        start_timestamp: start_ts as i64,
+        deploy_path: std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.display().to_string())).unwrap_or_default(),
+        labels: config
+            .server
+            .labels
+            .iter()
+            .map(|(k, v)| metapb::StoreLabel { key: k.clone(), value: v.clone() })
+            .collect(),
+        ..Default::default()
+    };
+    maybe_bootstrap(&kv, &raft, &pd, &store).await?;
+    pd.put_store(store.clone()).await?;
+
+    let regions = raftstore::load_regions(&kv)?;
+    tracing::info!(store_id = ident.store_id, regions = regions.len(), "starting raftstore");
+    let rs = &config.raftstore;
+    let store_cfg = StoreConfig {
+        store_id: ident.store_id,
+        tick_interval: rs.raft_base_tick_interval.0,
+        election_tick: rs.raft_election_timeout_ticks,
+        heartbeat_tick: rs.raft_heartbeat_ticks,
+        max_entry_bytes: rs.raft_entry_max_size.0,
+        log_gc_threshold: rs.raft_log_gc_threshold,
+        ..Default::default()
+    };
+    let (transport, router_slot) = transport::start(pd.clone());
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (router, mut store_handle) =
+        raftstore::spawn_store(store_cfg, kv.clone(), raft.clone(), transport, regions, events_tx)?;
+    let _ = router_slot.send(router.clone());
+
+    let worker = PdWorker {
+        pd: pd.clone(),
+        router: router.clone(),
+        kv: kv.clone(),
+        store_id: ident.store_id,
+        data_dir: data_dir.clone(),
+        capacity: rs.capacity.0,
+        start_time: start_ts as u32,
+        region_interval: rs.pd_heartbeat_tick_interval.0,
+        store_interval: rs.pd_store_heartbeat_tick_interval.0,
+    };
+    let pd_task = tokio::spawn(worker.run(events_rx));
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|v| *v).await;
+    };
+    let status_task = tokio::spawn(status_server::serve(status_listener, ident.store_id, stop_signal(stop_rx.clone())));
+    let kv_service = KvService::new(RaftKv::new(router.clone(), ident.store_id));
+    let grpc = tonic::transport::Server::builder()
+        .tcp_nodelay(true)
+        .add_service(TikvServer::new(kv_service).max_decoding_message_size(64 << 20))
+        .add_service(RaftTransportServer::new(RaftService::new(router.clone())).max_decoding_message_size(64 << 20))
+        .serve_with_incoming_shutdown(
+            tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
+            stop_signal(stop_rx.clone()),
+        );
+    tracing::info!(addr = %addr, store_id = ident.store_id, version = VERSION, "atoll-kv serving");
+    let grpc_task = tokio::spawn(grpc);
+
+    shutdown.await;
+    tracing::info!("shutting down");
+    let _ = stop_tx.send(true);
+    let _ = grpc_task.await;
+    let _ = status_task.await;
+    tokio::task::spawn_blocking(move || store_handle.shutdown()).await.ok();
+    pd_task.abort();
+    kv.sync()?;
+    tracing::info!("stopped");
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::initial_split_keys;
+
+    #[test]
+    fn split_keys_are_sorted_keyspace_bounds() {
+        let keys = initial_split_keys();
+        assert_eq!(keys.len(), 4);
+        assert!(keys.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(keys[0], b"r\0\0\0\0\0\0\0\xfb".to_vec());
+    }
+}

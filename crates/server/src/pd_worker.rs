@@ -1,0 +1,107 @@
+//! Keeps PD informed: store heartbeats on a timer, region heartbeats for the regions this store
+//! leads (at once when leadership changes, then on a timer).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use atoll_proto::pdpb;
+use engine_rocks::{RocksEngine, RocksSnapshot};
+use engine_traits::{KvEngine, ALL_CFS};
+use raftstore::{RegionInfo, Router, StoreEvent};
+use tokio::sync::mpsc::UnboundedReceiver;
+
+use crate::metrics::{ENGINE_SIZE, STORE_SIZE};
+
+pub struct PdWorker {
+    pub pd: pd_client::PdClient,
+    pub router: Router<RocksSnapshot>,
+    pub kv: RocksEngine,
+    pub store_id: u64,
+    pub data_dir: PathBuf,
+    /// Configured capacity; 0 = the disk's size.
+    pub capacity: u64,
+    pub start_time: u32,
+    pub region_interval: Duration,
+    pub store_interval: Duration,
+}
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+impl PdWorker {
+    /// Runs until `events` closes (the store stopped).
+    pub async fn run(self, mut events: UnboundedReceiver<StoreEvent>) {
+        let mut region_tick = tokio::time::interval(self.region_interval);
+        let mut store_tick = tokio::time::interval(self.store_interval);
+        // Last reported written bytes/keys per region, to send deltas.
+        let mut last: HashMap<u64, (u64, u64, u64)> = HashMap::new();
+        loop {
+            tokio::select! {
+                ev = events.recv() => match ev {
+                    Some(StoreEvent::LeaderChanged(info)) => self.region_heartbeat(&info, &mut last),
+                    None => return,
+                },
+                _ = region_tick.tick() => {
+                    if let Ok(infos) = self.router.region_infos().await {
+                        for info in infos.iter().filter(|i| i.is_leader) {
+                            self.region_heartbeat(info, &mut last);
+                        }
+                    }
+                }
+                _ = store_tick.tick() => self.store_heartbeat().await,
+            }
+        }
+    }
+
+    fn region_heartbeat(&self, info: &RegionInfo, last: &mut HashMap<u64, (u64, u64, u64)>) {
+        let now = now_secs();
+        let (prev_bytes, prev_keys, prev_ts) =
+            last.insert(info.region.id, (info.written_bytes, info.written_keys, now)).unwrap_or((0, 0, now));
+        let req = pdpb::RegionHeartbeatRequest {
+            region: Some(info.region.clone()),
+            leader: info.leader.clone(),
+            bytes_written: info.written_bytes.saturating_sub(prev_bytes),
+            keys_written: info.written_keys.saturating_sub(prev_keys),
+            interval: Some(pdpb::TimeInterval { start_timestamp: prev_ts, end_timestamp: now }),
+            term: info.term,
+            ..Default::default()
+        };
+        if let Err(e) = self.pd.region_heartbeat(req) {
+            tracing::warn!(region_id = info.region.id, error = %e, "region heartbeat not sent");
+        }
+    }
+
+    async fn store_heartbeat(&self) {
+        let (disk_total, disk_avail) = match (fs4::total_space(&self.data_dir), fs4::available_space(&self.data_dir)) {
+            (Ok(t), Ok(a)) => (t, a),
+            _ => (0, 0),
+        };
+        let mut used = 0u64;
+        for cf in ALL_CFS {
+            if let Ok(size) = self.kv.approximate_size_cf(cf) {
+                ENGINE_SIZE.with_label_values(&["kv", cf]).set(size as i64);
+                used += size;
+            }
+        }
+        let capacity = if self.capacity > 0 { self.capacity } else { disk_total };
+        let available = disk_avail.min(capacity.saturating_sub(used));
+        STORE_SIZE.with_label_values(&["capacity"]).set(capacity as i64);
+        STORE_SIZE.with_label_values(&["available"]).set(available as i64);
+        STORE_SIZE.with_label_values(&["used"]).set(used as i64);
+        let region_count = self.router.region_infos().await.map(|r| r.len()).unwrap_or(0);
+        let stats = pdpb::StoreStats {
+            store_id: self.store_id,
+            capacity,
+            available,
+            used_size: used,
+            region_count: region_count as u32,
+            start_time: self.start_time,
+            ..Default::default()
+        };
+        if let Err(e) = self.pd.store_heartbeat(stats).await {
+            tracing::warn!(error = %e, "store heartbeat failed");
+        }
+    }
+}

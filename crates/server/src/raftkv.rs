@@ -1,0 +1,50 @@
+//! Storage's kv seam on top of raftstore: where `storage` and `raftstore` meet.
+
+use atoll_proto::kvrpcpb;
+use engine_rocks::RocksSnapshot;
+use engine_traits::Modify;
+use raftstore::{CmdHeader, Router};
+use storage::kv::{Engine, RegionSnapshot};
+
+use crate::errors::raftstore_error;
+
+/// Sends storage's reads and writes through the addressed region's Raft group.
+#[derive(Clone)]
+pub struct RaftKv {
+    router: Router<RocksSnapshot>,
+    store_id: u64,
+}
+
+impl RaftKv {
+    pub fn new(router: Router<RocksSnapshot>, store_id: u64) -> RaftKv {
+        RaftKv { router, store_id }
+    }
+
+    fn header(&self, ctx: &kvrpcpb::Context) -> storage::Result<CmdHeader> {
+        if let Some(peer) = &ctx.peer {
+            if peer.store_id != 0 && peer.store_id != self.store_id {
+                return Err(raftstore_error(raftstore::Error::StoreNotMatch {
+                    request_store_id: peer.store_id,
+                    actual_store_id: self.store_id,
+                }));
+            }
+        }
+        let epoch = ctx.region_epoch.clone().unwrap_or_default();
+        Ok(CmdHeader { region_id: ctx.region_id, peer_id: 0, conf_ver: epoch.conf_ver, version: epoch.version })
+    }
+}
+
+impl Engine for RaftKv {
+    type Snap = RocksSnapshot;
+
+    async fn snapshot(&self, ctx: &kvrpcpb::Context) -> storage::Result<RegionSnapshot<RocksSnapshot>> {
+        let header = self.header(ctx)?;
+        let resp = self.router.read(header).await.map_err(raftstore_error)?;
+        Ok(RegionSnapshot { snapshot: resp.snapshot, region: resp.region })
+    }
+
+    async fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> storage::Result<()> {
+        let header = self.header(ctx)?;
+        self.router.write(header, modifies).await.map_err(raftstore_error)
+    }
+}

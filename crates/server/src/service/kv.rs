@@ -1,0 +1,313 @@
+//! `tikvpb.Tikv`: the client-facing service. Each handler turns the request into a storage call
+//! and the outcome into the response; region errors travel in `region_error`, other failures in
+//! `error` (or, for responses without an `error` field, as an `InvalidArgument` status).
+//! Methods not served yet answer gRPC `Unimplemented`.
+
+use std::time::Instant;
+
+use atoll_proto::kvrpcpb::{self, *};
+use atoll_proto::tikvpb::tikv_server::Tikv;
+use storage::raw::RawStorage;
+use tonic::{Request, Response, Status};
+
+use crate::errors::split_storage_error;
+use crate::metrics::GRPC_MSG_DURATION;
+use crate::raftkv::RaftKv;
+
+/// Serves the raw API (and, later, transactions) over storage.
+#[derive(Clone)]
+pub struct KvService {
+    raw: RawStorage<RaftKv>,
+}
+
+impl KvService {
+    pub fn new(engine: RaftKv) -> KvService {
+        KvService { raw: RawStorage::new(engine) }
+    }
+}
+
+struct Timer {
+    kind: &'static str,
+    start: Instant,
+}
+
+impl Timer {
+    fn new(kind: &'static str) -> Timer {
+        Timer { kind, start: Instant::now() }
+    }
+}
+
+impl Drop for Timer {
+    fn drop(&mut self) {
+        GRPC_MSG_DURATION.with_label_values(&[self.kind]).observe(self.start.elapsed().as_secs_f64());
+    }
+}
+
+/// Fills `region_error` and `error` of a response from a storage error.
+macro_rules! fill_err {
+    ($resp:ident, $e:expr) => {{
+        let (region_error, error) = split_storage_error($e);
+        $resp.region_error = region_error;
+        $resp.error = error;
+    }};
+}
+
+/// For responses that only have `region_error`: other errors become a status.
+fn region_only(e: storage::Error) -> Result<Option<atoll_proto::errorpb::Error>, Status> {
+    match split_storage_error(e) {
+        (Some(r), _) => Ok(Some(r)),
+        (None, msg) => Err(Status::invalid_argument(msg)),
+    }
+}
+
+fn pairs(kvs: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<KvPair> {
+    kvs.into_iter().map(|(key, value)| KvPair { key, value, ..Default::default() }).collect()
+}
+
+fn not_served(method: &str) -> Status {
+    Status::unimplemented(format!("{method} is not served by this version of atoll-kv"))
+}
+
+#[tonic::async_trait]
+impl Tikv for KvService {
+    // Transactions and the coprocessor are not served yet: `Unimplemented`, never a wrong answer.
+    async fn kv_get(&self, _req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        Err(not_served("kv_get"))
+    }
+
+    async fn kv_scan(&self, _req: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        Err(not_served("kv_scan"))
+    }
+
+    async fn kv_prewrite(&self, _req: Request<PrewriteRequest>) -> Result<Response<PrewriteResponse>, Status> {
+        Err(not_served("kv_prewrite"))
+    }
+
+    async fn kv_pessimistic_lock(&self, _req: Request<PessimisticLockRequest>) -> Result<Response<PessimisticLockResponse>, Status> {
+        Err(not_served("kv_pessimistic_lock"))
+    }
+
+    async fn kv_pessimistic_rollback(&self, _req: Request<PessimisticRollbackRequest>) -> Result<Response<PessimisticRollbackResponse>, Status> {
+        Err(not_served("kv_pessimistic_rollback"))
+    }
+
+    async fn kv_txn_heart_beat(&self, _req: Request<TxnHeartBeatRequest>) -> Result<Response<TxnHeartBeatResponse>, Status> {
+        Err(not_served("kv_txn_heart_beat"))
+    }
+
+    async fn kv_check_txn_status(&self, _req: Request<CheckTxnStatusRequest>) -> Result<Response<CheckTxnStatusResponse>, Status> {
+        Err(not_served("kv_check_txn_status"))
+    }
+
+    async fn kv_check_secondary_locks(&self, _req: Request<CheckSecondaryLocksRequest>) -> Result<Response<CheckSecondaryLocksResponse>, Status> {
+        Err(not_served("kv_check_secondary_locks"))
+    }
+
+    async fn kv_commit(&self, _req: Request<CommitRequest>) -> Result<Response<CommitResponse>, Status> {
+        Err(not_served("kv_commit"))
+    }
+
+    async fn kv_cleanup(&self, _req: Request<CleanupRequest>) -> Result<Response<CleanupResponse>, Status> {
+        Err(not_served("kv_cleanup"))
+    }
+
+    async fn kv_batch_get(&self, _req: Request<BatchGetRequest>) -> Result<Response<BatchGetResponse>, Status> {
+        Err(not_served("kv_batch_get"))
+    }
+
+    async fn kv_batch_rollback(&self, _req: Request<BatchRollbackRequest>) -> Result<Response<BatchRollbackResponse>, Status> {
+        Err(not_served("kv_batch_rollback"))
+    }
+
+    async fn kv_scan_lock(&self, _req: Request<ScanLockRequest>) -> Result<Response<ScanLockResponse>, Status> {
+        Err(not_served("kv_scan_lock"))
+    }
+
+    async fn kv_resolve_lock(&self, _req: Request<ResolveLockRequest>) -> Result<Response<ResolveLockResponse>, Status> {
+        Err(not_served("kv_resolve_lock"))
+    }
+
+    async fn kv_gc(&self, _req: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        Err(not_served("kv_gc"))
+    }
+
+    async fn kv_delete_range(&self, _req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+        Err(not_served("kv_delete_range"))
+    }
+
+    async fn unsafe_destroy_range(&self, _req: Request<UnsafeDestroyRangeRequest>) -> Result<Response<UnsafeDestroyRangeResponse>, Status> {
+        Err(not_served("unsafe_destroy_range"))
+    }
+
+    async fn coprocessor(&self, _req: Request<atoll_proto::coprocessor::Request>) -> Result<Response<atoll_proto::coprocessor::Response>, Status> {
+        Err(not_served("coprocessor"))
+    }
+
+
+    async fn raw_get(&self, req: Request<RawGetRequest>) -> Result<Response<RawGetResponse>, Status> {
+        let _t = Timer::new("raw_get");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawGetResponse::default();
+        match self.raw.get(&ctx, &req.cf, &req.key).await {
+            Ok(Some(v)) => resp.value = v,
+            Ok(None) => resp.not_found = true,
+            Err(e) => fill_err!(resp, e),
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_batch_get(&self, req: Request<RawBatchGetRequest>) -> Result<Response<RawBatchGetResponse>, Status> {
+        let _t = Timer::new("raw_batch_get");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawBatchGetResponse::default();
+        match self.raw.batch_get(&ctx, &req.cf, &req.keys).await {
+            Ok(kvs) => resp.pairs = pairs(kvs),
+            Err(e) => resp.region_error = region_only(e)?,
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_put(&self, req: Request<RawPutRequest>) -> Result<Response<RawPutResponse>, Status> {
+        let _t = Timer::new("raw_put");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawPutResponse::default();
+        if let Err(e) = self.raw.put(&ctx, &req.cf, req.key, req.value, req.ttl).await {
+            fill_err!(resp, e);
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_batch_put(&self, req: Request<RawBatchPutRequest>) -> Result<Response<RawBatchPutResponse>, Status> {
+        let _t = Timer::new("raw_batch_put");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawBatchPutResponse::default();
+        #[allow(deprecated)]
+        let ttls = if req.ttls.is_empty() && req.ttl > 0 { vec![req.ttl] } else { req.ttls };
+        let kvs = req.pairs.into_iter().map(|p| (p.key, p.value)).collect();
+        if let Err(e) = self.raw.batch_put(&ctx, &req.cf, kvs, &ttls).await {
+            fill_err!(resp, e);
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_delete(&self, req: Request<RawDeleteRequest>) -> Result<Response<RawDeleteResponse>, Status> {
+        let _t = Timer::new("raw_delete");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawDeleteResponse::default();
+        if let Err(e) = self.raw.batch_delete(&ctx, &req.cf, &[req.key]).await {
+            fill_err!(resp, e);
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_batch_delete(
+        &self,
+        req: Request<RawBatchDeleteRequest>,
+    ) -> Result<Response<RawBatchDeleteResponse>, Status> {
+        let _t = Timer::new("raw_batch_delete");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawBatchDeleteResponse::default();
+        if let Err(e) = self.raw.batch_delete(&ctx, &req.cf, &req.keys).await {
+            fill_err!(resp, e);
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_scan(&self, req: Request<RawScanRequest>) -> Result<Response<RawScanResponse>, Status> {
+        let _t = Timer::new("raw_scan");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawScanResponse::default();
+        match self
+            .raw
+            .scan(&ctx, &req.cf, &req.start_key, &req.end_key, req.limit, req.key_only, req.reverse)
+            .await
+        {
+            Ok(kvs) => resp.kvs = pairs(kvs),
+            Err(e) => resp.region_error = region_only(e)?,
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_delete_range(
+        &self,
+        req: Request<RawDeleteRangeRequest>,
+    ) -> Result<Response<RawDeleteRangeResponse>, Status> {
+        let _t = Timer::new("raw_delete_range");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawDeleteRangeResponse::default();
+        if let Err(e) = self.raw.delete_range(&ctx, &req.cf, &req.start_key, &req.end_key).await {
+            fill_err!(resp, e);
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_batch_scan(&self, req: Request<RawBatchScanRequest>) -> Result<Response<RawBatchScanResponse>, Status> {
+        let _t = Timer::new("raw_batch_scan");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawBatchScanResponse::default();
+        match self.raw.batch_scan(&ctx, &req.cf, &req.ranges, req.each_limit, req.key_only, req.reverse).await {
+            Ok(kvs) => resp.kvs = pairs(kvs),
+            Err(e) => resp.region_error = region_only(e)?,
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_get_key_ttl(&self, req: Request<RawGetKeyTtlRequest>) -> Result<Response<RawGetKeyTtlResponse>, Status> {
+        let _t = Timer::new("raw_get_key_ttl");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawGetKeyTtlResponse::default();
+        match self.raw.get_key_ttl(&ctx, &req.cf, &req.key).await {
+            Ok(Some(ttl)) => resp.ttl = ttl,
+            Ok(None) => resp.not_found = true,
+            Err(e) => fill_err!(resp, e),
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_compare_and_swap(&self, req: Request<RawCasRequest>) -> Result<Response<RawCasResponse>, Status> {
+        let _t = Timer::new("raw_compare_and_swap");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawCasResponse::default();
+        let previous = (!req.previous_not_exist).then_some(req.previous_value.as_slice());
+        match self.raw.compare_and_swap(&ctx, &req.cf, &req.key, previous, req.value, req.ttl).await {
+            Ok(out) => {
+                resp.succeed = out.succeed;
+                resp.previous_not_exist = out.previous.is_none();
+                resp.previous_value = out.previous.unwrap_or_default();
+            }
+            Err(e) => fill_err!(resp, e),
+        }
+        Ok(Response::new(resp))
+    }
+
+    async fn raw_checksum(&self, req: Request<RawChecksumRequest>) -> Result<Response<RawChecksumResponse>, Status> {
+        let _t = Timer::new("raw_checksum");
+        let req = req.into_inner();
+        let ctx = req.context.unwrap_or_default();
+        let mut resp = RawChecksumResponse::default();
+        if req.algorithm != kvrpcpb::ChecksumAlgorithm::Crc64Xor as i32 {
+            resp.error = format!("unknown checksum algorithm {}", req.algorithm);
+            return Ok(Response::new(resp));
+        }
+        match self.raw.checksum(&ctx, &req.ranges).await {
+            Ok(sum) => {
+                resp.checksum = sum.checksum;
+                resp.total_kvs = sum.total_kvs;
+                resp.total_bytes = sum.total_bytes;
+            }
+            Err(e) => fill_err!(resp, e),
+        }
+        Ok(Response::new(resp))
+    }
+}

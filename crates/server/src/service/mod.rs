@@ -1,0 +1,4 @@
+//! gRPC services of a node.
+
+pub mod kv;
+pub mod raft;

@@ -1,0 +1,26 @@
+//! The kv seam: how storage reaches replicated data without knowing about Raft.
+
+use std::future::Future;
+
+use atoll_proto::{kvrpcpb, metapb};
+use engine_traits::{Modify, Snapshot};
+
+use crate::Result;
+
+/// A consistent snapshot taken at a linearizable point for one region.
+pub struct RegionSnapshot<S> {
+    pub snapshot: S,
+    pub region: metapb::Region,
+}
+
+/// Replicated key-value access for one region at a time (the region named in the context).
+pub trait Engine: Clone + Send + Sync + 'static {
+    type Snap: Snapshot;
+
+    /// A snapshot that sees every write acknowledged before the call; region errors (not
+    /// leader, epoch, unknown region) come back as [`crate::Error::Region`].
+    fn snapshot(&self, ctx: &kvrpcpb::Context) -> impl Future<Output = Result<RegionSnapshot<Self::Snap>>> + Send;
+
+    /// Replicates and applies `modifies` (range-key space) atomically in the region.
+    fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> impl Future<Output = Result<()>> + Send;
+}

@@ -1,0 +1,376 @@
+//! The raw key-value API (no MVCC): point and batch reads/writes, scans, delete-range, TTL,
+//! compare-and-swap and checksums, for API V1 and V2.
+//!
+//! Key mapping: an API V1 key is stored as is; an API V2 key (which must carry the raw key-space
+//! prefix `r` + 3-byte keyspace id) is stored memcomparable-encoded, the space PD's region
+//! boundaries are in. Values are stored as [`txn_types::raw_value::RawValue`] in both modes.
+
+mod checksum;
+
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use atoll_proto::kvrpcpb::{self, ApiVersion};
+use engine_traits::{EngineIterator, IterBounds, Iterable, Modify, Peekable, CF_DEFAULT, CF_LOCK, CF_WRITE};
+use txn_types::keys::{data_end_key, data_key, origin_key};
+use txn_types::memcomparable;
+use txn_types::raw_value::RawValue;
+
+use crate::kv::{Engine, RegionSnapshot};
+use crate::latches::Latches;
+use crate::metrics::COMMAND_DURATION;
+use crate::{Error, Result};
+
+pub use checksum::Crc64;
+
+/// Largest key accepted (TiKV's `max-key-size`, 8 KiB).
+pub const MAX_KEY_SIZE: usize = 8 * 1024;
+/// Largest single value accepted (TiKV's raft entry limit, 8 MiB).
+pub const MAX_VALUE_SIZE: usize = 8 * 1024 * 1024;
+/// Largest scan limit accepted in one request.
+pub const MAX_SCAN_LIMIT: u32 = 100_000;
+
+const RAW_KEY_PREFIX: u8 = b'r';
+
+fn now_secs() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+}
+
+/// Maps a raw request's column family name.
+pub fn raw_cf(cf: &str) -> Result<&'static str> {
+    match cf {
+        "" | "default" => Ok(CF_DEFAULT),
+        "lock" => Ok(CF_LOCK),
+        "write" => Ok(CF_WRITE),
+        other => Err(Error::InvalidInput(format!("unknown column family {other:?}"))),
+    }
+}
+
+fn is_v2(ctx: &kvrpcpb::Context) -> bool {
+    ctx.api_version == ApiVersion::V2 as i32
+}
+
+/// The stored (range) key of a request key.
+fn range_key(ctx: &kvrpcpb::Context, key: &[u8]) -> Result<Vec<u8>> {
+    if key.len() > MAX_KEY_SIZE {
+        return Err(Error::KeyTooLarge { size: key.len(), limit: MAX_KEY_SIZE });
+    }
+    if is_v2(ctx) {
+        if key.len() < 4 || key[0] != RAW_KEY_PREFIX {
+            return Err(Error::InvalidKeyMode(key.to_vec()));
+        }
+        Ok(memcomparable::encode_bytes(key))
+    } else {
+        Ok(key.to_vec())
+    }
+}
+
+/// The request key of a stored (range) key.
+fn user_key(ctx: &kvrpcpb::Context, range_key: &[u8]) -> Result<Vec<u8>> {
+    if is_v2(ctx) {
+        Ok(memcomparable::decode_bytes_exact(range_key)?)
+    } else {
+        Ok(range_key.to_vec())
+    }
+}
+
+/// A scan bound in range-key space; an empty request bound means "unbounded".
+fn range_bound(ctx: &kvrpcpb::Context, key: &[u8]) -> Result<Option<Vec<u8>>> {
+    if key.is_empty() {
+        return Ok(None);
+    }
+    if is_v2(ctx) && key.len() > MAX_KEY_SIZE {
+        return Err(Error::KeyTooLarge { size: key.len(), limit: MAX_KEY_SIZE });
+    }
+    Ok(Some(if is_v2(ctx) { memcomparable::encode_bytes(key) } else { key.to_vec() }))
+}
+
+fn check_in_region(snap_region: &atoll_proto::metapb::Region, key: &[u8]) -> Result<()> {
+    if txn_types::keys::in_range(key, &snap_region.start_key, &snap_region.end_key) {
+        return Ok(());
+    }
+    Err(Error::from(atoll_proto::errorpb::Error {
+        message: format!("key is not in region {}", snap_region.id),
+        key_not_in_region: Some(atoll_proto::errorpb::KeyNotInRegion {
+            key: key.to_vec(),
+            region_id: snap_region.id,
+            start_key: snap_region.start_key.clone(),
+            end_key: snap_region.end_key.clone(),
+        }),
+        ..Default::default()
+    }))
+}
+
+fn check_value(value: &[u8]) -> Result<()> {
+    if value.len() > MAX_VALUE_SIZE {
+        return Err(Error::ValueTooLarge { size: value.len(), limit: MAX_VALUE_SIZE });
+    }
+    Ok(())
+}
+
+/// Result of a compare-and-swap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CasOutcome {
+    pub succeed: bool,
+    /// The value before the call (`None`: the key did not exist or had expired).
+    pub previous: Option<Vec<u8>>,
+}
+
+/// A checksum over key ranges.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Checksum {
+    pub checksum: u64,
+    pub total_kvs: u64,
+    pub total_bytes: u64,
+}
+
+/// One pair a scan returns (value empty when key-only).
+pub type KvPair = (Vec<u8>, Vec<u8>);
+
+/// The raw API over a kv seam.
+#[derive(Clone)]
+pub struct RawStorage<E: Engine> {
+    engine: E,
+    latches: Latches,
+}
+
+impl<E: Engine> RawStorage<E> {
+    pub fn new(engine: E) -> RawStorage<E> {
+        RawStorage { engine, latches: Latches::new(4096) }
+    }
+
+    async fn snapshot(&self, ctx: &kvrpcpb::Context) -> Result<RegionSnapshot<E::Snap>> {
+        let t = std::time::Instant::now();
+        let r = self.engine.snapshot(ctx).await;
+        COMMAND_DURATION.with_label_values(&["snapshot"]).observe(t.elapsed().as_secs_f64());
+        r
+    }
+
+    async fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> Result<()> {
+        let t = std::time::Instant::now();
+        let r = self.engine.write(ctx, modifies).await;
+        COMMAND_DURATION.with_label_values(&["write"]).observe(t.elapsed().as_secs_f64());
+        r
+    }
+
+    fn read_value(snap: &RegionSnapshot<E::Snap>, cf: &str, rkey: &[u8], now: u64) -> Result<Option<RawValue>> {
+        check_in_region(&snap.region, rkey)?;
+        match snap.snapshot.get_cf(cf, &data_key(rkey))? {
+            Some(stored) => {
+                let v = RawValue::decode(stored)?;
+                Ok((!v.is_expired(now)).then_some(v))
+            }
+            None => Ok(None),
+        }
+    }
+
+    pub async fn get(&self, ctx: &kvrpcpb::Context, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let cf = raw_cf(cf)?;
+        let rkey = range_key(ctx, key)?;
+        let snap = self.snapshot(ctx).await?;
+        Ok(Self::read_value(&snap, cf, &rkey, now_secs())?.map(|v| v.value))
+    }
+
+    /// Pairs of the keys that exist, in request order.
+    pub async fn batch_get(&self, ctx: &kvrpcpb::Context, cf: &str, keys: &[Vec<u8>]) -> Result<Vec<KvPair>> {
+        let cf = raw_cf(cf)?;
+        let rkeys = keys.iter().map(|k| range_key(ctx, k)).collect::<Result<Vec<_>>>()?;
+        let snap = self.snapshot(ctx).await?;
+        let now = now_secs();
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, rkey) in keys.iter().zip(&rkeys) {
+            if let Some(v) = Self::read_value(&snap, cf, rkey, now)? {
+                out.push((key.clone(), v.value));
+            }
+        }
+        Ok(out)
+    }
+
+    /// Writes `pairs` atomically; `ttls` is empty (no TTL), one TTL for all, or one per pair.
+    pub async fn batch_put(&self, ctx: &kvrpcpb::Context, cf: &str, pairs: Vec<KvPair>, ttls: &[u64]) -> Result<()> {
+        let cf = raw_cf(cf)?;
+        if !ttls.is_empty() && ttls.len() != 1 && ttls.len() != pairs.len() {
+            return Err(Error::InvalidInput(format!("{} ttls for {} pairs", ttls.len(), pairs.len())));
+        }
+        let now = now_secs();
+        let mut modifies = Vec::with_capacity(pairs.len());
+        for (i, (key, value)) in pairs.into_iter().enumerate() {
+            check_value(&value)?;
+            let ttl = ttls.get(i).or(ttls.first()).copied().unwrap_or(0);
+            let key = range_key(ctx, &key)?;
+            modifies.push(Modify::Put { cf, key, value: RawValue::with_ttl(value, ttl, now).encode() });
+        }
+        let _guard = self.latches.acquire(modifies.iter().map(|m| m.key())).await;
+        self.write(ctx, modifies).await
+    }
+
+    pub async fn put(&self, ctx: &kvrpcpb::Context, cf: &str, key: Vec<u8>, value: Vec<u8>, ttl: u64) -> Result<()> {
+        self.batch_put(ctx, cf, vec![(key, value)], &[ttl]).await
+    }
+
+    pub async fn batch_delete(&self, ctx: &kvrpcpb::Context, cf: &str, keys: &[Vec<u8>]) -> Result<()> {
+        let cf = raw_cf(cf)?;
+        let modifies = keys
+            .iter()
+            .map(|k| Ok(Modify::Delete { cf, key: range_key(ctx, k)? }))
+            .collect::<Result<Vec<_>>>()?;
+        let _guard = self.latches.acquire(modifies.iter().map(|m| m.key())).await;
+        self.write(ctx, modifies).await
+    }
+
+    /// Deletes `[start, end)` within the addressed region (empty `end`: to the region's end).
+    pub async fn delete_range(&self, ctx: &kvrpcpb::Context, cf: &str, start: &[u8], end: &[u8]) -> Result<()> {
+        let cf = raw_cf(cf)?;
+        let start = range_bound(ctx, start)?.unwrap_or_default();
+        let end = range_bound(ctx, end)?.unwrap_or_default();
+        if !end.is_empty() && start >= end {
+            return Err(Error::InvalidInput("delete range start must be less than end".into()));
+        }
+        self.write(ctx, vec![Modify::DeleteRange { cf, start, end }]).await
+    }
+
+    /// Seconds left to live: `Some(0)` for a key without TTL, `None` when it does not exist.
+    pub async fn get_key_ttl(&self, ctx: &kvrpcpb::Context, cf: &str, key: &[u8]) -> Result<Option<u64>> {
+        let cf = raw_cf(cf)?;
+        let rkey = range_key(ctx, key)?;
+        let snap = self.snapshot(ctx).await?;
+        let now = now_secs();
+        Ok(Self::read_value(&snap, cf, &rkey, now)?.map(|v| v.ttl_left(now).unwrap_or(0)))
+    }
+
+    /// Sets `key` to `value` only if its current value is `previous` (`None`: must not exist).
+    pub async fn compare_and_swap(
+        &self,
+        ctx: &kvrpcpb::Context,
+        cf: &str,
+        key: &[u8],
+        previous: Option<&[u8]>,
+        value: Vec<u8>,
+        ttl: u64,
+    ) -> Result<CasOutcome> {
+        let cf = raw_cf(cf)?;
+        check_value(&value)?;
+        let rkey = range_key(ctx, key)?;
+        let _guard = self.latches.acquire([rkey.as_slice()]).await;
+        let snap = self.snapshot(ctx).await?;
+        let now = now_secs();
+        let current = Self::read_value(&snap, cf, &rkey, now)?.map(|v| v.value);
+        if current.as_deref() != previous {
+            return Ok(CasOutcome { succeed: false, previous: current });
+        }
+        let stored = RawValue::with_ttl(value, ttl, now).encode();
+        self.write(ctx, vec![Modify::Put { cf, key: rkey, value: stored }]).await?;
+        Ok(CasOutcome { succeed: true, previous: current })
+    }
+
+    /// Scans the addressed region. Forward: keys in `[start, end)`. Reverse (TiKV's raw
+    /// convention): keys in `[end, start)`, largest first. Empty bounds are unbounded; the scan
+    /// never leaves the region.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scan(
+        &self,
+        ctx: &kvrpcpb::Context,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+        key_only: bool,
+        reverse: bool,
+    ) -> Result<Vec<KvPair>> {
+        let cf = raw_cf(cf)?;
+        if limit > MAX_SCAN_LIMIT {
+            return Err(Error::InvalidInput(format!("scan limit {limit} exceeds {MAX_SCAN_LIMIT}")));
+        }
+        let snap = self.snapshot(ctx).await?;
+        self.scan_snapshot(ctx, &snap, cf, start, end, limit, key_only, reverse)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn scan_snapshot(
+        &self,
+        ctx: &kvrpcpb::Context,
+        snap: &RegionSnapshot<E::Snap>,
+        cf: &'static str,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+        key_only: bool,
+        reverse: bool,
+    ) -> Result<Vec<KvPair>> {
+        let (lower, upper) = if reverse { (end, start) } else { (start, end) };
+        let lower = range_bound(ctx, lower)?;
+        let upper = range_bound(ctx, upper)?;
+        let region = &snap.region;
+        // Clamp to the region.
+        let lower = match lower {
+            Some(l) if l > region.start_key => l,
+            _ => region.start_key.clone(),
+        };
+        let upper = match upper {
+            Some(u) if region.end_key.is_empty() || u < region.end_key => Some(u),
+            _ => (!region.end_key.is_empty()).then(|| region.end_key.clone()),
+        };
+        if upper.as_ref().is_some_and(|u| *u <= lower) || limit == 0 {
+            return Ok(vec![]);
+        }
+        let bounds = IterBounds::new(
+            Some(data_key(&lower)),
+            Some(upper.as_deref().map(data_key).unwrap_or_else(|| data_end_key(&[]))),
+        );
+        let mut it = snap.snapshot.iterator_cf(cf, bounds)?;
+        let mut valid = if reverse { it.seek_to_last()? } else { it.seek_to_first()? };
+        let now = now_secs();
+        let mut out = Vec::new();
+        while valid && out.len() < limit as usize {
+            let v = RawValue::decode(it.value().to_vec())?;
+            if !v.is_expired(now) {
+                let rkey = origin_key(it.key()).ok_or_else(|| Error::Corrupted("non-data key in data range".into()))?;
+                let key = user_key(ctx, rkey)?;
+                out.push((key, if key_only { vec![] } else { v.value }));
+            }
+            valid = if reverse { it.prev()? } else { it.next()? };
+        }
+        Ok(out)
+    }
+
+    /// Scans several ranges of the addressed region, each up to `each_limit` pairs.
+    pub async fn batch_scan(
+        &self,
+        ctx: &kvrpcpb::Context,
+        cf: &str,
+        ranges: &[kvrpcpb::KeyRange],
+        each_limit: u32,
+        key_only: bool,
+        reverse: bool,
+    ) -> Result<Vec<KvPair>> {
+        let cf = raw_cf(cf)?;
+        if each_limit > MAX_SCAN_LIMIT {
+            return Err(Error::InvalidInput(format!("scan limit {each_limit} exceeds {MAX_SCAN_LIMIT}")));
+        }
+        let snap = self.snapshot(ctx).await?;
+        let mut out = Vec::new();
+        for r in ranges {
+            out.extend(self.scan_snapshot(ctx, &snap, cf, &r.start_key, &r.end_key, each_limit, key_only, reverse)?);
+        }
+        Ok(out)
+    }
+
+    /// CRC64-XOR checksum of the live pairs in `ranges` (within the addressed region).
+    pub async fn checksum(&self, ctx: &kvrpcpb::Context, ranges: &[kvrpcpb::KeyRange]) -> Result<Checksum> {
+        let snap = self.snapshot(ctx).await?;
+        let mut sum = Checksum::default();
+        for r in ranges {
+            for (k, v) in self.scan_snapshot(ctx, &snap, CF_DEFAULT, &r.start_key, &r.end_key, u32::MAX, false, false)? {
+                let mut d = Crc64::new();
+                d.update(&k);
+                d.update(&v);
+                sum.checksum ^= d.finish();
+                sum.total_kvs += 1;
+                sum.total_bytes += (k.len() + v.len()) as u64;
+            }
+        }
+        Ok(sum)
+    }
+}
+
+#[cfg(test)]
+mod tests;
