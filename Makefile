@@ -5,6 +5,9 @@ CARGO ?= cargo
 CARGO_TARGET_DIR ?= $(HOME)/.cache/atoll/target
 export CARGO_TARGET_DIR
 
+# Link the RocksDB archive built once per machine (scripts/rocksdb-lib.sh builds it on first use).
+WITH_ROCKSDB = ROCKSDB_LIB_DIR="$$(bash scripts/rocksdb-lib.sh)" ROCKSDB_STATIC=1
+
 # Extra flags for `atoll playground`, e.g. `make run ARGS="--clean --kv-count 1"`.
 ARGS ?=
 DATA_DIR ?= data/playground
@@ -15,7 +18,7 @@ setup:
 	bash scripts/setup.sh
 
 build: setup
-	$(CARGO) build --bin atoll --bin atoll-pd --bin atoll-kv
+	$(WITH_ROCKSDB) $(CARGO) build --bin atoll --bin atoll-pd --bin atoll-kv
 
 run: build
 	$(CARGO_TARGET_DIR)/debug/atoll playground --data-dir $(DATA_DIR) $(ARGS)
@@ -23,15 +26,15 @@ run: build
 test: setup
 	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		echo "$(CARGO) nextest run --workspace --no-fail-fast"; \
-		$(CARGO) nextest run --workspace --no-fail-fast; \
+		$(WITH_ROCKSDB) $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		echo "$(CARGO) test --workspace --no-fail-fast"; \
-		$(CARGO) test --workspace --no-fail-fast; \
+		$(WITH_ROCKSDB) $(CARGO) test --workspace --no-fail-fast; \
 	fi
 
 lint: setup
 	$(CARGO) fmt --all -- --check
-	$(CARGO) clippy --workspace --all-targets -- -D warnings
+	$(WITH_ROCKSDB) $(CARGO) clippy --workspace --all-targets -- -D warnings
 
 fmt:
 	$(CARGO) fmt --all

@@ -35,10 +35,19 @@ async fn must_fail<T: std::fmt::Debug>(
 
 /// The node answers ordinary requests and its process is alive.
 async fn still_serving(cluster: &mut Cluster, c: &RawClient, tag: &str) {
-    assert!(cluster.kv_running(0), "{tag}: kv-0 exited\n{}", cluster.log_tails());
+    assert!(
+        cluster.kv_running(0),
+        "{tag}: kv-0 exited\n{}",
+        cluster.log_tails()
+    );
     let k = format!("a/ok/{tag}");
-    c.put(k.clone(), b"fine".to_vec()).await.unwrap_or_else(|e| panic!("{tag}: put after bad input: {e:?}"));
-    let got = c.get(k).await.unwrap_or_else(|e| panic!("{tag}: get after bad input: {e:?}"));
+    c.put(k.clone(), b"fine".to_vec())
+        .await
+        .unwrap_or_else(|e| panic!("{tag}: put after bad input: {e:?}"));
+    let got = c
+        .get(k)
+        .await
+        .unwrap_or_else(|e| panic!("{tag}: get after bad input: {e:?}"));
     assert_eq!(got, Some(b"fine".to_vec()), "{tag}: value after bad input");
 }
 
@@ -71,7 +80,8 @@ async fn oversized_key_is_rejected_and_node_keeps_serving() {
 
         let e = must_fail(
             "cas with a 9000-byte key",
-            c.with_atomic_for_cas().compare_and_swap(big_key.clone(), None, b"v".to_vec()),
+            c.with_atomic_for_cas()
+                .compare_and_swap(big_key.clone(), None, b"v".to_vec()),
         )
         .await;
         eprintln!("[{api}] compare_and_swap with a 9000-byte key: {e:?}");
@@ -85,15 +95,27 @@ async fn oversized_value_is_rejected_and_node_keeps_serving() {
     for (api, c) in [("v1", cluster.raw_v1().await), ("v2", cluster.raw_v2().await)] {
         // 1 MiB values are fine.
         let mib: Vec<u8> = (0..1 << 20).map(|i: u32| (i % 253) as u8).collect();
-        c.put(b"a/mib".to_vec(), mib.clone()).await.expect("put 1 MiB value");
-        assert_eq!(c.get(b"a/mib".to_vec()).await.expect("get 1 MiB value"), Some(mib));
+        c.put(b"a/mib".to_vec(), mib.clone())
+            .await
+            .expect("put 1 MiB value");
+        assert_eq!(
+            c.get(b"a/mib".to_vec()).await.expect("get 1 MiB value"),
+            Some(mib)
+        );
 
         // 9 MiB: beyond TiKV's raft entry limit (8 MiB) and the default gRPC message size.
         let huge = vec![7u8; 9 << 20];
         let e = must_fail("put 9 MiB value", c.put(b"a/huge".to_vec(), huge)).await;
-        eprintln!("[{api}] put of a 9 MiB value: {}", format!("{e:?}").chars().take(300).collect::<String>());
+        eprintln!(
+            "[{api}] put of a 9 MiB value: {}",
+            format!("{e:?}").chars().take(300).collect::<String>()
+        );
         still_serving(&mut cluster, &c, &format!("{api}-huge")).await;
-        assert_eq!(c.get(b"a/huge".to_vec()).await.expect("get"), None, "[{api}] rejected value was written");
+        assert_eq!(
+            c.get(b"a/huge".to_vec()).await.expect("get"),
+            None,
+            "[{api}] rejected value was written"
+        );
     }
 }
 
@@ -102,33 +124,53 @@ async fn oversized_value_is_rejected_and_node_keeps_serving() {
 // ---------------------------------------------------------------------------------------------
 
 fn header(cluster_id: u64) -> Option<RequestHeader> {
-    Some(RequestHeader { cluster_id, sender_id: 0 })
+    Some(RequestHeader {
+        cluster_id,
+        sender_id: 0,
+    })
 }
 
 fn context(region: &Region, leader: &Peer) -> Context {
     Context {
         region_id: region.id,
-        region_epoch: region.region_epoch.clone(),
-        peer: Some(leader.clone()),
+        region_epoch: region.region_epoch,
+        peer: Some(*leader),
         ..Default::default()
     }
 }
 
 fn raw_get(ctx: Context, key: &[u8]) -> RawGetRequest {
-    RawGetRequest { context: Some(ctx), key: key.to_vec(), ..Default::default() }
+    RawGetRequest {
+        context: Some(ctx),
+        key: key.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn raw_put(ctx: Context, key: &[u8], value: &[u8]) -> RawPutRequest {
-    RawPutRequest { context: Some(ctx), key: key.to_vec(), value: value.to_vec(), ..Default::default() }
+    RawPutRequest {
+        context: Some(ctx),
+        key: key.to_vec(),
+        value: value.to_vec(),
+        ..Default::default()
+    }
 }
 
 fn assert_ok_get(resp: &RawGetResponse, what: &str) {
-    assert!(resp.region_error.is_none(), "{what}: region error {:?}", resp.region_error);
+    assert!(
+        resp.region_error.is_none(),
+        "{what}: region error {:?}",
+        resp.region_error
+    );
     assert!(resp.error.is_empty(), "{what}: error {:?}", resp.error);
 }
 
 fn assert_ok_put(resp: &RawPutResponse, what: &str) {
-    assert!(resp.region_error.is_none(), "{what}: region error {:?}", resp.region_error);
+    assert!(
+        resp.region_error.is_none(),
+        "{what}: region error {:?}",
+        resp.region_error
+    );
     assert!(resp.error.is_empty(), "{what}: error {:?}", resp.error);
 }
 
@@ -136,7 +178,10 @@ fn assert_ok_put(resp: &RawPutResponse, what: &str) {
 async fn kv_answers_region_errors_for_bad_request_contexts() {
     let cluster = Cluster::start(1).await;
     let pd_url = cluster.pd_url();
-    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || PdClient::connect(pd_url.clone())).await;
+    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
+        PdClient::connect(pd_url.clone())
+    })
+    .await;
     let cluster_id = pd
         .get_members(GetMembersRequest { header: header(0) })
         .await
@@ -150,22 +195,36 @@ async fn kv_answers_region_errors_for_bad_request_contexts() {
     // The region of V1 key `a/grpc` (region 1) and its leader, as PD knows them.
     let key = b"a/grpc".to_vec();
     let resp = pd
-        .get_region(GetRegionRequest { header: header(cluster_id), region_key: key.clone(), need_buckets: false })
+        .get_region(GetRegionRequest {
+            header: header(cluster_id),
+            region_key: key.clone(),
+            need_buckets: false,
+        })
         .await
         .expect("GetRegion")
         .into_inner();
     let region = resp.region.expect("region");
     let leader = resp.leader.expect("leader");
-    let epoch = region.region_epoch.clone().expect("region epoch");
+    let epoch = region.region_epoch.expect("region epoch");
     let kv_url = format!("http://{}", cluster.kv_addr(0));
-    let mut kv = wait_ok(Duration::from_secs(10), "connect to kv-0", || TikvClient::connect(kv_url.clone())).await;
+    let mut kv = wait_ok(Duration::from_secs(10), "connect to kv-0", || {
+        TikvClient::connect(kv_url.clone())
+    })
+    .await;
     let client = cluster.raw_v1().await;
 
     // A correct hand-built put, seen by tikv-client: the baseline for everything below.
     let good = context(&region, &leader);
-    let resp = kv.raw_put(raw_put(good.clone(), &key, b"by-hand")).await.expect("RawPut").into_inner();
+    let resp = kv
+        .raw_put(raw_put(good.clone(), &key, b"by-hand"))
+        .await
+        .expect("RawPut")
+        .into_inner();
     assert_ok_put(&resp, "correct RawPut");
-    assert_eq!(client.get(key.clone()).await.expect("get"), Some(b"by-hand".to_vec()));
+    assert_eq!(
+        client.get(key.clone()).await.expect("get"),
+        Some(b"by-hand".to_vec())
+    );
     let check_good = |resp: RawGetResponse, after: &str| {
         assert_ok_get(&resp, &format!("correct RawGet after {after}"));
         assert!(!resp.not_found, "correct RawGet after {after}: not found");
@@ -175,65 +234,144 @@ async fn kv_answers_region_errors_for_bad_request_contexts() {
     // 1. A region id that does not exist.
     let mut ctx = good.clone();
     ctx.region_id = 999_999;
-    let resp = kv.raw_get(raw_get(ctx.clone(), &key)).await.expect("RawGet").into_inner();
+    let resp = kv
+        .raw_get(raw_get(ctx.clone(), &key))
+        .await
+        .expect("RawGet")
+        .into_inner();
     let err = resp.region_error.expect("region error for region 999999");
-    assert_eq!(err.region_not_found.map(|e| e.region_id), Some(999_999), "RawGet region 999999: {err:?}");
-    let resp = kv.raw_put(raw_put(ctx, &key, b"nope")).await.expect("RawPut").into_inner();
+    assert_eq!(
+        err.region_not_found.map(|e| e.region_id),
+        Some(999_999),
+        "RawGet region 999999: {err:?}"
+    );
+    let resp = kv
+        .raw_put(raw_put(ctx, &key, b"nope"))
+        .await
+        .expect("RawPut")
+        .into_inner();
     let err = resp.region_error.expect("region error for region 999999");
     assert!(err.region_not_found.is_some(), "RawPut region 999999: {err:?}");
-    check_good(kv.raw_get(raw_get(good.clone(), &key)).await.expect("RawGet").into_inner(), "region 999999");
+    check_good(
+        kv.raw_get(raw_get(good.clone(), &key))
+            .await
+            .expect("RawGet")
+            .into_inner(),
+        "region 999999",
+    );
 
     // 2. A stale (or future) epoch: version + 10 and version 0.
     for version in [epoch.version + 10, 0] {
         let mut ctx = good.clone();
-        ctx.region_epoch = Some(atoll_proto::metapb::RegionEpoch { version, conf_ver: epoch.conf_ver });
-        let resp = kv.raw_get(raw_get(ctx.clone(), &key)).await.expect("RawGet").into_inner();
+        ctx.region_epoch = Some(atoll_proto::metapb::RegionEpoch {
+            version,
+            conf_ver: epoch.conf_ver,
+        });
+        let resp = kv
+            .raw_get(raw_get(ctx.clone(), &key))
+            .await
+            .expect("RawGet")
+            .into_inner();
         let err = resp.region_error.expect("region error for a wrong epoch");
-        let enm = err.epoch_not_match.clone().unwrap_or_else(|| panic!("RawGet version {version}: {err:?}"));
+        let enm = err
+            .epoch_not_match
+            .clone()
+            .unwrap_or_else(|| panic!("RawGet version {version}: {err:?}"));
         assert!(
-            enm.current_regions.iter().any(|r| r.id == region.id && r.region_epoch.as_ref() == Some(&epoch)),
+            enm.current_regions
+                .iter()
+                .any(|r| r.id == region.id && r.region_epoch.as_ref() == Some(&epoch)),
             "EpochNotMatch must carry the current region: {enm:?}"
         );
-        let resp = kv.raw_put(raw_put(ctx, &key, b"nope")).await.expect("RawPut").into_inner();
+        let resp = kv
+            .raw_put(raw_put(ctx, &key, b"nope"))
+            .await
+            .expect("RawPut")
+            .into_inner();
         let err = resp.region_error.expect("region error for a wrong epoch");
         assert!(err.epoch_not_match.is_some(), "RawPut version {version}: {err:?}");
         check_good(
-            kv.raw_get(raw_get(good.clone(), &key)).await.expect("RawGet").into_inner(),
+            kv.raw_get(raw_get(good.clone(), &key))
+                .await
+                .expect("RawGet")
+                .into_inner(),
             &format!("epoch version {version}"),
         );
     }
 
     // 3. A key outside the region (V1 `y/…` lives in the last region).
-    let resp = kv.raw_get(raw_get(good.clone(), b"y/elsewhere")).await.expect("RawGet").into_inner();
-    let err = resp.region_error.expect("region error for a key outside the region");
-    let knr = err.key_not_in_region.clone().unwrap_or_else(|| panic!("RawGet y/elsewhere: {err:?}"));
+    let resp = kv
+        .raw_get(raw_get(good.clone(), b"y/elsewhere"))
+        .await
+        .expect("RawGet")
+        .into_inner();
+    let err = resp
+        .region_error
+        .expect("region error for a key outside the region");
+    let knr = err
+        .key_not_in_region
+        .clone()
+        .unwrap_or_else(|| panic!("RawGet y/elsewhere: {err:?}"));
     assert_eq!(knr.region_id, region.id);
     assert_eq!(knr.key, b"y/elsewhere".to_vec());
-    let resp = kv.raw_put(raw_put(good.clone(), b"y/elsewhere", b"nope")).await.expect("RawPut").into_inner();
-    let err = resp.region_error.expect("region error for a key outside the region");
+    let resp = kv
+        .raw_put(raw_put(good.clone(), b"y/elsewhere", b"nope"))
+        .await
+        .expect("RawPut")
+        .into_inner();
+    let err = resp
+        .region_error
+        .expect("region error for a key outside the region");
     assert!(err.key_not_in_region.is_some(), "RawPut y/elsewhere: {err:?}");
-    check_good(kv.raw_get(raw_get(good.clone(), &key)).await.expect("RawGet").into_inner(), "key not in region");
+    check_good(
+        kv.raw_get(raw_get(good.clone(), &key))
+            .await
+            .expect("RawGet")
+            .into_inner(),
+        "key not in region",
+    );
 
     // 4. A peer on another store.
     let mut ctx = good.clone();
-    ctx.peer = Some(Peer { store_id: leader.store_id + 1000, ..leader.clone() });
+    ctx.peer = Some(Peer {
+        store_id: leader.store_id + 1000,
+        ..leader
+    });
     let resp = kv.raw_get(raw_get(ctx, &key)).await.expect("RawGet").into_inner();
     let err = resp.region_error.expect("region error for a wrong store");
     assert!(err.store_not_match.is_some(), "RawGet on a wrong store: {err:?}");
-    check_good(kv.raw_get(raw_get(good.clone(), &key)).await.expect("RawGet").into_inner(), "wrong store");
+    check_good(
+        kv.raw_get(raw_get(good.clone(), &key))
+            .await
+            .expect("RawGet")
+            .into_inner(),
+        "wrong store",
+    );
 
     // None of the rejected puts was applied; tikv-client still works.
-    assert_eq!(client.get(key.clone()).await.expect("get"), Some(b"by-hand".to_vec()));
+    assert_eq!(
+        client.get(key.clone()).await.expect("get"),
+        Some(b"by-hand".to_vec())
+    );
     assert_eq!(client.get(b"y/elsewhere".to_vec()).await.expect("get"), None);
-    client.put(b"s/after".to_vec(), b"ok".to_vec()).await.expect("put after bad requests");
-    assert_eq!(client.get(b"s/after".to_vec()).await.expect("get"), Some(b"ok".to_vec()));
+    client
+        .put(b"s/after".to_vec(), b"ok".to_vec())
+        .await
+        .expect("put after bad requests");
+    assert_eq!(
+        client.get(b"s/after".to_vec()).await.expect("get"),
+        Some(b"ok".to_vec())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pd_rejects_a_wrong_cluster_id() {
     let cluster = Cluster::start(1).await;
     let pd_url = cluster.pd_url();
-    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || PdClient::connect(pd_url.clone())).await;
+    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
+        PdClient::connect(pd_url.clone())
+    })
+    .await;
     let cluster_id = pd
         .get_members(GetMembersRequest { header: header(0) })
         .await
@@ -249,18 +387,42 @@ async fn pd_rejects_a_wrong_cluster_id() {
         region_key: b"a/".to_vec(),
         need_buckets: false,
     };
-    let status = pd.get_region(get_region(wrong)).await.expect_err("GetRegion with a wrong cluster id");
-    assert_eq!(format!("{:?}", status.code()), "FailedPrecondition", "GetRegion, wrong cluster id: {status:?}");
-    let resp = pd.get_region(get_region(cluster_id)).await.expect("GetRegion after the wrong one").into_inner();
-    assert!(resp.region.is_some(), "GetRegion with the right cluster id: {resp:?}");
+    let status = pd
+        .get_region(get_region(wrong))
+        .await
+        .expect_err("GetRegion with a wrong cluster id");
+    assert_eq!(
+        format!("{:?}", status.code()),
+        "FailedPrecondition",
+        "GetRegion, wrong cluster id: {status:?}"
+    );
+    let resp = pd
+        .get_region(get_region(cluster_id))
+        .await
+        .expect("GetRegion after the wrong one")
+        .into_inner();
+    assert!(
+        resp.region.is_some(),
+        "GetRegion with the right cluster id: {resp:?}"
+    );
 
     let status = pd
-        .get_all_stores(GetAllStoresRequest { header: header(wrong), exclude_tombstone_stores: true })
+        .get_all_stores(GetAllStoresRequest {
+            header: header(wrong),
+            exclude_tombstone_stores: true,
+        })
         .await
         .expect_err("GetAllStores with a wrong cluster id");
-    assert_eq!(format!("{:?}", status.code()), "FailedPrecondition", "GetAllStores, wrong cluster id: {status:?}");
+    assert_eq!(
+        format!("{:?}", status.code()),
+        "FailedPrecondition",
+        "GetAllStores, wrong cluster id: {status:?}"
+    );
     let resp = pd
-        .get_all_stores(GetAllStoresRequest { header: header(cluster_id), exclude_tombstone_stores: true })
+        .get_all_stores(GetAllStoresRequest {
+            header: header(cluster_id),
+            exclude_tombstone_stores: true,
+        })
         .await
         .expect("GetAllStores after the wrong one")
         .into_inner();
@@ -269,5 +431,8 @@ async fn pd_rejects_a_wrong_cluster_id() {
     // The cluster as a whole is unaffected.
     let c = cluster.raw_v1().await;
     c.put(b"a/pd-ok".to_vec(), b"yes".to_vec()).await.expect("put");
-    assert_eq!(c.get(b"a/pd-ok".to_vec()).await.expect("get"), Some(b"yes".to_vec()));
+    assert_eq!(
+        c.get(b"a/pd-ok".to_vec()).await.expect("get"),
+        Some(b"yes".to_vec())
+    );
 }

@@ -43,14 +43,24 @@ fn spawn_writer(
         let mut i = 0u64;
         loop {
             if stop.load(Ordering::SeqCst) {
-                return WriterEnd { acked: i, in_flight: false, error: None };
+                return WriterEnd {
+                    acked: i,
+                    in_flight: false,
+                    error: None,
+                };
             }
             match client.put(key(round, i), value(round, i)).await {
                 Ok(()) => {
                     i += 1;
                     progress.store(i, Ordering::SeqCst);
                 }
-                Err(e) => return WriterEnd { acked: i, in_flight: true, error: Some(format!("{e:?}")) },
+                Err(e) => {
+                    return WriterEnd {
+                        acked: i,
+                        in_flight: true,
+                        error: Some(format!("{e:?}")),
+                    }
+                }
             }
         }
     })
@@ -61,8 +71,14 @@ fn spawn_writer(
 async fn verify_round(client: &RawClient, round: u32, end: &WriterEnd) {
     let ids: Vec<u64> = (0..end.acked).collect();
     for chunk in ids.chunks(500) {
-        let got = client.batch_get(chunk.iter().map(|&i| key(round, i))).await.expect("batch_get");
-        let mut found: Vec<(String, Vec<u8>)> = got.into_iter().map(|p| (String::from_utf8_lossy(&Vec::from(p.0)).into_owned(), p.1)).collect();
+        let got = client
+            .batch_get(chunk.iter().map(|&i| key(round, i)))
+            .await
+            .expect("batch_get");
+        let mut found: Vec<(String, Vec<u8>)> = got
+            .into_iter()
+            .map(|p| (String::from_utf8_lossy(&Vec::from(p.0)).into_owned(), p.1))
+            .collect();
         found.sort();
         let want: Vec<(String, Vec<u8>)> = chunk.iter().map(|&i| (key(round, i), value(round, i))).collect();
         if found != want {
@@ -79,17 +95,32 @@ async fn verify_round(client: &RawClient, round: u32, end: &WriterEnd) {
             );
         }
     }
-    let in_flight = client.get(key(round, end.acked)).await.expect("get in-flight key");
+    let in_flight = client
+        .get(key(round, end.acked))
+        .await
+        .expect("get in-flight key");
     if end.in_flight {
         assert!(
             in_flight.is_none() || in_flight == Some(value(round, end.acked)),
             "round {round}: in-flight key has a wrong value {in_flight:?}"
         );
     } else {
-        assert_eq!(in_flight, None, "round {round}: key {} was never written", end.acked);
+        assert_eq!(
+            in_flight, None,
+            "round {round}: key {} was never written",
+            end.acked
+        );
     }
-    let after = client.get(key(round, end.acked + 1)).await.expect("get key after in-flight");
-    assert_eq!(after, None, "round {round}: key {} was never written", end.acked + 1);
+    let after = client
+        .get(key(round, end.acked + 1))
+        .await
+        .expect("get key after in-flight");
+    assert_eq!(
+        after,
+        None,
+        "round {round}: key {} was never written",
+        end.acked + 1
+    );
 }
 
 /// Waits until the (restarted) node serves reads through `client`.
@@ -110,10 +141,14 @@ async fn acknowledged_puts_survive_kill_9_twice() {
         let progress = Arc::new(AtomicU64::new(0));
         let stop = Arc::new(AtomicBool::new(false));
         let writer = spawn_writer(client.clone(), round, progress.clone(), stop.clone());
-        wait_until(Duration::from_secs(60), &format!("round {round}: {ACKS_BEFORE_KILL} acknowledged puts"), || {
-            let progress = progress.clone();
-            async move { progress.load(Ordering::SeqCst) >= ACKS_BEFORE_KILL }
-        })
+        wait_until(
+            Duration::from_secs(60),
+            &format!("round {round}: {ACKS_BEFORE_KILL} acknowledged puts"),
+            || {
+                let progress = progress.clone();
+                async move { progress.load(Ordering::SeqCst) >= ACKS_BEFORE_KILL }
+            },
+        )
         .await;
 
         // kill -9 while the writer is mid-stream; stop it before the node comes back.
@@ -156,7 +191,7 @@ async fn acknowledged_batches_from_concurrent_writers_survive_kill_9() {
     let total = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for w in 0..WRITERS {
-        let client = if w % 2 == 0 { v1.clone() } else { v2.clone() };
+        let client = [&v1, &v2][(w % 2) as usize].clone();
         let stop = stop.clone();
         let total = total.clone();
         writers.push(tokio::spawn(async move {
@@ -166,8 +201,9 @@ async fn acknowledged_batches_from_concurrent_writers_survive_kill_9() {
                 if stop.load(Ordering::SeqCst) {
                     return (b, false);
                 }
-                let pairs: Vec<(String, String)> =
-                    (0..BATCH).map(|j| (batch_key(w, b, j), format!("v-{w}-{b}-{j}"))).collect();
+                let pairs: Vec<(String, String)> = (0..BATCH)
+                    .map(|j| (batch_key(w, b, j), format!("v-{w}-{b}-{j}")))
+                    .collect();
                 match client.batch_put(pairs).await {
                     Ok(()) => {
                         b += 1;
@@ -194,22 +230,44 @@ async fn acknowledged_batches_from_concurrent_writers_survive_kill_9() {
 
     for (w, &(acked, in_flight)) in ends.iter().enumerate() {
         let w = w as u64;
-        let client = if w % 2 == 0 { &v1 } else { &v2 };
+        let client = [&v1, &v2][(w % 2) as usize];
         for b in 0..acked {
             let keys: Vec<String> = (0..BATCH).map(|j| batch_key(w, b, j)).collect();
-            let got = wait_ok(Duration::from_secs(30), "batch_get after restart", || client.batch_get(keys.clone())).await;
-            assert_eq!(got.len() as u64, BATCH, "writer {w} batch {b}: acknowledged batch incomplete");
+            let got = wait_ok(Duration::from_secs(30), "batch_get after restart", || {
+                client.batch_get(keys.clone())
+            })
+            .await;
+            assert_eq!(
+                got.len() as u64,
+                BATCH,
+                "writer {w} batch {b}: acknowledged batch incomplete"
+            );
             for p in got {
                 let k = String::from_utf8_lossy(&Vec::from(p.0)).into_owned();
-                let j: u64 = k.rsplit('/').next().and_then(|j| j.parse().ok()).expect("key suffix");
-                assert_eq!(p.1, format!("v-{w}-{b}-{j}").into_bytes(), "writer {w} value of {k}");
+                let j: u64 = k
+                    .rsplit('/')
+                    .next()
+                    .and_then(|j| j.parse().ok())
+                    .expect("key suffix");
+                assert_eq!(
+                    p.1,
+                    format!("v-{w}-{b}-{j}").into_bytes(),
+                    "writer {w} value of {k}"
+                );
             }
         }
         // The batch in flight is all-or-nothing per region; the one after it was never written.
         let never: Vec<String> = (0..BATCH).map(|j| batch_key(w, acked + 1, j)).collect();
         let got = client.batch_get(never).await.expect("batch_get never-written");
-        assert!(got.is_empty(), "writer {w}: batch {} was never written", acked + 1);
-        let got = client.batch_get((0..BATCH).map(|j| batch_key(w, acked, j))).await.expect("batch_get");
+        assert!(
+            got.is_empty(),
+            "writer {w}: batch {} was never written",
+            acked + 1
+        );
+        let got = client
+            .batch_get((0..BATCH).map(|j| batch_key(w, acked, j)))
+            .await
+            .expect("batch_get");
         if in_flight {
             // One writer's batch lies in one region: one Raft entry, applied entirely or not at all.
             assert!(
@@ -228,9 +286,16 @@ async fn pd_restart_keeps_data_reachable() {
     let mut cluster = Cluster::start(1).await;
     let v1 = cluster.raw_v1().await;
     let v2 = cluster.raw_v2().await;
-    let keys: Vec<String> = ["a", "s", "y"].iter().flat_map(|p| (0..20).map(move |i| format!("{p}/pdr/{i:02}"))).collect();
-    v1.batch_put(keys.iter().map(|k| (k.clone(), format!("v1-{k}")))).await.expect("v1 batch_put");
-    v2.batch_put(keys.iter().map(|k| (k.clone(), format!("v2-{k}")))).await.expect("v2 batch_put");
+    let keys: Vec<String> = ["a", "s", "y"]
+        .iter()
+        .flat_map(|p| (0..20).map(move |i| format!("{p}/pdr/{i:02}")))
+        .collect();
+    v1.batch_put(keys.iter().map(|k| (k.clone(), format!("v1-{k}"))))
+        .await
+        .expect("v1 batch_put");
+    v2.batch_put(keys.iter().map(|k| (k.clone(), format!("v2-{k}"))))
+        .await
+        .expect("v2 batch_put");
 
     let region_ids = |regions: Vec<serde_json::Value>| {
         let mut ids: Vec<u64> = regions.iter().filter_map(|r| r["id"].as_u64()).collect();
@@ -251,7 +316,10 @@ async fn pd_restart_keeps_data_reachable() {
     let fresh_v1 = cluster.raw_v1().await;
     let fresh_v2 = cluster.raw_v2().await;
     for (api, c) in [("v1", &fresh_v1), ("v2", &fresh_v2)] {
-        let got = c.batch_get(keys.clone()).await.expect("batch_get after PD restart");
+        let got = c
+            .batch_get(keys.clone())
+            .await
+            .expect("batch_get after PD restart");
         assert_eq!(got.len(), keys.len(), "[{api}] keys readable after PD restart");
         for p in got {
             let k = String::from_utf8_lossy(&Vec::from(p.0)).into_owned();
@@ -260,15 +328,19 @@ async fn pd_restart_keeps_data_reachable() {
     }
     // The clients from before the restart recover too, for reads and writes.
     for (api, c) in [("v1", &v1), ("v2", &v2)] {
-        let got = wait_ok(Duration::from_secs(30), &format!("[{api}] old client reads after PD restart"), || {
-            c.get("s/pdr/07".to_owned())
-        })
+        let got = wait_ok(
+            Duration::from_secs(30),
+            &format!("[{api}] old client reads after PD restart"),
+            || c.get("s/pdr/07".to_owned()),
+        )
         .await;
         assert_eq!(got, Some(format!("{api}-s/pdr/07").into_bytes()));
         let k = format!("y/pdr/after/{api}");
-        wait_ok(Duration::from_secs(30), &format!("[{api}] old client writes after PD restart"), || {
-            c.put(k.clone(), b"after".to_vec())
-        })
+        wait_ok(
+            Duration::from_secs(30),
+            &format!("[{api}] old client writes after PD restart"),
+            || c.put(k.clone(), b"after".to_vec()),
+        )
         .await;
         assert_eq!(c.get(k).await.expect("get"), Some(b"after".to_vec()));
     }

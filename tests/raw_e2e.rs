@@ -89,7 +89,11 @@ async fn put_all(client: &RawClient, keys: &[String]) {
 }
 
 async fn get_str(client: &RawClient, key: &str) -> Option<String> {
-    client.get(key.to_owned()).await.unwrap_or_else(|e| panic!("get {key:?}: {e:?}")).map(text)
+    client
+        .get(key.to_owned())
+        .await
+        .unwrap_or_else(|e| panic!("get {key:?}: {e:?}"))
+        .map(text)
 }
 
 /// `{prefix}{i:02}` for `i` in `ids`.
@@ -109,13 +113,25 @@ async fn both_apis(cluster: &Cluster) -> Vec<(&'static str, RawClient)> {
 
 async fn check_put_get_delete(api: &str, c: &RawClient) {
     // One key in each of the V1 regions 1, 3 and 5 (all in one region for V2).
-    let keys = [format!("a/pgd/{api}"), format!("s/pgd/{api}"), format!("y/pgd/{api}")];
+    let keys = [
+        format!("a/pgd/{api}"),
+        format!("s/pgd/{api}"),
+        format!("y/pgd/{api}"),
+    ];
     for k in &keys {
         assert_eq!(get_str(c, k).await, None, "[{api}] {k} before any put");
         c.put(k.clone(), "first".to_owned()).await.expect("put");
-        assert_eq!(get_str(c, k).await.as_deref(), Some("first"), "[{api}] {k} after put");
+        assert_eq!(
+            get_str(c, k).await.as_deref(),
+            Some("first"),
+            "[{api}] {k} after put"
+        );
         c.put(k.clone(), "second".to_owned()).await.expect("overwrite");
-        assert_eq!(get_str(c, k).await.as_deref(), Some("second"), "[{api}] {k} after overwrite");
+        assert_eq!(
+            get_str(c, k).await.as_deref(),
+            Some("second"),
+            "[{api}] {k} after overwrite"
+        );
     }
     for k in &keys {
         c.delete(k.clone()).await.expect("delete");
@@ -128,13 +144,23 @@ async fn check_put_get_delete(api: &str, c: &RawClient) {
     let bin_key = [&[0u8, 0xFF, 0][..], b"bin-", api.as_bytes(), &[0xFF, 0]].concat();
     let bin_val: Vec<u8> = (0..=255u8).chain((0..=255u8).rev()).collect();
     c.put(bin_key.clone(), bin_val.clone()).await.expect("put binary");
-    assert_eq!(c.get(bin_key.clone()).await.expect("get binary"), Some(bin_val), "[{api}] binary");
+    assert_eq!(
+        c.get(bin_key.clone()).await.expect("get binary"),
+        Some(bin_val),
+        "[{api}] binary"
+    );
 
     // A large (256 KiB) value round-trips unchanged.
     let big: Vec<u8> = (0..256 * 1024).map(|i: u32| (i % 251) as u8).collect();
     let big_key = format!("a/big/{api}");
-    c.put(big_key.clone(), big.clone()).await.expect("put 256 KiB value");
-    assert_eq!(c.get(big_key).await.expect("get big"), Some(big), "[{api}] 256 KiB value");
+    c.put(big_key.clone(), big.clone())
+        .await
+        .expect("put 256 KiB value");
+    assert_eq!(
+        c.get(big_key).await.expect("get big"),
+        Some(big),
+        "[{api}] 256 KiB value"
+    );
 
     // A never-written key in every region is absent.
     for k in ["a/never", "s/never", "y/never", "\u{0}"] {
@@ -171,13 +197,21 @@ async fn check_batch_ops(api: &str, c: &RawClient) {
 
     // Point gets agree.
     for k in keys.iter().step_by(7) {
-        assert_eq!(get_str(c, k).await, Some(val(k)), "[{api}] get {k} after batch_put");
+        assert_eq!(
+            get_str(c, k).await,
+            Some(val(k)),
+            "[{api}] get {k} after batch_put"
+        );
     }
 
     // batch_delete every even key (across all regions).
     let (even, odd): (Vec<String>, Vec<String>) = keys.iter().cloned().partition(|k| {
-        let n: usize = k.rsplit('/').next().and_then(|n| n.parse().ok()).expect("numbered key");
-        n % 2 == 0
+        let n: usize = k
+            .rsplit('/')
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("numbered key");
+        matches!(n % 2, 0)
     });
     c.batch_delete(even.clone()).await.expect("batch_delete");
     let got = c.batch_get(asked).await.expect("batch_get after batch_delete");
@@ -189,12 +223,22 @@ async fn check_batch_ops(api: &str, c: &RawClient) {
     }
 
     // Overwrite by batch_put; a batch_get of only missing keys is empty.
-    c.batch_put(odd.iter().map(|k| (k.clone(), format!("new-{k}")))).await.expect("batch_put again");
+    c.batch_put(odd.iter().map(|k| (k.clone(), format!("new-{k}"))))
+        .await
+        .expect("batch_put again");
     for k in odd.iter().step_by(4) {
-        assert_eq!(get_str(c, k).await, Some(format!("new-{k}")), "[{api}] {k} after overwrite");
+        assert_eq!(
+            get_str(c, k).await,
+            Some(format!("new-{k}")),
+            "[{api}] {k} after overwrite"
+        );
     }
     let none = c.batch_get(even).await.expect("batch_get of deleted keys");
-    assert!(none.is_empty(), "[{api}] deleted keys came back: {:?}", pairs(none));
+    assert!(
+        none.is_empty(),
+        "[{api}] deleted keys came back: {:?}",
+        pairs(none)
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -230,12 +274,25 @@ async fn raw_scans_v1_across_regions_and_v2_in_keyspace() {
     // PD pre-split at the keyspace-0 boundaries, encoded.
     let regions = cluster.pd_regions().await;
     assert_eq!(regions.len(), PRESPLIT_REGIONS, "regions: {regions:?}");
-    let starts: Vec<Vec<u8>> = regions.iter().map(|r| unhex(r["start_key"].as_str().unwrap_or_default())).collect();
+    let starts: Vec<Vec<u8>> = regions
+        .iter()
+        .map(|r| unhex(r["start_key"].as_str().unwrap_or_default()))
+        .collect();
     for boundary in [&b"r\0\0\0"[..], b"r\0\0\x01", b"x\0\0\0", b"x\0\0\x01"] {
-        assert!(starts.contains(&memcomparable(boundary)), "no region starts at enc({boundary:?}): {regions:?}");
+        assert!(
+            starts.contains(&memcomparable(boundary)),
+            "no region starts at enc({boundary:?}): {regions:?}"
+        );
     }
-    let (ra, rs, ry) = (region_of(&regions, b"a/"), region_of(&regions, b"s/"), region_of(&regions, b"y/"));
-    assert!(ra != rs && rs != ry && ra != ry, "a/, s/, y/ should be in different regions");
+    let (ra, rs, ry) = (
+        region_of(&regions, b"a/"),
+        region_of(&regions, b"s/"),
+        region_of(&regions, b"y/"),
+    );
+    assert!(
+        ra != rs && rs != ry && ra != ry,
+        "a/, s/, y/ should be in different regions"
+    );
 
     // ---- V1 ----
     let c = cluster.raw_v1().await;
@@ -257,12 +314,18 @@ async fn raw_scans_v1_across_regions_and_v2_in_keyspace() {
     let got = c.scan(range("a/05", "s/03"), 100).await.expect("scan a/05..s/03");
     assert_eq!(pairs(got), expected(&a_s[5..13]), "v1 scan a/05..s/03");
     // Inclusive end.
-    let got = c.scan(range_incl("a/03", "a/07"), 100).await.expect("scan a/03..=a/07");
+    let got = c
+        .scan(range_incl("a/03", "a/07"), 100)
+        .await
+        .expect("scan a/03..=a/07");
     assert_eq!(pairs(got), expected(&a[3..=7]), "v1 scan a/03..=a/07");
     // Keys only.
     let got = c.scan_keys(range("a/", "t"), 100).await.expect("scan_keys a/..t");
     assert_eq!(key_strings(got), a_s, "v1 scan_keys a/..t");
-    let got = c.scan_keys(range("s/04", "t"), 3).await.expect("scan_keys s/04..t limit 3");
+    let got = c
+        .scan_keys(range("s/04", "t"), 3)
+        .await
+        .expect("scan_keys s/04..t limit 3");
     assert_eq!(key_strings(got), &s[4..7], "v1 scan_keys s/04..t limit 3");
     // The last region, unbounded end.
     let got = c.scan(range_from("y/"), 100).await.expect("scan y/..");
@@ -276,16 +339,36 @@ async fn raw_scans_v1_across_regions_and_v2_in_keyspace() {
     assert!(got.is_empty(), "v1 empty range: {:?}", pairs(got));
 
     // Reverse, inside one region.
-    let got = c.scan_reverse(range("a/02", "a/08"), 3).await.expect("scan_reverse a/02..a/08 limit 3");
-    assert_eq!(pairs(got), expected(&["a/07", "a/06", "a/05"].map(str::to_owned)), "v1 reverse limit 3");
-    let got = c.scan_reverse(range("a/02", "a/08"), 100).await.expect("scan_reverse a/02..a/08");
+    let got = c
+        .scan_reverse(range("a/02", "a/08"), 3)
+        .await
+        .expect("scan_reverse a/02..a/08 limit 3");
+    assert_eq!(
+        pairs(got),
+        expected(&["a/07", "a/06", "a/05"].map(str::to_owned)),
+        "v1 reverse limit 3"
+    );
+    let got = c
+        .scan_reverse(range("a/02", "a/08"), 100)
+        .await
+        .expect("scan_reverse a/02..a/08");
     let want: Vec<String> = a[2..8].iter().rev().cloned().collect();
     assert_eq!(pairs(got), expected(&want), "v1 reverse a/02..a/08");
-    let got = c.scan_reverse(range_incl("s/", "s/05"), 100).await.expect("scan_reverse s/..=s/05");
+    let got = c
+        .scan_reverse(range_incl("s/", "s/05"), 100)
+        .await
+        .expect("scan_reverse s/..=s/05");
     let want: Vec<String> = s[..=5].iter().rev().cloned().collect();
     assert_eq!(pairs(got), expected(&want), "v1 reverse s/..=s/05");
-    let got = c.scan_keys_reverse(range_from("y/"), 4).await.expect("scan_keys_reverse y/..");
-    assert_eq!(key_strings(got), ["y/09", "y/08", "y/07", "y/06"], "v1 scan_keys_reverse y/.. limit 4");
+    let got = c
+        .scan_keys_reverse(range_from("y/"), 4)
+        .await
+        .expect("scan_keys_reverse y/..");
+    assert_eq!(
+        key_strings(got),
+        ["y/09", "y/08", "y/07", "y/06"],
+        "v1 scan_keys_reverse y/.. limit 4"
+    );
 
     // batch_scan over two ranges in two regions.
     let got = c
@@ -305,21 +388,48 @@ async fn raw_scans_v1_across_regions_and_v2_in_keyspace() {
     assert_eq!(pairs(got), expected(&k), "v2 scan ..");
     let got = c.scan(.., 7).await.expect("v2 scan .. limit 7");
     assert_eq!(pairs(got), expected(&k[..7]), "v2 scan .. limit 7");
-    let got = c.scan(range("k/10", "k/20"), 100).await.expect("v2 scan k/10..k/20");
+    let got = c
+        .scan(range("k/10", "k/20"), 100)
+        .await
+        .expect("v2 scan k/10..k/20");
     assert_eq!(pairs(got), expected(&k[10..20]), "v2 scan k/10..k/20");
-    let got = c.scan(range_incl("k/10", "k/20"), 100).await.expect("v2 scan k/10..=k/20");
+    let got = c
+        .scan(range_incl("k/10", "k/20"), 100)
+        .await
+        .expect("v2 scan k/10..=k/20");
     assert_eq!(pairs(got), expected(&k[10..=20]), "v2 scan k/10..=k/20");
-    let got = c.scan_keys(range_from("k/25"), 100).await.expect("v2 scan_keys k/25..");
+    let got = c
+        .scan_keys(range_from("k/25"), 100)
+        .await
+        .expect("v2 scan_keys k/25..");
     assert_eq!(key_strings(got), &k[25..], "v2 scan_keys k/25..");
     let got = c.scan(range_from("l"), 10).await.expect("v2 scan l..");
     assert!(got.is_empty(), "v2 scan l..: {:?}", pairs(got));
 
-    let got = c.scan_reverse(range("k/05", "k/20"), 4).await.expect("v2 scan_reverse k/05..k/20 limit 4");
-    assert_eq!(pairs(got), expected(&["k/19", "k/18", "k/17", "k/16"].map(str::to_owned)), "v2 reverse");
+    let got = c
+        .scan_reverse(range("k/05", "k/20"), 4)
+        .await
+        .expect("v2 scan_reverse k/05..k/20 limit 4");
+    assert_eq!(
+        pairs(got),
+        expected(&["k/19", "k/18", "k/17", "k/16"].map(str::to_owned)),
+        "v2 reverse"
+    );
     let got = c.scan_reverse(.., 3).await.expect("v2 scan_reverse .. limit 3");
-    assert_eq!(pairs(got), expected(&["k/29", "k/28", "k/27"].map(str::to_owned)), "v2 reverse ..");
-    let got = c.scan_keys_reverse(range_incl("k/", "k/03"), 10).await.expect("v2 scan_keys_reverse");
-    assert_eq!(key_strings(got), ["k/03", "k/02", "k/01", "k/00"], "v2 scan_keys_reverse k/..=k/03");
+    assert_eq!(
+        pairs(got),
+        expected(&["k/29", "k/28", "k/27"].map(str::to_owned)),
+        "v2 reverse .."
+    );
+    let got = c
+        .scan_keys_reverse(range_incl("k/", "k/03"), 10)
+        .await
+        .expect("v2 scan_keys_reverse");
+    assert_eq!(
+        key_strings(got),
+        ["k/03", "k/02", "k/01", "k/00"],
+        "v2 scan_keys_reverse k/..=k/03"
+    );
 
     let got = c
         .batch_scan([range("k/00", "k/03"), range("k/20", "k/22")], 10)
@@ -345,30 +455,52 @@ async fn raw_delete_range_v1_and_v2() {
     for keys in [&a, &s, &y] {
         put_all(&c, keys).await;
     }
-    c.delete_range(range("a/dr/03", "a/dr/07")).await.expect("delete_range a/dr/03..a/dr/07");
+    c.delete_range(range("a/dr/03", "a/dr/07"))
+        .await
+        .expect("delete_range a/dr/03..a/dr/07");
     let got = c.scan(range("a/dr/", "a/dr0"), 100).await.expect("scan a/dr/");
     let want: Vec<String> = [0, 1, 2, 7, 8, 9].iter().map(|&i| a[i].clone()).collect();
     assert_eq!(pairs(got), expected(&want), "v1 after delete_range in one region");
 
-    c.delete_range(range("s/dr/05", "y/dr/05")).await.expect("delete_range s/dr/05..y/dr/05");
+    c.delete_range(range("s/dr/05", "y/dr/05"))
+        .await
+        .expect("delete_range s/dr/05..y/dr/05");
     let got = c.scan(range("s/dr/", "s/dr0"), 100).await.expect("scan s/dr/");
-    assert_eq!(pairs(got), expected(&s[..5]), "v1 region 3 after cross-region delete_range");
+    assert_eq!(
+        pairs(got),
+        expected(&s[..5]),
+        "v1 region 3 after cross-region delete_range"
+    );
     let got = c.batch_get(y.clone()).await.expect("batch_get y/dr/");
-    assert_eq!(sorted_pairs(got), expected(&y[5..]), "v1 region 5 after cross-region delete_range");
+    assert_eq!(
+        sorted_pairs(got),
+        expected(&y[5..]),
+        "v1 region 5 after cross-region delete_range"
+    );
     let got = c.scan(range_from("y/dr/"), 100).await.expect("scan y/dr/..");
-    assert_eq!(pairs(got), expected(&y[5..]), "v1 scan of region 5 after delete_range");
+    assert_eq!(
+        pairs(got),
+        expected(&y[5..]),
+        "v1 scan of region 5 after delete_range"
+    );
     // Deleting an empty range is fine.
-    c.delete_range(range("b", "c")).await.expect("delete_range of an empty range");
+    c.delete_range(range("b", "c"))
+        .await
+        .expect("delete_range of an empty range");
 
     // ---- V2 ----
     let c = cluster.raw_v2().await;
     let k = numbered("dr/", 0..20);
     put_all(&c, &k).await;
-    c.delete_range(range("dr/05", "dr/15")).await.expect("v2 delete_range dr/05..dr/15");
+    c.delete_range(range("dr/05", "dr/15"))
+        .await
+        .expect("v2 delete_range dr/05..dr/15");
     let got = c.scan(.., 100).await.expect("v2 scan");
     let want: Vec<String> = k[..5].iter().chain(&k[15..]).cloned().collect();
     assert_eq!(pairs(got), expected(&want), "v2 after delete_range dr/05..dr/15");
-    c.delete_range(range_from("dr/18")).await.expect("v2 delete_range dr/18..");
+    c.delete_range(range_from("dr/18"))
+        .await
+        .expect("v2 delete_range dr/18..");
     let got = c.scan(.., 100).await.expect("v2 scan");
     let want: Vec<String> = k[..5].iter().chain(&k[15..18]).cloned().collect();
     assert_eq!(pairs(got), expected(&want), "v2 after delete_range dr/18..");
@@ -378,8 +510,16 @@ async fn raw_delete_range_v1_and_v2() {
     let got = c.scan(.., 100).await.expect("v2 scan after delete_range ..");
     assert!(got.is_empty(), "v2 keyspace not empty: {:?}", pairs(got));
     let v1 = cluster.raw_v1().await;
-    assert_eq!(get_str(&v1, "a/dr/00").await, Some(val("a/dr/00")), "V1 key after V2 delete_range ..");
-    assert_eq!(get_str(&v1, "y/dr/09").await, Some(val("y/dr/09")), "V1 key after V2 delete_range ..");
+    assert_eq!(
+        get_str(&v1, "a/dr/00").await,
+        Some(val("a/dr/00")),
+        "V1 key after V2 delete_range .."
+    );
+    assert_eq!(
+        get_str(&v1, "y/dr/09").await,
+        Some(val("y/dr/09")),
+        "V1 key after V2 delete_range .."
+    );
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -392,39 +532,67 @@ async fn check_cas(api: &str, c: &RawClient) {
     let v = |s: &str| s.as_bytes().to_vec();
 
     // `None` previous = "must not exist".
-    let r = atomic.compare_and_swap(k.clone(), None, v("one")).await.expect("cas on missing");
+    let r = atomic
+        .compare_and_swap(k.clone(), None, v("one"))
+        .await
+        .expect("cas on missing");
     assert_eq!(r, (None, true), "[{api}] cas(None -> one) on a missing key");
     assert_eq!(get_str(c, &k).await.as_deref(), Some("one"));
 
-    let r = atomic.compare_and_swap(k.clone(), None, v("two")).await.expect("cas None on existing");
-    assert_eq!(r, (Some(v("one")), false), "[{api}] cas(None -> two) on an existing key");
+    let r = atomic
+        .compare_and_swap(k.clone(), None, v("two"))
+        .await
+        .expect("cas None on existing");
+    assert_eq!(
+        r,
+        (Some(v("one")), false),
+        "[{api}] cas(None -> two) on an existing key"
+    );
     assert_eq!(get_str(c, &k).await.as_deref(), Some("one"));
 
-    let r = atomic.compare_and_swap(k.clone(), Some(v("wrong")), v("three")).await.expect("cas mismatch");
+    let r = atomic
+        .compare_and_swap(k.clone(), Some(v("wrong")), v("three"))
+        .await
+        .expect("cas mismatch");
     assert_eq!(r, (Some(v("one")), false), "[{api}] cas(wrong -> three)");
     assert_eq!(get_str(c, &k).await.as_deref(), Some("one"));
 
-    let r = atomic.compare_and_swap(k.clone(), Some(v("one")), v("four")).await.expect("cas match");
+    let r = atomic
+        .compare_and_swap(k.clone(), Some(v("one")), v("four"))
+        .await
+        .expect("cas match");
     assert_eq!(r, (Some(v("one")), true), "[{api}] cas(one -> four)");
     assert_eq!(get_str(c, &k).await.as_deref(), Some("four"));
 
     // Expecting a value on a missing key fails and reports "not there".
     let missing = format!("a/cas-missing/{api}");
-    let r = atomic.compare_and_swap(missing.clone(), Some(v("x")), v("y")).await.expect("cas on missing");
+    let r = atomic
+        .compare_and_swap(missing.clone(), Some(v("x")), v("y"))
+        .await
+        .expect("cas on missing");
     assert_eq!(r, (None, false), "[{api}] cas(x -> y) on a missing key");
     assert_eq!(get_str(c, &missing).await, None);
 
     // Atomic-mode put and delete interoperate with CAS.
     atomic.put(k.clone(), v("p")).await.expect("atomic put");
-    let r = atomic.compare_and_swap(k.clone(), Some(v("p")), v("q")).await.expect("cas after put");
+    let r = atomic
+        .compare_and_swap(k.clone(), Some(v("p")), v("q"))
+        .await
+        .expect("cas after put");
     assert_eq!(r, (Some(v("p")), true), "[{api}] cas after atomic put");
     atomic.delete(k.clone()).await.expect("atomic delete");
-    let r = atomic.compare_and_swap(k.clone(), None, v("r")).await.expect("cas after delete");
+    let r = atomic
+        .compare_and_swap(k.clone(), None, v("r"))
+        .await
+        .expect("cas after delete");
     assert_eq!(r, (None, true), "[{api}] cas(None -> r) after atomic delete");
 
     // Contention: 6 tasks x 10 increments of one counter through CAS loops; none may be lost.
     let counter = format!("s/cas-counter/{api}");
-    atomic.put(counter.clone(), b"0".to_vec()).await.expect("counter init");
+    atomic
+        .put(counter.clone(), b"0".to_vec())
+        .await
+        .expect("counter init");
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..6 {
         let atomic = atomic.clone();
@@ -433,9 +601,14 @@ async fn check_cas(api: &str, c: &RawClient) {
             for _ in 0..10 {
                 loop {
                     let cur = atomic.get(counter.clone()).await.expect("counter get");
-                    let n: u64 = text(cur.clone().expect("counter exists")).parse().expect("number");
+                    let n: u64 = text(cur.clone().expect("counter exists"))
+                        .parse()
+                        .expect("number");
                     let next = (n + 1).to_string().into_bytes();
-                    let (_, swapped) = atomic.compare_and_swap(counter.clone(), cur, next).await.expect("cas");
+                    let (_, swapped) = atomic
+                        .compare_and_swap(counter.clone(), cur, next)
+                        .await
+                        .expect("cas");
                     if swapped {
                         break;
                     }
@@ -446,7 +619,11 @@ async fn check_cas(api: &str, c: &RawClient) {
     while let Some(r) = tasks.join_next().await {
         r.expect("cas task");
     }
-    assert_eq!(get_str(c, &counter).await.as_deref(), Some("60"), "[{api}] lost CAS increments");
+    assert_eq!(
+        get_str(c, &counter).await.as_deref(),
+        Some("60"),
+        "[{api}] lost CAS increments"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -469,44 +646,80 @@ async fn check_ttl(api: &str, c: &RawClient) {
     let batch_short = format!("{p}batch-short");
     let batch_plain = format!("{p}batch-plain");
 
-    c.put_with_ttl(short.clone(), val(&short), 2).await.expect("put_with_ttl 2s");
-    c.put_with_ttl(long.clone(), val(&long), 3600).await.expect("put_with_ttl 3600s");
+    c.put_with_ttl(short.clone(), val(&short), 2)
+        .await
+        .expect("put_with_ttl 2s");
+    c.put_with_ttl(long.clone(), val(&long), 3600)
+        .await
+        .expect("put_with_ttl 3600s");
     c.put(plain.clone(), val(&plain)).await.expect("put without ttl");
     c.batch_put_with_ttl(
-        [(batch_short.clone(), val(&batch_short)), (batch_plain.clone(), val(&batch_plain))],
+        [
+            (batch_short.clone(), val(&batch_short)),
+            (batch_plain.clone(), val(&batch_plain)),
+        ],
         [1, 0],
     )
     .await
     .expect("batch_put_with_ttl");
 
     let ttl = c.get_key_ttl_secs(long.clone()).await.expect("get_key_ttl long");
-    assert!(matches!(ttl, Some(t) if (3500..=3600).contains(&t)), "[{api}] ttl of long key: {ttl:?}");
-    let ttl = c.get_key_ttl_secs(short.clone()).await.expect("get_key_ttl short");
+    assert!(
+        matches!(ttl, Some(t) if (3500..=3600).contains(&t)),
+        "[{api}] ttl of long key: {ttl:?}"
+    );
+    let ttl = c
+        .get_key_ttl_secs(short.clone())
+        .await
+        .expect("get_key_ttl short");
     assert!(ttl.is_none_or(|t| t <= 2), "[{api}] ttl of 2 s key: {ttl:?}");
-    let ttl = c.get_key_ttl_secs(plain.clone()).await.expect("get_key_ttl plain");
+    let ttl = c
+        .get_key_ttl_secs(plain.clone())
+        .await
+        .expect("get_key_ttl plain");
     assert_eq!(ttl, Some(0), "[{api}] ttl of a key without TTL");
-    let ttl = c.get_key_ttl_secs(format!("{p}missing")).await.expect("get_key_ttl missing");
+    let ttl = c
+        .get_key_ttl_secs(format!("{p}missing"))
+        .await
+        .expect("get_key_ttl missing");
     assert_eq!(ttl, None, "[{api}] ttl of a missing key");
 
     // Expiry, observed by polling (no sleep-and-assert).
     for k in [&short, &batch_short] {
-        wait_until(Duration::from_secs(20), &format!("[{api}] {k} expires"), || async {
-            c.get(k.clone()).await.expect("get").is_none()
-        })
+        wait_until(
+            Duration::from_secs(20),
+            &format!("[{api}] {k} expires"),
+            || async { c.get(k.clone()).await.expect("get").is_none() },
+        )
         .await;
     }
     // Once expired, invisible to every read path; others unaffected.
-    let all = vec![short.clone(), long.clone(), plain.clone(), batch_short.clone(), batch_plain.clone()];
+    let all = vec![
+        short.clone(),
+        long.clone(),
+        plain.clone(),
+        batch_short.clone(),
+        batch_plain.clone(),
+    ];
     let got = c.batch_get(all).await.expect("batch_get after expiry");
     let mut want = expected(&[long.clone(), plain.clone(), batch_plain.clone()]);
     want.sort();
     assert_eq!(sorted_pairs(got), want, "[{api}] batch_get after expiry");
-    let got = c.scan(range(&p, &format!("{p}\u{7f}")), 100).await.expect("scan after expiry");
+    let got = c
+        .scan(range(&p, &format!("{p}\u{7f}")), 100)
+        .await
+        .expect("scan after expiry");
     assert_eq!(pairs(got), want, "[{api}] scan after expiry");
-    let got = c.scan_keys(range(&p, &format!("{p}\u{7f}")), 100).await.expect("scan_keys after expiry");
+    let got = c
+        .scan_keys(range(&p, &format!("{p}\u{7f}")), 100)
+        .await
+        .expect("scan_keys after expiry");
     let want_keys: Vec<String> = want.iter().map(|(k, _)| k.clone()).collect();
     assert_eq!(key_strings(got), want_keys, "[{api}] scan_keys after expiry");
-    let ttl = c.get_key_ttl_secs(short.clone()).await.expect("get_key_ttl expired");
+    let ttl = c
+        .get_key_ttl_secs(short.clone())
+        .await
+        .expect("get_key_ttl expired");
     assert_eq!(ttl, None, "[{api}] ttl of an expired key");
 
     // An expired key can be written again, and lives without TTL.
@@ -537,18 +750,31 @@ async fn raw_column_families() {
     let write = c.with_cf(ColumnFamily::Write);
     let lock = c.with_cf(ColumnFamily::Lock);
     let k = "a/cf".to_owned();
-    write.put(k.clone(), b"in-write".to_vec()).await.expect("put in write cf");
+    write
+        .put(k.clone(), b"in-write".to_vec())
+        .await
+        .expect("put in write cf");
     assert_eq!(get_str(&c, &k).await, None, "write-cf key visible in default cf");
     assert_eq!(get_str(&lock, &k).await, None, "write-cf key visible in lock cf");
     assert_eq!(get_str(&write, &k).await.as_deref(), Some("in-write"));
-    c.put(k.clone(), b"in-default".to_vec()).await.expect("put in default cf");
+    c.put(k.clone(), b"in-default".to_vec())
+        .await
+        .expect("put in default cf");
     assert_eq!(get_str(&write, &k).await.as_deref(), Some("in-write"));
     assert_eq!(get_str(&c, &k).await.as_deref(), Some("in-default"));
     let got = write.scan(range("a/", "a0"), 10).await.expect("scan write cf");
-    assert_eq!(pairs(got), [(k.clone(), "in-write".to_owned())], "scan of write cf");
+    assert_eq!(
+        pairs(got),
+        [(k.clone(), "in-write".to_owned())],
+        "scan of write cf"
+    );
     write.delete(k.clone()).await.expect("delete in write cf");
     assert_eq!(get_str(&write, &k).await, None);
-    assert_eq!(get_str(&c, &k).await.as_deref(), Some("in-default"), "default cf after write-cf delete");
+    assert_eq!(
+        get_str(&c, &k).await.as_deref(),
+        Some("in-default"),
+        "default cf after write-cf delete"
+    );
 
     // V2: TiKV rejects non-default column families in API V2; if Atoll accepts them they must
     // at least be separate namespaces too.
@@ -557,7 +783,11 @@ async fn raw_column_families() {
     match write.put(k.clone(), b"in-write".to_vec()).await {
         Err(_) => {}
         Ok(()) => {
-            assert_eq!(get_str(&c, &k).await, None, "v2 write-cf key visible in default cf");
+            assert_eq!(
+                get_str(&c, &k).await,
+                None,
+                "v2 write-cf key visible in default cf"
+            );
             assert_eq!(get_str(&write, &k).await.as_deref(), Some("in-write"));
         }
     }
@@ -586,12 +816,15 @@ async fn load_and_verify(api: &str, c: &RawClient, key: impl Fn(usize) -> String
         if tasks.len() >= LOAD_IN_FLIGHT {
             tasks.join_next().await.expect("a task").expect("load task");
         }
-        let pairs: Vec<(String, String)> =
-            (chunk_start..(chunk_start + LOAD_CHUNK).min(LOAD_KEYS)).map(|i| (key(i), load_value(i))).collect();
+        let pairs: Vec<(String, String)> = (chunk_start..(chunk_start + LOAD_CHUNK).min(LOAD_KEYS))
+            .map(|i| (key(i), load_value(i)))
+            .collect();
         let c = c.clone();
         tasks.spawn(async move {
             let first = pairs[0].0.clone();
-            c.batch_put(pairs).await.unwrap_or_else(|e| panic!("batch_put chunk at {first}: {e:?}"));
+            c.batch_put(pairs)
+                .await
+                .unwrap_or_else(|e| panic!("batch_put chunk at {first}: {e:?}"));
         });
     }
     while let Some(r) = tasks.join_next().await {
@@ -602,12 +835,19 @@ async fn load_and_verify(api: &str, c: &RawClient, key: impl Fn(usize) -> String
     let mut next = 0usize;
     let mut start = from.as_bytes().to_vec();
     loop {
-        let bounds = (Bound::Included(start.clone()), Bound::Excluded(to.as_bytes().to_vec()));
+        let bounds = (
+            Bound::Included(start.clone()),
+            Bound::Excluded(to.as_bytes().to_vec()),
+        );
         let page = c.scan(bounds, SCAN_PAGE).await.expect("scan page");
         let n = page.len();
         for KvPair(k, v) in page {
             let k: Vec<u8> = k.into();
-            assert!(next < LOAD_KEYS, "[{api}] scan returned extra key {}", text(k.clone()));
+            assert!(
+                next < LOAD_KEYS,
+                "[{api}] scan returned extra key {}",
+                text(k.clone())
+            );
             assert_eq!(text(k.clone()), key(next), "[{api}] scan position {next}");
             assert_eq!(text(v), load_value(next), "[{api}] value of {}", key(next));
             next += 1;
@@ -623,15 +863,29 @@ async fn load_and_verify(api: &str, c: &RawClient, key: impl Fn(usize) -> String
     let mut rng = rand::thread_rng();
     for _ in 0..200 {
         let i = rng.gen_range(0..LOAD_KEYS);
-        assert_eq!(get_str(c, &key(i)).await, Some(load_value(i)), "[{api}] get {}", key(i));
+        assert_eq!(
+            get_str(c, &key(i)).await,
+            Some(load_value(i)),
+            "[{api}] get {}",
+            key(i)
+        );
     }
     let ids: Vec<usize> = (0..1000).map(|_| rng.gen_range(0..LOAD_KEYS)).collect();
     let got = c.batch_get(ids.iter().map(|&i| key(i))).await.expect("batch_get");
     let got: BTreeMap<String, String> = pairs(got).into_iter().collect();
     for &i in &ids {
-        assert_eq!(got.get(&key(i)), Some(&load_value(i)), "[{api}] batch_get {}", key(i));
+        assert_eq!(
+            got.get(&key(i)),
+            Some(&load_value(i)),
+            "[{api}] batch_get {}",
+            key(i)
+        );
     }
-    assert_eq!(get_str(c, &key(LOAD_KEYS)).await, None, "[{api}] key past the load");
+    assert_eq!(
+        get_str(c, &key(LOAD_KEYS)).await,
+        None,
+        "[{api}] key past the load"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -661,22 +915,40 @@ async fn raw_v1_and_v2_key_spaces_are_isolated() {
     let v2 = cluster.raw_v2().await;
 
     // The same user key in both: two different entries.
-    v1.put("k".to_owned(), "from-v1".to_owned()).await.expect("v1 put k");
-    v2.put("k".to_owned(), "from-v2".to_owned()).await.expect("v2 put k");
+    v1.put("k".to_owned(), "from-v1".to_owned())
+        .await
+        .expect("v1 put k");
+    v2.put("k".to_owned(), "from-v2".to_owned())
+        .await
+        .expect("v2 put k");
     assert_eq!(get_str(&v1, "k").await.as_deref(), Some("from-v1"));
     assert_eq!(get_str(&v2, "k").await.as_deref(), Some("from-v2"));
     v2.delete("k".to_owned()).await.expect("v2 delete k");
     assert_eq!(get_str(&v2, "k").await, None);
-    assert_eq!(get_str(&v1, "k").await.as_deref(), Some("from-v1"), "v2 delete removed the v1 key");
+    assert_eq!(
+        get_str(&v1, "k").await.as_deref(),
+        Some("from-v1"),
+        "v2 delete removed the v1 key"
+    );
 
     // A key written through one API is absent through the other.
-    v2.put("only-v2".to_owned(), "x".to_owned()).await.expect("v2 put");
+    v2.put("only-v2".to_owned(), "x".to_owned())
+        .await
+        .expect("v2 put");
     assert_eq!(get_str(&v1, "only-v2").await, None, "v2 key visible to v1");
-    v1.put("only-v1".to_owned(), "y".to_owned()).await.expect("v1 put");
+    v1.put("only-v1".to_owned(), "y".to_owned())
+        .await
+        .expect("v1 put");
     assert_eq!(get_str(&v2, "only-v1").await, None, "v1 key visible to v2");
-    let got = v1.batch_get(["only-v2".to_owned(), "k".to_owned()]).await.expect("v1 batch_get");
+    let got = v1
+        .batch_get(["only-v2".to_owned(), "k".to_owned()])
+        .await
+        .expect("v1 batch_get");
     assert_eq!(pairs(got), [("k".to_owned(), "from-v1".to_owned())]);
-    let got = v2.batch_get(["only-v1".to_owned(), "only-v2".to_owned()]).await.expect("v2 batch_get");
+    let got = v2
+        .batch_get(["only-v1".to_owned(), "only-v2".to_owned()])
+        .await
+        .expect("v2 batch_get");
     assert_eq!(pairs(got), [("only-v2".to_owned(), "x".to_owned())]);
 
     // Scans: V2 sees only its keyspace; a V1 scan of the user-key range sees only V1 keys.
@@ -685,7 +957,10 @@ async fn raw_v1_and_v2_key_spaces_are_isolated() {
     let got = v1.scan(range("k", "p"), 100).await.expect("v1 scan");
     assert_eq!(
         pairs(got),
-        [("k".to_owned(), "from-v1".to_owned()), ("only-v1".to_owned(), "y".to_owned())],
+        [
+            ("k".to_owned(), "from-v1".to_owned()),
+            ("only-v1".to_owned(), "y".to_owned())
+        ],
         "v1 scan"
     );
 }
@@ -737,32 +1012,75 @@ async fn three_node_cluster_replicates_and_survives_losing_a_node() {
     let mut cluster = Cluster::start(3).await;
     let v1 = cluster.raw_v1().await;
     let v2 = cluster.raw_v2().await;
-    let keys: Vec<String> = ["a", "s", "y"].iter().flat_map(|p| numbered(&format!("{p}/repl/"), 0..10)).collect();
+    let keys: Vec<String> = ["a", "s", "y"]
+        .iter()
+        .flat_map(|p| numbered(&format!("{p}/repl/"), 0..10))
+        .collect();
     put_all(&v1, &keys).await;
     put_all(&v2, &keys).await;
 
     // PD's scheduler gives every region three replicas on three different stores.
-    wait_until(Duration::from_secs(60), "every region has replicas on 3 stores", || async {
-        let regions = cluster.pd_regions().await;
-        regions.len() >= PRESPLIT_REGIONS && regions.iter().all(|r| peer_stores(r).len() == 3)
-    })
+    wait_ok(
+        Duration::from_secs(60),
+        "every region has replicas on 3 stores",
+        || async {
+            let regions = cluster.pd_regions().await;
+            let spread: Vec<(u64, Vec<u64>)> = regions
+                .iter()
+                .map(|r| (r["id"].as_u64().unwrap_or(0), peer_stores(r)))
+                .collect();
+            if regions.len() >= PRESPLIT_REGIONS && spread.iter().all(|(_, stores)| stores.len() == 3) {
+                Ok(())
+            } else {
+                Err(format!("(region id, peer store ids): {spread:?}"))
+            }
+        },
+    )
     .await;
 
     // Lose one node: the others elect leaders where needed and keep serving reads and writes.
     cluster.kill_kv(2);
     for (api, c) in [("v1", &v1), ("v2", &v2)] {
         for k in &keys {
-            let got = wait_ok(Duration::from_secs(30), &format!("[{api}] get {k} with a node down"), || {
-                c.get(k.clone())
-            })
+            let got = wait_ok(
+                Duration::from_secs(30),
+                &format!("[{api}] get {k} with a node down"),
+                || c.get(k.clone()),
+            )
             .await;
             assert_eq!(got.map(text), Some(val(k)), "[{api}] {k} with a node down");
         }
         let k = format!("a/after-loss/{api}");
-        wait_ok(Duration::from_secs(30), &format!("[{api}] put with a node down"), || {
-            c.put(k.clone(), val(&k))
-        })
+        wait_ok(
+            Duration::from_secs(30),
+            &format!("[{api}] put with a node down"),
+            || c.put(k.clone(), val(&k)),
+        )
         .await;
         assert_eq!(get_str(c, &k).await, Some(val(&k)));
     }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Status server
+// ---------------------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kv_status_server_serves_metrics_and_status() {
+    let cluster = Cluster::start(1).await;
+    let c = cluster.raw_v1().await;
+    c.put("a/metrics".to_owned(), "x".to_owned()).await.expect("put");
+    assert_eq!(get_str(&c, "a/metrics").await.as_deref(), Some("x"));
+
+    assert!(cluster.kv_status_url(0).starts_with("http://127.0.0.1:"));
+    let (status, body) = cluster.kv_status_get(0, "/metrics").await.expect("GET /metrics");
+    let body = String::from_utf8_lossy(&body);
+    assert_eq!(status, 200, "/metrics: {body}");
+    // Names a TiKV dashboard reads.
+    for name in ["tikv_grpc_msg_duration_seconds", "tikv_raftstore_region_count"] {
+        assert!(body.contains(name), "/metrics lacks {name}:\n{body}");
+    }
+    let (status, body) = cluster.kv_status_get(0, "/status").await.expect("GET /status");
+    assert_eq!(status, 200, "/status: {}", String::from_utf8_lossy(&body));
+    serde_json::from_slice::<serde_json::Value>(&body).expect("/status answers JSON");
 }

@@ -43,7 +43,8 @@ struct Args {
 fn build_config(args: &Args) -> anyhow::Result<(Config, Vec<String>)> {
     let (mut cfg, unknown) = match &args.config {
         Some(path) => {
-            let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+            let text =
+                std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
             Config::from_toml(&text).map_err(anyhow::Error::msg)?
         }
         None => (Config::default(), vec![]),
@@ -67,7 +68,9 @@ fn build_config(args: &Args) -> anyhow::Result<(Config, Vec<String>)> {
         cfg.storage.data_dir = v.clone();
     }
     if let Some(v) = &args.labels {
-        cfg.server.labels.extend(Config::parse_labels(v).map_err(anyhow::Error::msg)?);
+        cfg.server
+            .labels
+            .extend(Config::parse_labels(v).map_err(anyhow::Error::msg)?);
     }
     if let Some(v) = &args.capacity {
         cfg.raftstore.capacity = ReadableSize::parse(v).map_err(anyhow::Error::msg)?;
@@ -86,12 +89,12 @@ async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     let (cfg, unknown) = build_config(&args)?;
     let log_file = (!cfg.log.file.filename.is_empty()).then(|| PathBuf::from(&cfg.log.file.filename));
-    atoll::init_logging(log_file.as_deref(), &cfg.log.level)?;
+    atoll_runtime::init_logging(log_file.as_deref(), &cfg.log.level)?;
     for key in unknown {
         tracing::warn!(key, "unknown configuration key ignored");
     }
     tracing::info!(version = server::VERSION, ?cfg, "starting atoll-kv");
-    if let Err(e) = server::run(cfg, atoll::shutdown_signal()).await {
+    if let Err(e) = server::run(cfg, atoll_runtime::shutdown_signal()).await {
         tracing::error!(error = %e, "atoll-kv failed");
         return Err(e.into());
     }

@@ -64,10 +64,10 @@ fn build_config(args: &Args) -> anyhow::Result<PdConfig> {
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
     // Logging first, so that config warnings (unknown keys) are visible.
-    atoll::init_logging(args.log_file.as_deref(), &args.log_level)?;
+    atoll_runtime::init_logging(args.log_file.as_deref(), &args.log_level)?;
     let cfg = build_config(&args)?;
     tracing::info!(?cfg, "starting atoll-pd");
-    if let Err(e) = pd::run(cfg, atoll::shutdown_signal()).await {
+    if let Err(e) = pd::run(cfg, atoll_runtime::shutdown_signal()).await {
         tracing::error!(error = %e, "atoll-pd failed");
         return Err(e.into());
     }

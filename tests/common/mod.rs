@@ -113,7 +113,10 @@ where
         if check().await {
             return;
         }
-        assert!(Instant::now() < deadline, "timed out after {timeout:?} waiting until {what}");
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {timeout:?} waiting until {what}"
+        );
         tokio::time::sleep(POLL_INTERVAL).await;
     }
 }
@@ -221,22 +224,31 @@ pub async fn http_get(addr: &str, path: &str) -> io::Result<(u16, Vec<u8>)> {
     };
     match tokio::time::timeout(HTTP_TIMEOUT, exchange).await {
         Ok(result) => result,
-        Err(_) => Err(io::Error::new(io::ErrorKind::TimedOut, format!("GET {addr}{path} timed out"))),
+        Err(_) => Err(io::Error::new(
+            io::ErrorKind::TimedOut,
+            format!("GET {addr}{path} timed out"),
+        )),
     }
 }
 
 /// `GET` that must answer 200 with a JSON body.
 pub async fn http_get_json(addr: &str, path: &str) -> Result<Json, String> {
-    let (status, body) = http_get(addr, path).await.map_err(|e| format!("GET {path}: {e}"))?;
+    let (status, body) = http_get(addr, path)
+        .await
+        .map_err(|e| format!("GET {path}: {e}"))?;
     if status != 200 {
-        return Err(format!("GET {path}: status {status}: {}", String::from_utf8_lossy(&body)));
+        return Err(format!(
+            "GET {path}: status {status}: {}",
+            String::from_utf8_lossy(&body)
+        ));
     }
-    serde_json::from_slice(&body).map_err(|e| format!("GET {path}: bad JSON ({e}): {}", String::from_utf8_lossy(&body)))
+    serde_json::from_slice(&body)
+        .map_err(|e| format!("GET {path}: bad JSON ({e}): {}", String::from_utf8_lossy(&body)))
 }
 
 /// Decodes PD's hex rendering of a key (`"7200000000000000FB"`); empty string = empty key.
 pub fn unhex(s: &str) -> Vec<u8> {
-    assert!(s.len() % 2 == 0, "odd-length hex key {s:?}");
+    assert_eq!(s.len() % 2, 0, "odd-length hex key {s:?}");
     (0..s.len())
         .step_by(2)
         .map(|i| u8::from_str_radix(&s[i..i + 2], 16).unwrap_or_else(|_| panic!("bad hex key {s:?}")))
@@ -247,7 +259,9 @@ pub fn unhex(s: &str) -> Vec<u8> {
 /// followed by a marker `0xFF - padding`.
 pub fn memcomparable(key: &[u8]) -> Vec<u8> {
     let mut out = Vec::with_capacity((key.len() / 8 + 1) * 9);
-    for chunk in key.chunks(8).chain(if key.len() % 8 == 0 { Some(&[][..]) } else { None }) {
+    // A key whose length is a multiple of 8 (also the empty key) ends with an all-padding group.
+    let last_group_full = matches!(key.len() % 8, 0);
+    for chunk in key.chunks(8).chain(last_group_full.then_some(&[][..])) {
         let pad = 8 - chunk.len();
         out.extend_from_slice(chunk);
         out.extend(std::iter::repeat_n(0u8, pad));
@@ -300,14 +314,20 @@ impl Cluster {
     /// lists all of them and every one of its (at least five) regions has a leader.
     pub async fn start(kv_count: usize) -> Cluster {
         assert!(kv_count >= 1);
-        let dir = tempfile::Builder::new().prefix("atoll-e2e-").tempdir().expect("temp dir");
+        let dir = tempfile::Builder::new()
+            .prefix("atoll-e2e-")
+            .tempdir()
+            .expect("temp dir");
         let root = dir.path().to_path_buf();
         let ports = free_ports(2 + 2 * kv_count);
         let kvs = (0..kv_count)
-            .map(|i| KvNode { port: ports[2 + 2 * i], status_port: ports[3 + 2 * i], child: None })
+            .map(|i| KvNode {
+                port: ports[2 + 2 * i],
+                status_port: ports[3 + 2 * i],
+                child: None,
+            })
             .collect();
-        let mut cluster =
-            Cluster {
+        let mut cluster = Cluster {
             dir: Some(dir),
             root,
             pd_port: ports[0],
@@ -363,7 +383,11 @@ impl Cluster {
 
     fn spawn(&self, program: &Path, name: &str, args: Vec<String>) -> Child {
         let console = self.root.join(format!("{name}.console"));
-        let out = OpenOptions::new().create(true).append(true).open(&console).expect("console file");
+        let out = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&console)
+            .expect("console file");
         let err = out.try_clone().expect("dup console file");
         Command::new(program)
             .args(&args)
@@ -475,7 +499,8 @@ impl Cluster {
     }
 
     async fn wait_pd_healthy(&mut self) {
-        self.poll_ready("PD health", |pd, _| async move { pd_healthy(&pd).await }).await;
+        self.poll_ready("PD health", |pd, _| async move { pd_healthy(&pd).await })
+            .await;
     }
 
     /// Waits until PD is healthy, lists every node as a store and every region has a leader.
@@ -490,7 +515,10 @@ impl Cluster {
 
     /// SIGKILLs node `i` and reaps it.
     pub fn kill_kv(&mut self, i: usize) {
-        let mut child = self.kvs[i].child.take().unwrap_or_else(|| panic!("kv-{i} is not running"));
+        let mut child = self.kvs[i]
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("kv-{i} is not running"));
         let _ = child.kill();
         let _ = child.wait();
     }
@@ -502,7 +530,12 @@ impl Cluster {
         let addr = self.kv_addr(i);
         self.poll_ready("restarted node accepts connections", |_, _| {
             let addr = addr.clone();
-            async move { TcpStream::connect(&addr).await.map(|_| ()).map_err(|e| format!("{addr}: {e}")) }
+            async move {
+                TcpStream::connect(&addr)
+                    .await
+                    .map(|_| ())
+                    .map_err(|e| format!("{addr}: {e}"))
+            }
         })
         .await;
         self.wait_ready().await;
@@ -529,7 +562,10 @@ impl Cluster {
     /// PD's `/pd/api/v1/regions` list.
     pub async fn pd_regions(&self) -> Vec<Json> {
         let v = self.pd_get("/pd/api/v1/regions").await.expect("PD regions");
-        v.get("regions").and_then(Json::as_array).cloned().unwrap_or_default()
+        v.get("regions")
+            .and_then(Json::as_array)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// `GET` on node `i`'s status server: status code and body.
@@ -539,12 +575,18 @@ impl Cluster {
 
     /// A raw client in API V1 (no keyspace).
     pub async fn raw_v1(&self) -> RawClient {
-        self.raw_client(Config::default().with_timeout(CLIENT_TIMEOUT)).await
+        self.raw_client(Config::default().with_timeout(CLIENT_TIMEOUT))
+            .await
     }
 
     /// A raw client in API V2, keyspace `DEFAULT` (id 0).
     pub async fn raw_v2(&self) -> RawClient {
-        self.raw_client(Config::default().with_timeout(CLIENT_TIMEOUT).with_default_keyspace()).await
+        self.raw_client(
+            Config::default()
+                .with_timeout(CLIENT_TIMEOUT)
+                .with_default_keyspace(),
+        )
+        .await
     }
 
     async fn raw_client(&self, config: Config) -> RawClient {
@@ -559,7 +601,12 @@ impl Cluster {
     pub fn log_tails(&self) -> String {
         self.tails_shown.set(true);
         let mut files: Vec<PathBuf> = std::fs::read_dir(&self.root)
-            .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_file()).collect())
+            .map(|rd| {
+                rd.filter_map(|e| e.ok())
+                    .map(|e| e.path())
+                    .filter(|p| p.is_file())
+                    .collect()
+            })
             .unwrap_or_default();
         files.sort();
         let mut out = format!("cluster directory: {}\n", self.root.display());
@@ -597,22 +644,35 @@ impl Drop for Cluster {
 // ---------------------------------------------------------------------------------------------
 
 async fn pd_healthy(pd: &str) -> Result<(), String> {
-    let (status, body) = http_get(pd, "/pd/api/v1/health").await.map_err(|e| format!("PD health: {e}"))?;
+    let (status, body) = http_get(pd, "/pd/api/v1/health")
+        .await
+        .map_err(|e| format!("PD health: {e}"))?;
     if status == 200 {
         Ok(())
     } else {
-        Err(format!("PD health: status {status}: {}", String::from_utf8_lossy(&body)))
+        Err(format!(
+            "PD health: status {status}: {}",
+            String::from_utf8_lossy(&body)
+        ))
     }
 }
 
 /// Every address in `kvs` is a store PD lists (and, where PD says, in state `Up`).
 async fn stores_up(pd: &str, kvs: &[String]) -> Result<(), String> {
     let v = http_get_json(pd, "/pd/api/v1/stores").await?;
-    let stores = v.get("stores").and_then(Json::as_array).cloned().unwrap_or_default();
+    let stores = v
+        .get("stores")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
     let up: Vec<String> = stores
         .iter()
         .map(|s| s.get("store").unwrap_or(s))
-        .filter(|s| s.get("state_name").and_then(Json::as_str).is_none_or(|st| st == "Up"))
+        .filter(|s| {
+            s.get("state_name")
+                .and_then(Json::as_str)
+                .is_none_or(|st| st == "Up")
+        })
         .filter_map(|s| s.get("address").and_then(Json::as_str).map(str::to_owned))
         .collect();
     let missing: Vec<&String> = kvs.iter().filter(|a| !up.contains(a)).collect();
@@ -627,18 +687,36 @@ async fn stores_up(pd: &str, kvs: &[String]) -> Result<(), String> {
 /// Returns the number of regions.
 async fn regions_led(pd: &str) -> Result<usize, String> {
     let v = http_get_json(pd, "/pd/api/v1/regions").await?;
-    let regions = v.get("regions").and_then(Json::as_array).cloned().unwrap_or_default();
+    let regions = v
+        .get("regions")
+        .and_then(Json::as_array)
+        .cloned()
+        .unwrap_or_default();
     if regions.len() < PRESPLIT_REGIONS {
-        return Err(format!("PD lists {} regions, want >= {PRESPLIT_REGIONS}", regions.len()));
+        return Err(format!(
+            "PD lists {} regions, want >= {PRESPLIT_REGIONS}",
+            regions.len()
+        ));
     }
     let leaderless: Vec<&Json> = regions
         .iter()
-        .filter(|r| r.get("leader").and_then(|l| l.get("id")).and_then(Json::as_u64).unwrap_or(0) == 0)
+        .filter(|r| {
+            r.get("leader")
+                .and_then(|l| l.get("id"))
+                .and_then(Json::as_u64)
+                .unwrap_or(0)
+                == 0
+        })
         .collect();
     if leaderless.is_empty() {
         Ok(regions.len())
     } else {
-        Err(format!("{} of {} regions without leader, e.g. {}", leaderless.len(), regions.len(), leaderless[0]))
+        Err(format!(
+            "{} of {} regions without leader, e.g. {}",
+            leaderless.len(),
+            regions.len(),
+            leaderless[0]
+        ))
     }
 }
 
@@ -654,7 +732,10 @@ fn harness_http_parsing_and_codec() {
 
     assert_eq!(memcomparable(b"r\0\0\0"), b"r\0\0\0\0\0\0\0\xfb".to_vec());
     assert_eq!(memcomparable(b""), b"\0\0\0\0\0\0\0\0\xf7".to_vec());
-    assert_eq!(memcomparable(b"12345678"), b"12345678\xff\0\0\0\0\0\0\0\0\xf7".to_vec());
+    assert_eq!(
+        memcomparable(b"12345678"),
+        b"12345678\xff\0\0\0\0\0\0\0\0\xf7".to_vec()
+    );
     assert_eq!(unhex("7200000000000000FB"), b"r\0\0\0\0\0\0\0\xfb".to_vec());
     assert_eq!(unhex(""), Vec::<u8>::new());
 

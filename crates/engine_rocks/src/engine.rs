@@ -25,7 +25,11 @@ pub struct RocksTuning {
 
 impl Default for RocksTuning {
     fn default() -> Self {
-        RocksTuning { block_cache_bytes: 256 << 20, write_buffer_bytes: 64 << 20, max_background_jobs: 2 }
+        RocksTuning {
+            block_cache_bytes: 256 << 20,
+            write_buffer_bytes: 64 << 20,
+            max_background_jobs: 2,
+        }
     }
 }
 
@@ -58,8 +62,10 @@ impl RocksEngine {
         db_opts.create_if_missing(true);
         db_opts.create_missing_column_families(true);
         db_opts.set_max_background_jobs(tuning.max_background_jobs);
-        let mut descriptors: Vec<ColumnFamilyDescriptor> =
-            cfs.iter().map(|cf| ColumnFamilyDescriptor::new(*cf, cf_opts())).collect();
+        let mut descriptors: Vec<ColumnFamilyDescriptor> = cfs
+            .iter()
+            .map(|cf| ColumnFamilyDescriptor::new(*cf, cf_opts()))
+            .collect();
         if !cfs.contains(&"default") {
             descriptors.push(ColumnFamilyDescriptor::new("default", cf_opts()));
         }
@@ -68,12 +74,16 @@ impl RocksEngine {
     }
 
     fn cf(&self, cf: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.db.cf_handle(cf).ok_or_else(|| Error::UnknownCf(cf.to_owned()))
+        self.db
+            .cf_handle(cf)
+            .ok_or_else(|| Error::UnknownCf(cf.to_owned()))
     }
 
     /// A RocksDB property of a column family, e.g. `rocksdb.estimate-num-keys`.
     pub fn property_int_cf(&self, cf: &str, name: &str) -> Result<Option<u64>> {
-        self.db.property_int_value_cf(self.cf(cf)?, name).map_err(engine_err)
+        self.db
+            .property_int_value_cf(self.cf(cf)?, name)
+            .map_err(engine_err)
     }
 
     /// Flushes memtables of every column family to SST files.
@@ -117,7 +127,12 @@ impl KvEngine for RocksEngine {
         // database outlives the snapshot; the 'static lifetime never escapes `SnapInner`
         // (every accessor reborrows it for the lifetime of `&self`).
         let snap: SnapshotWithThreadMode<'static, DB> = unsafe { std::mem::transmute(snap) };
-        RocksSnapshot { inner: Arc::new(SnapInner { snap, db: self.db.clone() }) }
+        RocksSnapshot {
+            inner: Arc::new(SnapInner {
+                snap,
+                db: self.db.clone(),
+            }),
+        }
     }
 
     fn write(&self, batch: &WriteBatch, sync: bool) -> Result<()> {
@@ -144,8 +159,14 @@ impl KvEngine for RocksEngine {
 
     fn approximate_size_cf(&self, cf: &str) -> Result<u64> {
         let handle = self.cf(cf)?;
-        let sst = self.db.property_int_value_cf(handle, "rocksdb.total-sst-files-size").map_err(engine_err)?;
-        let mem = self.db.property_int_value_cf(handle, "rocksdb.cur-size-all-mem-tables").map_err(engine_err)?;
+        let sst = self
+            .db
+            .property_int_value_cf(handle, "rocksdb.total-sst-files-size")
+            .map_err(engine_err)?;
+        let mem = self
+            .db
+            .property_int_value_cf(handle, "rocksdb.cur-size-all-mem-tables")
+            .map_err(engine_err)?;
         Ok(sst.unwrap_or(0) + mem.unwrap_or(0))
     }
 }
@@ -164,7 +185,10 @@ pub struct RocksSnapshot {
 
 impl RocksSnapshot {
     fn cf(&self, cf: &str) -> Result<&rocksdb::ColumnFamily> {
-        self.inner.db.cf_handle(cf).ok_or_else(|| Error::UnknownCf(cf.to_owned()))
+        self.inner
+            .db
+            .cf_handle(cf)
+            .ok_or_else(|| Error::UnknownCf(cf.to_owned()))
     }
 }
 
@@ -177,7 +201,10 @@ impl Peekable for RocksSnapshot {
 impl Iterable for RocksSnapshot {
     type Iter<'a> = RocksIterator<'a>;
     fn iterator_cf(&self, cf: &str, bounds: IterBounds) -> Result<RocksIterator<'_>> {
-        let it = self.inner.snap.raw_iterator_cf_opt(self.cf(cf)?, read_opts(&bounds));
+        let it = self
+            .inner
+            .snap
+            .raw_iterator_cf_opt(self.cf(cf)?, read_opts(&bounds));
         Ok(RocksIterator { it })
     }
 }

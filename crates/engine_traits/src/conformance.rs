@@ -50,7 +50,10 @@ fn point_ops<E: KvEngine>(e: &E) {
     put(e, CF_DEFAULT, b"a", b"2");
     assert_eq!(e.get_cf(CF_DEFAULT, b"a").expect("get"), Some(b"2".to_vec()));
     put(e, CF_DEFAULT, b"", b"empty key");
-    assert_eq!(e.get_cf(CF_DEFAULT, b"").expect("get"), Some(b"empty key".to_vec()));
+    assert_eq!(
+        e.get_cf(CF_DEFAULT, b"").expect("get"),
+        Some(b"empty key".to_vec())
+    );
     let mut wb = WriteBatch::new();
     wb.delete_cf(CF_DEFAULT, b"a");
     e.write(&wb, true).expect("write");
@@ -104,8 +107,14 @@ fn iteration_and_bounds<E: KvEngine>(e: &E) {
     let all = keys_forward(snap.iterator_cf(CF_WRITE, IterBounds::all()).expect("iter"));
     assert_eq!(all.len(), 5);
     let b = IterBounds::new(Some(b"a2".to_vec()), Some(b"b2".to_vec()));
-    assert_eq!(keys_forward(snap.iterator_cf(CF_WRITE, b.clone()).expect("iter")), vec![b"a3".to_vec(), b"b1".to_vec()]);
-    assert_eq!(keys_backward(snap.iterator_cf(CF_WRITE, b).expect("iter")), vec![b"b1".to_vec(), b"a3".to_vec()]);
+    assert_eq!(
+        keys_forward(snap.iterator_cf(CF_WRITE, b.clone()).expect("iter")),
+        vec![b"a3".to_vec(), b"b1".to_vec()]
+    );
+    assert_eq!(
+        keys_backward(snap.iterator_cf(CF_WRITE, b).expect("iter")),
+        vec![b"b1".to_vec(), b"a3".to_vec()]
+    );
     let mut seen = vec![];
     e.scan_cf(CF_WRITE, b"b", None, |k, v| {
         assert_eq!(k, v);
@@ -121,7 +130,12 @@ fn seek_semantics<E: KvEngine>(e: &E) {
         put(e, CF_LOCK, k, b"v");
     }
     let snap = e.snapshot();
-    let mut it = snap.iterator_cf(CF_LOCK, IterBounds::new(Some(b"k3".to_vec()), Some(b"k6".to_vec()))).expect("iter");
+    let mut it = snap
+        .iterator_cf(
+            CF_LOCK,
+            IterBounds::new(Some(b"k3".to_vec()), Some(b"k6".to_vec())),
+        )
+        .expect("iter");
     assert!(it.seek(b"k1").expect("seek"));
     assert_eq!(it.key(), b"k4");
     assert!(it.seek(b"k4").expect("seek"));
@@ -143,7 +157,11 @@ fn delete_range<E: KvEngine>(e: &E) {
     wb.delete_range_cf(CF_DEFAULT, b"d2", b"d4");
     e.write(&wb, false).expect("write");
     let left = keys_forward(
-        e.iterator_cf(CF_DEFAULT, IterBounds::new(Some(b"d".to_vec()), Some(b"e".to_vec()))).expect("iter"),
+        e.iterator_cf(
+            CF_DEFAULT,
+            IterBounds::new(Some(b"d".to_vec()), Some(b"e".to_vec())),
+        )
+        .expect("iter"),
     );
     assert_eq!(left, vec![b"d1".to_vec(), b"d4".to_vec()]);
     assert!(e.approximate_size_cf(CF_DEFAULT).is_ok());

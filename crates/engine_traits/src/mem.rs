@@ -7,8 +7,8 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::{
-    BatchOp, EngineIterator, Error, IterBounds, Iterable, KvEngine, Peekable, Result, Snapshot,
-    WriteBatch, ALL_CFS,
+    BatchOp, EngineIterator, Error, IterBounds, Iterable, KvEngine, Peekable, Result, Snapshot, WriteBatch,
+    ALL_CFS,
 };
 
 type Cf = Arc<BTreeMap<Vec<u8>, Vec<u8>>>;
@@ -28,7 +28,9 @@ impl Default for MemEngine {
 impl MemEngine {
     pub fn new() -> MemEngine {
         let cfs = ALL_CFS.iter().map(|cf| (*cf, Cf::default())).collect();
-        MemEngine { cfs: Arc::new(RwLock::new(cfs)) }
+        MemEngine {
+            cfs: Arc::new(RwLock::new(cfs)),
+        }
     }
 }
 
@@ -51,7 +53,11 @@ impl Peekable for MemSnapshot {
 impl Iterable for MemSnapshot {
     type Iter<'a> = MemIterator<'a>;
     fn iterator_cf(&self, cf: &str, bounds: IterBounds) -> Result<MemIterator<'_>> {
-        Ok(MemIterator { map: cf_of(&self.cfs, cf)?, bounds, cur: None })
+        Ok(MemIterator {
+            map: cf_of(&self.cfs, cf)?,
+            bounds,
+            cur: None,
+        })
     }
 }
 
@@ -67,7 +73,11 @@ impl Iterable for MemEngine {
     type Iter<'a> = OwnedMemIterator;
     fn iterator_cf(&self, cf: &str, bounds: IterBounds) -> Result<OwnedMemIterator> {
         let map = cf_of(&self.cfs.read(), cf)?.clone();
-        Ok(OwnedMemIterator { map, bounds, cur: None })
+        Ok(OwnedMemIterator {
+            map,
+            bounds,
+            cur: None,
+        })
     }
 }
 
@@ -75,7 +85,9 @@ impl KvEngine for MemEngine {
     type Snap = MemSnapshot;
 
     fn snapshot(&self) -> MemSnapshot {
-        MemSnapshot { cfs: self.cfs.read().clone() }
+        MemSnapshot {
+            cfs: self.cfs.read().clone(),
+        }
     }
 
     fn write(&self, batch: &WriteBatch, _sync: bool) -> Result<()> {
@@ -104,8 +116,10 @@ impl KvEngine for MemEngine {
                     if let Some(m) = cfs.get_mut(cf) {
                         if start < end {
                             let m = Arc::make_mut(m);
-                            let doomed: Vec<Vec<u8>> =
-                                m.range(start.clone()..end.clone()).map(|(k, _)| k.clone()).collect();
+                            let doomed: Vec<Vec<u8>> = m
+                                .range(start.clone()..end.clone())
+                                .map(|(k, _)| k.clone())
+                                .collect();
                             for k in doomed {
                                 m.remove(&k);
                             }
@@ -123,7 +137,10 @@ impl KvEngine for MemEngine {
 
     fn approximate_size_cf(&self, cf: &str) -> Result<u64> {
         let cfs = self.cfs.read();
-        Ok(cf_of(&cfs, cf)?.iter().map(|(k, v)| (k.len() + v.len()) as u64).sum())
+        Ok(cf_of(&cfs, cf)?
+            .iter()
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum())
     }
 }
 
@@ -136,7 +153,11 @@ fn position(
 ) -> Option<Vec<u8>> {
     let lower: Bound<&[u8]> = bounds.lower.as_deref().map_or(Bound::Unbounded, Bound::Included);
     let upper: Bound<&[u8]> = bounds.upper.as_deref().map_or(Bound::Unbounded, Bound::Excluded);
-    let range = if forward { (tighter_lower(lower, from), upper) } else { (lower, tighter_upper(upper, from)) };
+    let range = if forward {
+        (tighter_lower(lower, from), upper)
+    } else {
+        (lower, tighter_upper(upper, from))
+    };
     if let (Bound::Included(a) | Bound::Excluded(a), Bound::Included(b) | Bound::Excluded(b)) = range {
         if a > b || (a == b && !matches!(range, (Bound::Included(_), Bound::Included(_)))) {
             return None;
@@ -217,7 +238,11 @@ macro_rules! mem_iterator_impl {
                 self.cur.as_deref().unwrap_or_default()
             }
             fn value(&self) -> &[u8] {
-                self.cur.as_ref().and_then(|k| self.map.get(k)).map(Vec::as_slice).unwrap_or_default()
+                self.cur
+                    .as_ref()
+                    .and_then(|k| self.map.get(k))
+                    .map(Vec::as_slice)
+                    .unwrap_or_default()
             }
         }
     };

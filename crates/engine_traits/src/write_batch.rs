@@ -3,10 +3,21 @@
 /// One operation of a [`WriteBatch`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BatchOp {
-    Put { cf: &'static str, key: Vec<u8>, value: Vec<u8> },
-    Delete { cf: &'static str, key: Vec<u8> },
+    Put {
+        cf: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        cf: &'static str,
+        key: Vec<u8>,
+    },
     /// Deletes keys in `[start, end)`.
-    DeleteRange { cf: &'static str, start: Vec<u8>, end: Vec<u8> },
+    DeleteRange {
+        cf: &'static str,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 /// Ordered operations applied atomically; later operations win over earlier ones.
@@ -71,10 +82,21 @@ impl WriteBatch {
 /// One change to the KV engine, in range-key space.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Modify {
-    Put { cf: &'static str, key: Vec<u8>, value: Vec<u8> },
-    Delete { cf: &'static str, key: Vec<u8> },
+    Put {
+        cf: &'static str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+    },
+    Delete {
+        cf: &'static str,
+        key: Vec<u8>,
+    },
     /// Deletes `[start, end)` clamped to the region; an empty `end` means the region's end.
-    DeleteRange { cf: &'static str, start: Vec<u8>, end: Vec<u8> },
+    DeleteRange {
+        cf: &'static str,
+        start: Vec<u8>,
+        end: Vec<u8>,
+    },
 }
 
 impl Modify {
@@ -94,4 +116,3 @@ impl Modify {
         }
     }
 }
-

@@ -73,7 +73,9 @@ fn check_bootstrap_request(store: Option<&metapb::Store>, region: Option<&metapb
     // PD also requires an empty end key and exactly one peer; Atoll nodes may bootstrap an
     // already pre-split first region, or with several peers, so only the start is checked.
     if !region.start_key.is_empty() {
-        return Err(Error::InvalidRequest("invalid first region key range, start key must be empty".into()));
+        return Err(Error::InvalidRequest(
+            "invalid first region key range, start key must be empty".into(),
+        ));
     }
     if region.peers.is_empty() {
         return Err(Error::InvalidRequest("invalid first region peer count 0".into()));
@@ -82,7 +84,10 @@ fn check_bootstrap_request(store: Option<&metapb::Store>, region: Option<&metapb
         return Err(Error::InvalidRequest("invalid zero peer id".into()));
     }
     if !region.peers.iter().any(|p| p.store_id == store.id) {
-        return Err(Error::InvalidRequest(format!("first region has no peer on store {}", store.id)));
+        return Err(Error::InvalidRequest(format!(
+            "first region has no peer on store {}",
+            store.id
+        )));
     }
     Ok(())
 }
@@ -94,9 +99,7 @@ fn check_split_regions(regions: &[metapb::Region]) -> Result<()> {
     }
     for w in regions.windows(2) {
         let (left, right) = (&w[0], &w[1]);
-        if left.end_key != right.start_key
-            || (!right.end_key.is_empty() && left.start_key >= right.end_key)
-        {
+        if left.end_key != right.start_key || (!right.end_key.is_empty() && left.start_key >= right.end_key) {
             return Err(Error::InvalidRequest("invalid split region".into()));
         }
     }
@@ -113,8 +116,11 @@ impl Cluster {
         now: SystemTime,
     ) -> Result<Cluster> {
         let meta = storage.load_cluster_meta()?;
-        let stores: BTreeMap<u64, StoreInfo> =
-            storage.load_stores()?.into_iter().map(|s| (s.id, StoreInfo::new(s, now))).collect();
+        let stores: BTreeMap<u64, StoreInfo> = storage
+            .load_stores()?
+            .into_iter()
+            .map(|s| (s.id, StoreInfo::new(s, now)))
+            .collect();
         let mut regions = RegionTree::new();
         for r in storage.load_regions()? {
             let info = RegionInfo::from_meta(r);
@@ -134,7 +140,11 @@ impl Cluster {
             max_replicas,
             storage,
             id_alloc,
-            state: RwLock::new(State { meta, stores, regions }),
+            state: RwLock::new(State {
+                meta,
+                stores,
+                regions,
+            }),
         })
     }
 
@@ -163,14 +173,23 @@ impl Cluster {
         let (Some(store), Some(region)) = (store, region) else {
             return Err(Error::InvalidRequest("missing bootstrap meta".into()));
         };
-        let meta = metapb::Cluster { id: self.cluster_id, max_peer_count: self.max_replicas };
+        let meta = metapb::Cluster {
+            id: self.cluster_id,
+            max_peer_count: self.max_replicas,
+        };
         let now = SystemTime::now();
         let mut store = store.clone();
         if store.node_state == metapb::NodeState::Preparing as i32 {
             store.node_state = metapb::NodeState::Serving as i32;
         }
-        self.storage.save_bootstrap(&meta, &store, region, unix_nanos(now) as u64)?;
-        tracing::info!(cluster_id = self.cluster_id, store = store.id, region = region.id, "bootstrapped cluster");
+        self.storage
+            .save_bootstrap(&meta, &store, region, unix_nanos(now) as u64)?;
+        tracing::info!(
+            cluster_id = self.cluster_id,
+            store = store.id,
+            region = region.id,
+            "bootstrapped cluster"
+        );
         st.stores.insert(store.id, StoreInfo::new(store, now));
         let info = RegionInfo::from_meta(region.clone());
         let out = st.regions.put(info);
@@ -188,10 +207,10 @@ impl Cluster {
 
     /// The cluster meta, or what it will be once bootstrapped (for the HTTP API).
     pub fn cluster_meta_or_default(&self) -> metapb::Cluster {
-        self.state
-            .read()
-            .meta
-            .unwrap_or(metapb::Cluster { id: self.cluster_id, max_peer_count: self.max_replicas })
+        self.state.read().meta.unwrap_or(metapb::Cluster {
+            id: self.cluster_id,
+            max_peer_count: self.max_replicas,
+        })
     }
 
     pub fn put_cluster_meta(&self, meta: metapb::Cluster) -> Result<()> {
@@ -231,7 +250,8 @@ impl Cluster {
                     s.meta
                 )));
             }
-            if !store.peer_address.is_empty() && (store.peer_address == *addr || store.peer_address == *peer_addr)
+            if !store.peer_address.is_empty()
+                && (store.peer_address == *addr || store.peer_address == *peer_addr)
             {
                 return Err(Error::InvalidRequest(format!(
                     "duplicated store peer address: {store:?}, already registered by {:?}",
@@ -280,7 +300,12 @@ impl Cluster {
     pub fn store_metas(&self, exclude_tombstone: bool) -> Result<Vec<metapb::Store>> {
         let st = self.state.read();
         Self::ensure_bootstrapped(&st)?;
-        Ok(st.stores.values().filter(|s| !(exclude_tombstone && s.is_tombstone())).map(|s| s.meta.clone()).collect())
+        Ok(st
+            .stores
+            .values()
+            .filter(|s| !(exclude_tombstone && s.is_tombstone()))
+            .map(|s| s.meta.clone())
+            .collect())
     }
 
     /// Records a store heartbeat.
@@ -316,7 +341,10 @@ impl Cluster {
             return Err(Error::InvalidRequest(format!("invalid request region, {req:?}")));
         }
         if region.meta.peers.is_empty() {
-            return Err(Error::InvalidRequest(format!("invalid region {}, zero region peer count", region.id())));
+            return Err(Error::InvalidRequest(format!(
+                "invalid region {}, zero region peer count",
+                region.id()
+            )));
         }
         let mut st = self.state.write();
         Self::ensure_bootstrapped(&st)?;
@@ -343,7 +371,11 @@ impl Cluster {
             Vec::new()
         };
         if meta_changed || !overlapped.is_empty() {
-            let put: Vec<&metapb::Region> = if meta_changed { vec![&region.meta] } else { Vec::new() };
+            let put: Vec<&metapb::Region> = if meta_changed {
+                vec![&region.meta]
+            } else {
+                Vec::new()
+            };
             self.storage.save_regions(&put, &overlapped)?;
         }
         let out = st.regions.put(region);
@@ -372,7 +404,13 @@ impl Cluster {
     }
 
     pub fn scan_regions(&self, start: &[u8], end: &[u8], limit: i32) -> Result<Vec<RegionInfo>> {
-        Ok(self.read_bootstrapped()?.regions.scan(start, end, limit).into_iter().cloned().collect())
+        Ok(self
+            .read_bootstrapped()?
+            .regions
+            .scan(start, end, limit)
+            .into_iter()
+            .cloned()
+            .collect())
     }
 
     /// Every region in key order (empty before bootstrap).
@@ -413,7 +451,10 @@ impl Cluster {
     /// older than PD's.
     fn validate_region(st: &State, region: &metapb::Region) -> Result<()> {
         let Some(cur) = st.regions.search(&region.start_key) else {
-            return Err(Error::InvalidRequest(format!("region not found, request region: {}", region.id)));
+            return Err(Error::InvalidRequest(format!(
+                "region not found, request region: {}",
+                region.id
+            )));
         };
         let (req, have) = (region.region_epoch.unwrap_or_default(), cur.epoch());
         if req.version < have.version || req.conf_ver < have.conf_ver {
@@ -429,7 +470,12 @@ impl Cluster {
         Self::validate_region(&*self.read_bootstrapped()?, region)?;
         let new_region_id = self.id_alloc.alloc()?;
         let peer_ids = self.id_alloc.alloc_n(region.peers.len())?;
-        tracing::info!(region = region.id, new_region_id, ?peer_ids, "alloc ids for region split");
+        tracing::info!(
+            region = region.id,
+            new_region_id,
+            ?peer_ids,
+            "alloc ids for region split"
+        );
         Ok((new_region_id, peer_ids))
     }
 
@@ -440,7 +486,10 @@ impl Cluster {
         for _ in 0..count {
             let new_region_id = self.id_alloc.alloc()?;
             let new_peer_ids = self.id_alloc.alloc_n(region.peers.len())?;
-            ids.push(pdpb::SplitId { new_region_id, new_peer_ids });
+            ids.push(pdpb::SplitId {
+                new_region_id,
+                new_peer_ids,
+            });
         }
         tracing::info!(region = region.id, ?ids, "alloc ids for region batch split");
         Ok(ids)

@@ -161,7 +161,11 @@ impl Default for PdConfig {
 /// Dotted paths of keys in `user` that `known` does not have.
 fn unknown_keys(user: &toml::Table, known: &toml::Table, prefix: &str, out: &mut Vec<String>) {
     for (k, v) in user {
-        let path = if prefix.is_empty() { k.clone() } else { format!("{prefix}.{k}") };
+        let path = if prefix.is_empty() {
+            k.clone()
+        } else {
+            format!("{prefix}.{k}")
+        };
         match (known.get(k), v) {
             (None, _) => out.push(path),
             (Some(toml::Value::Table(kt)), toml::Value::Table(ut)) => unknown_keys(ut, kt, &path, out),
@@ -172,7 +176,11 @@ fn unknown_keys(user: &toml::Table, known: &toml::Table, prefix: &str, out: &mut
 
 /// Splits a comma-separated URL list.
 fn split_urls(s: &str) -> Vec<String> {
-    s.split(',').map(str::trim).filter(|u| !u.is_empty()).map(str::to_string).collect()
+    s.split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(str::to_string)
+        .collect()
 }
 
 impl PdConfig {
@@ -186,7 +194,9 @@ impl PdConfig {
         };
         let mut unknown = Vec::new();
         unknown_keys(&user, &known, "", &mut unknown);
-        let cfg: PdConfig = toml::Value::Table(user).try_into().map_err(|e| Error::Config(e.to_string()))?;
+        let cfg: PdConfig = toml::Value::Table(user)
+            .try_into()
+            .map_err(|e| Error::Config(e.to_string()))?;
         Ok((cfg, unknown))
     }
 
@@ -219,7 +229,9 @@ impl PdConfig {
             self.advertise_peer_urls = self.peer_urls.clone();
         }
         if self.replication.max_replicas == 0 {
-            return Err(Error::Config("replication.max-replicas must be at least 1".into()));
+            return Err(Error::Config(
+                "replication.max-replicas must be at least 1".into(),
+            ));
         }
         self.listen_addr()?;
         Ok(())
@@ -231,7 +243,10 @@ impl PdConfig {
             .into_iter()
             .next()
             .ok_or_else(|| Error::Config("client-urls is empty".into()))?;
-        let hostport = url.strip_prefix("http://").or_else(|| url.strip_prefix("https://")).unwrap_or(&url);
+        let hostport = url
+            .strip_prefix("http://")
+            .or_else(|| url.strip_prefix("https://"))
+            .unwrap_or(&url);
         let hostport = hostport.trim_end_matches('/');
         hostport
             .to_socket_addrs()
@@ -280,7 +295,10 @@ mod tests {
         c.adjust().unwrap();
         assert_eq!(c.replication.max_replicas, 3);
         assert_eq!(c.data_dir, PathBuf::from("default.pd"));
-        assert_eq!(c.advertise_client_url_list(), vec!["http://127.0.0.1:2379".to_string()]);
+        assert_eq!(
+            c.advertise_client_url_list(),
+            vec!["http://127.0.0.1:2379".to_string()]
+        );
         assert_eq!(c.listen_addr().unwrap(), "127.0.0.1:2379".parse().unwrap());
         assert_eq!(c.schedule.max_store_down_time.0, Duration::from_secs(1800));
     }
@@ -314,7 +332,10 @@ mod tests {
         assert_eq!(c.schedule.max_store_down_time.0, Duration::from_secs(600));
         assert_eq!(c.schedule.leader_schedule_limit, 8);
         assert_eq!(c.schedule.region_schedule_limit, 2048);
-        assert_eq!(c.advertise_client_url_list(), vec!["http://10.0.0.1:12379".to_string()]);
+        assert_eq!(
+            c.advertise_client_url_list(),
+            vec!["http://10.0.0.1:12379".to_string()]
+        );
         assert_eq!(c.listen_addr().unwrap().port(), 12379);
     }
 

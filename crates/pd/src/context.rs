@@ -40,7 +40,10 @@ pub struct PdContext {
 
 /// PD's way of making a cluster id: unix seconds in the high half, randomness in the low half.
 fn new_cluster_id() -> u64 {
-    let secs = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let secs = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let id = (secs << 32) | u64::from(rand::random::<u32>());
     id.max(1)
 }
@@ -60,7 +63,11 @@ fn load_or_create(
 
 impl PdContext {
     /// Loads (or initializes) everything from `storage`. `config` must be adjusted.
-    pub fn open(config: PdConfig, storage: MetaStorage, shutdown: watch::Receiver<bool>) -> Result<PdContext> {
+    pub fn open(
+        config: PdConfig,
+        storage: MetaStorage,
+        shutdown: watch::Receiver<bool>,
+    ) -> Result<PdContext> {
         let cluster_id = load_or_create(
             || storage.load_cluster_id(),
             |id| storage.save_cluster_id(id),
@@ -92,7 +99,10 @@ impl PdContext {
         let max_replicas = u32::try_from(config.replication.max_replicas).unwrap_or(u32::MAX);
         let cluster = Cluster::load(cluster_id, max_replicas, storage.clone(), id_alloc.clone(), now)?;
         let gc = GcManager::new(storage.clone())?;
-        let unix_secs = now.duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let unix_secs = now
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let keyspaces = KeyspaceManager::new(&storage, unix_secs)?;
         tracing::info!(cluster_id, member_id, name = %config.name, "pd context ready");
         Ok(PdContext {
@@ -113,14 +123,20 @@ impl PdContext {
 
     /// A response header without error.
     pub fn header(&self) -> pdpb::ResponseHeader {
-        pdpb::ResponseHeader { cluster_id: self.cluster_id, error: None }
+        pdpb::ResponseHeader {
+            cluster_id: self.cluster_id,
+            error: None,
+        }
     }
 
     /// A response header carrying an error.
     pub fn error_header(&self, kind: pdpb::ErrorType, message: impl Into<String>) -> pdpb::ResponseHeader {
         pdpb::ResponseHeader {
             cluster_id: self.cluster_id,
-            error: Some(pdpb::Error { r#type: kind as i32, message: message.into() }),
+            error: Some(pdpb::Error {
+                r#type: kind as i32,
+                message: message.into(),
+            }),
         }
     }
 

@@ -28,13 +28,19 @@ impl ReadableDuration {
         let mut total = 0f64;
         let mut rest = s;
         while !rest.is_empty() {
-            let num_len = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let num_len = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             if num_len == 0 {
                 return Err(format!("invalid duration {s:?}"));
             }
-            let value: f64 = rest[..num_len].parse().map_err(|_| format!("invalid duration {s:?}"))?;
+            let value: f64 = rest[..num_len]
+                .parse()
+                .map_err(|_| format!("invalid duration {s:?}"))?;
             rest = &rest[num_len..];
-            let unit_len = rest.find(|c: char| c.is_ascii_digit() || c == '.').unwrap_or(rest.len());
+            let unit_len = rest
+                .find(|c: char| c.is_ascii_digit() || c == '.')
+                .unwrap_or(rest.len());
             let nanos_per_unit = match &rest[..unit_len] {
                 "ns" => 1.0,
                 "us" | "µs" => 1e3,
@@ -121,7 +127,11 @@ mod tests {
             ("90s", "1m30s"),
         ];
         for (input, printed) in cases {
-            assert_eq!(ReadableDuration::parse(input).unwrap().to_string(), printed, "{input}");
+            assert_eq!(
+                ReadableDuration::parse(input).unwrap().to_string(),
+                printed,
+                "{input}"
+            );
         }
         assert!(ReadableDuration::parse("10x").is_err());
         assert!(ReadableDuration::parse("s").is_err());

@@ -37,9 +37,15 @@ pub struct ServiceUpdate {
 impl GcManager {
     pub fn new(storage: MetaStorage) -> Result<GcManager> {
         let safe_point = storage.load_gc_safe_point()?;
-        let services =
-            storage.load_service_safe_points()?.into_iter().map(|s| (s.service_id.clone(), s)).collect();
-        Ok(GcManager { storage, state: Mutex::new(State { safe_point, services }) })
+        let services = storage
+            .load_service_safe_points()?
+            .into_iter()
+            .map(|s| (s.service_id.clone(), s))
+            .collect();
+        Ok(GcManager {
+            storage,
+            state: Mutex::new(State { safe_point, services }),
+        })
     }
 
     pub fn safe_point(&self) -> u64 {
@@ -74,14 +80,23 @@ impl GcManager {
     ) -> Result<ServiceUpdate> {
         let mut st = self.state.lock();
         if ttl <= 0 && st.services.remove(service_id).is_some() {
-            self.storage.remove_service_safe_points(&[service_id.to_string()])?;
+            self.storage
+                .remove_service_safe_points(&[service_id.to_string()])?;
         }
         let mut min = self.load_min(&mut st, now)?;
         if ttl <= 0 || safe_point < min.safe_point {
             return Ok(ServiceUpdate { min, updated: false });
         }
-        let expired_at = if i64::MAX - now <= ttl { i64::MAX } else { now + ttl };
-        let ssp = ServiceSafePoint { service_id: service_id.to_string(), expired_at, safe_point };
+        let expired_at = if i64::MAX - now <= ttl {
+            i64::MAX
+        } else {
+            now + ttl
+        };
+        let ssp = ServiceSafePoint {
+            service_id: service_id.to_string(),
+            expired_at,
+            safe_point,
+        };
         self.storage.save_service_safe_point(&ssp)?;
         st.services.insert(ssp.service_id.clone(), ssp);
         if service_id == min.service_id {
@@ -96,8 +111,12 @@ impl GcManager {
             return self.init_gc_worker(st, 0);
         }
         let has_gc_worker = st.services.contains_key(GC_WORKER_SERVICE_ID);
-        let expired: Vec<String> =
-            st.services.values().filter(|s| s.expired_at < now).map(|s| s.service_id.clone()).collect();
+        let expired: Vec<String> = st
+            .services
+            .values()
+            .filter(|s| s.expired_at < now)
+            .map(|s| s.service_id.clone())
+            .collect();
         let min_including_expired = st.services.values().map(|s| s.safe_point).min().unwrap_or(0);
         if !expired.is_empty() {
             self.storage.remove_service_safe_points(&expired)?;
@@ -114,8 +133,11 @@ impl GcManager {
     }
 
     fn init_gc_worker(&self, st: &mut State, safe_point: u64) -> Result<ServiceSafePoint> {
-        let ssp =
-            ServiceSafePoint { service_id: GC_WORKER_SERVICE_ID.to_string(), expired_at: i64::MAX, safe_point };
+        let ssp = ServiceSafePoint {
+            service_id: GC_WORKER_SERVICE_ID.to_string(),
+            expired_at: i64::MAX,
+            safe_point,
+        };
         self.storage.save_service_safe_point(&ssp)?;
         st.services.insert(ssp.service_id.clone(), ssp.clone());
         Ok(ssp)
@@ -151,7 +173,9 @@ mod tests {
         assert_eq!(u.min.service_id, GC_WORKER_SERVICE_ID);
         assert_eq!(u.min.safe_point, 0);
         // gc_worker moves up; br becomes the minimum.
-        let u = gc.update_service_safe_point(GC_WORKER_SERVICE_ID, 20, i64::MAX, now).unwrap();
+        let u = gc
+            .update_service_safe_point(GC_WORKER_SERVICE_ID, 20, i64::MAX, now)
+            .unwrap();
         assert!(u.updated);
         assert_eq!((u.min.service_id.as_str(), u.min.safe_point), ("br", 10));
         // Below the minimum: refused.
@@ -161,10 +185,17 @@ mod tests {
         // br expires; the minimum is gc_worker again.
         let u = gc.update_service_safe_point("cdc", 30, 60, now + 61).unwrap();
         assert!(u.updated);
-        assert_eq!((u.min.service_id.as_str(), u.min.safe_point), (GC_WORKER_SERVICE_ID, 20));
+        assert_eq!(
+            (u.min.service_id.as_str(), u.min.safe_point),
+            (GC_WORKER_SERVICE_ID, 20)
+        );
         // ttl <= 0 removes.
         gc.update_service_safe_point("cdc", 0, 0, now + 61).unwrap();
-        let ids: Vec<String> = gc.service_safe_points().into_iter().map(|s| s.service_id).collect();
+        let ids: Vec<String> = gc
+            .service_safe_points()
+            .into_iter()
+            .map(|s| s.service_id)
+            .collect();
         assert_eq!(ids, vec![GC_WORKER_SERVICE_ID.to_string()]);
     }
 }

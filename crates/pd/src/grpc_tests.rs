@@ -13,35 +13,75 @@ use tonic::transport::Channel;
 use crate::{PdConfig, PdServer};
 
 async fn start(engine: MemEngine) -> (PdServer, PdClient<Channel>, u64) {
-    let config = PdConfig { client_urls: "http://127.0.0.1:0".into(), ..Default::default() };
+    let config = PdConfig {
+        client_urls: "http://127.0.0.1:0".into(),
+        ..Default::default()
+    };
     let server = PdServer::start(config, engine).await.unwrap();
-    let client = PdClient::connect(format!("http://{}", server.local_addr())).await.unwrap();
+    let client = PdClient::connect(format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
     let id = server.cluster_id();
     (server, client, id)
 }
 
 fn header(cluster_id: u64) -> Option<pdpb::RequestHeader> {
-    Some(pdpb::RequestHeader { cluster_id, sender_id: 0 })
+    Some(pdpb::RequestHeader {
+        cluster_id,
+        sender_id: 0,
+    })
 }
 
 fn error_type(h: &Option<pdpb::ResponseHeader>) -> Option<pdpb::ErrorType> {
-    h.as_ref().and_then(|h| h.error.as_ref()).map(|e| pdpb::ErrorType::try_from(e.r#type).unwrap())
+    h.as_ref()
+        .and_then(|h| h.error.as_ref())
+        .map(|e| pdpb::ErrorType::try_from(e.r#type).unwrap())
 }
 
 async fn must_bootstrap(c: &mut PdClient<Channel>, cid: u64) {
-    let store_id = c.alloc_id(pdpb::AllocIdRequest { header: header(cid) }).await.unwrap().into_inner().id;
-    let region_id = c.alloc_id(pdpb::AllocIdRequest { header: header(cid) }).await.unwrap().into_inner().id;
-    let peer_id = c.alloc_id(pdpb::AllocIdRequest { header: header(cid) }).await.unwrap().into_inner().id;
+    let store_id = c
+        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let region_id = c
+        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let peer_id = c
+        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
     assert!(store_id < region_id && region_id < peer_id);
-    let store = metapb::Store { id: store_id, address: "127.0.0.1:20160".into(), ..Default::default() };
+    let store = metapb::Store {
+        id: store_id,
+        address: "127.0.0.1:20160".into(),
+        ..Default::default()
+    };
     let region = metapb::Region {
         id: region_id,
-        region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
-        peers: vec![metapb::Peer { id: peer_id, store_id, ..Default::default() }],
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
+        peers: vec![metapb::Peer {
+            id: peer_id,
+            store_id,
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let resp = c
-        .bootstrap(pdpb::BootstrapRequest { header: header(cid), store: Some(store), region: Some(region) })
+        .bootstrap(pdpb::BootstrapRequest {
+            header: header(cid),
+            store: Some(store),
+            region: Some(region),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -54,7 +94,11 @@ async fn members_and_cluster_id_check() {
     let (server, mut c, cid) = start(MemEngine::new()).await;
     assert_ne!(cid, 0);
     // GetMembers needs no cluster id.
-    let m = c.get_members(pdpb::GetMembersRequest::default()).await.unwrap().into_inner();
+    let m = c
+        .get_members(pdpb::GetMembersRequest::default())
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(m.header.unwrap().cluster_id, cid);
     let url = format!("http://{}", server.local_addr());
     assert_eq!(m.members.len(), 1);
@@ -64,9 +108,15 @@ async fn members_and_cluster_id_check() {
 
     // Anything else with a wrong (or zero) cluster id is refused.
     for bad in [0, cid + 1] {
-        let err = c.is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(bad) }).await.unwrap_err();
+        let err = c
+            .is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(bad) })
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), tonic::Code::FailedPrecondition);
-        assert_eq!(err.message(), format!("mismatch cluster id, need {cid} but got {bad}"));
+        assert_eq!(
+            err.message(),
+            format!("mismatch cluster id, need {cid} but got {bad}")
+        );
     }
     server.stop().await.unwrap();
 }
@@ -78,7 +128,13 @@ async fn tso_stream() {
     let mut responses = c.tso(ReceiverStream::new(rx)).await.unwrap().into_inner();
     let mut last: Option<(i64, i64)> = None;
     for i in 1..=50u32 {
-        tx.send(pdpb::TsoRequest { header: header(cid), count: i, dc_location: String::new() }).await.unwrap();
+        tx.send(pdpb::TsoRequest {
+            header: header(cid),
+            count: i,
+            dc_location: String::new(),
+        })
+        .await
+        .unwrap();
         let resp = responses.message().await.unwrap().unwrap();
         assert_eq!(resp.count, i);
         assert_eq!(resp.header.unwrap().cluster_id, cid);
@@ -91,7 +147,13 @@ async fn tso_stream() {
         last = Some((ts.physical, ts.logical));
     }
     // A wrong cluster id ends the stream with FailedPrecondition.
-    tx.send(pdpb::TsoRequest { header: header(cid + 1), count: 1, dc_location: String::new() }).await.unwrap();
+    tx.send(pdpb::TsoRequest {
+        header: header(cid + 1),
+        count: 1,
+        dc_location: String::new(),
+    })
+    .await
+    .unwrap();
     let err = responses.message().await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
     server.stop().await.unwrap();
@@ -101,43 +163,111 @@ async fn tso_stream() {
 async fn bootstrap_stores_and_regions() {
     let (server, mut c, cid) = start(MemEngine::new()).await;
     // Before bootstrap.
-    let b = c.is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(cid) }).await.unwrap().into_inner();
+    let b = c
+        .is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(!b.bootstrapped);
     let r = c
-        .get_region(pdpb::GetRegionRequest { header: header(cid), region_key: b"a".to_vec(), need_buckets: false })
+        .get_region(pdpb::GetRegionRequest {
+            header: header(cid),
+            region_key: b"a".to_vec(),
+            need_buckets: false,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(error_type(&r.header), Some(pdpb::ErrorType::NotBootstrapped));
 
     must_bootstrap(&mut c, cid).await;
-    let b = c.is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(cid) }).await.unwrap().into_inner();
+    let b = c
+        .is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(b.bootstrapped);
     let again = c
         .bootstrap(pdpb::BootstrapRequest {
             header: header(cid),
-            store: Some(metapb::Store { id: 1, ..Default::default() }),
-            region: Some(metapb::Region { id: 2, ..Default::default() }),
+            store: Some(metapb::Store {
+                id: 1,
+                ..Default::default()
+            }),
+            region: Some(metapb::Region {
+                id: 2,
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
         .into_inner();
-    assert_eq!(error_type(&again.header), Some(pdpb::ErrorType::AlreadyBootstrapped));
+    assert_eq!(
+        error_type(&again.header),
+        Some(pdpb::ErrorType::AlreadyBootstrapped)
+    );
 
     // Stores.
-    let store_id = c.alloc_id(pdpb::AllocIdRequest { header: header(cid) }).await.unwrap().into_inner().id;
-    let store = metapb::Store { id: store_id, address: "127.0.0.1:20161".into(), ..Default::default() };
-    let put = c.put_store(pdpb::PutStoreRequest { header: header(cid), store: Some(store) }).await.unwrap();
+    let store_id = c
+        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
+    let store = metapb::Store {
+        id: store_id,
+        address: "127.0.0.1:20161".into(),
+        ..Default::default()
+    };
+    let put = c
+        .put_store(pdpb::PutStoreRequest {
+            header: header(cid),
+            store: Some(store),
+        })
+        .await
+        .unwrap();
     assert_eq!(error_type(&put.into_inner().header), None);
-    let dup = metapb::Store { id: store_id + 100, address: "127.0.0.1:20161".into(), ..Default::default() };
-    let put = c.put_store(pdpb::PutStoreRequest { header: header(cid), store: Some(dup) }).await.unwrap();
-    assert_eq!(error_type(&put.into_inner().header), Some(pdpb::ErrorType::Unknown));
-    let got = c.get_store(pdpb::GetStoreRequest { header: header(cid), store_id }).await.unwrap().into_inner();
+    let dup = metapb::Store {
+        id: store_id + 100,
+        address: "127.0.0.1:20161".into(),
+        ..Default::default()
+    };
+    let put = c
+        .put_store(pdpb::PutStoreRequest {
+            header: header(cid),
+            store: Some(dup),
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        error_type(&put.into_inner().header),
+        Some(pdpb::ErrorType::Unknown)
+    );
+    let got = c
+        .get_store(pdpb::GetStoreRequest {
+            header: header(cid),
+            store_id,
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(got.store.unwrap().address, "127.0.0.1:20161");
-    let missing = c.get_store(pdpb::GetStoreRequest { header: header(cid), store_id: 9999 }).await.unwrap();
-    assert_eq!(error_type(&missing.into_inner().header), Some(pdpb::ErrorType::Unknown));
+    let missing = c
+        .get_store(pdpb::GetStoreRequest {
+            header: header(cid),
+            store_id: 9999,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        error_type(&missing.into_inner().header),
+        Some(pdpb::ErrorType::Unknown)
+    );
     let all = c
-        .get_all_stores(pdpb::GetAllStoresRequest { header: header(cid), exclude_tombstone_stores: true })
+        .get_all_stores(pdpb::GetAllStoresRequest {
+            header: header(cid),
+            exclude_tombstone_stores: true,
+        })
         .await
         .unwrap()
         .into_inner();
@@ -145,7 +275,11 @@ async fn bootstrap_stores_and_regions() {
     let hb = c
         .store_heartbeat(pdpb::StoreHeartbeatRequest {
             header: header(cid),
-            stats: Some(pdpb::StoreStats { store_id, capacity: 1 << 30, ..Default::default() }),
+            stats: Some(pdpb::StoreStats {
+                store_id,
+                capacity: 1 << 30,
+                ..Default::default()
+            }),
         })
         .await
         .unwrap()
@@ -156,13 +290,24 @@ async fn bootstrap_stores_and_regions() {
     let region = metapb::Region {
         id: 1000,
         start_key: b"m".to_vec(),
-        region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 2 }),
-        peers: vec![metapb::Peer { id: 1001, store_id, ..Default::default() }],
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 2,
+        }),
+        peers: vec![metapb::Peer {
+            id: 1001,
+            store_id,
+            ..Default::default()
+        }],
         ..Default::default()
     };
     let leader = region.peers[0];
     let (tx, rx) = mpsc::channel(4);
-    let _hb_stream = c.region_heartbeat(ReceiverStream::new(rx)).await.unwrap().into_inner();
+    let _hb_stream = c
+        .region_heartbeat(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
     tx.send(pdpb::RegionHeartbeatRequest {
         header: header(cid),
         region: Some(region.clone()),
@@ -175,7 +320,11 @@ async fn bootstrap_stores_and_regions() {
     let mut found = None;
     for _ in 0..100 {
         let r = c
-            .get_region(pdpb::GetRegionRequest { header: header(cid), region_key: b"zz".to_vec(), need_buckets: false })
+            .get_region(pdpb::GetRegionRequest {
+                header: header(cid),
+                region_key: b"zz".to_vec(),
+                need_buckets: false,
+            })
             .await
             .unwrap()
             .into_inner();
@@ -190,20 +339,33 @@ async fn bootstrap_stores_and_regions() {
     assert_eq!(found.header.unwrap().cluster_id, cid);
 
     let by_id = c
-        .get_region_by_id(pdpb::GetRegionByIdRequest { header: header(cid), region_id: 1000, need_buckets: false })
+        .get_region_by_id(pdpb::GetRegionByIdRequest {
+            header: header(cid),
+            region_id: 1000,
+            need_buckets: false,
+        })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(by_id.region.unwrap().start_key, b"m".to_vec());
     let unknown = c
-        .get_region_by_id(pdpb::GetRegionByIdRequest { header: header(cid), region_id: 424242, need_buckets: false })
+        .get_region_by_id(pdpb::GetRegionByIdRequest {
+            header: header(cid),
+            region_id: 424242,
+            need_buckets: false,
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(unknown.region.is_none());
     assert_eq!(error_type(&unknown.header), None);
     let scan = c
-        .scan_regions(pdpb::ScanRegionsRequest { header: header(cid), start_key: vec![], limit: 10, end_key: vec![] })
+        .scan_regions(pdpb::ScanRegionsRequest {
+            header: header(cid),
+            start_key: vec![],
+            limit: 10,
+            end_key: vec![],
+        })
         .await
         .unwrap()
         .into_inner();
@@ -212,24 +374,58 @@ async fn bootstrap_stores_and_regions() {
     assert_eq!(scan.leaders, vec![leader]);
 
     // GC safe point never moves back.
-    let up = |sp| pdpb::UpdateGcSafePointRequest { header: header(cid), safe_point: sp };
-    assert_eq!(c.update_gc_safe_point(up(100)).await.unwrap().into_inner().new_safe_point, 100);
-    assert_eq!(c.update_gc_safe_point(up(50)).await.unwrap().into_inner().new_safe_point, 100);
-    let gsp = c.get_gc_safe_point(pdpb::GetGcSafePointRequest { header: header(cid) }).await.unwrap();
+    let up = |sp| pdpb::UpdateGcSafePointRequest {
+        header: header(cid),
+        safe_point: sp,
+    };
+    assert_eq!(
+        c.update_gc_safe_point(up(100))
+            .await
+            .unwrap()
+            .into_inner()
+            .new_safe_point,
+        100
+    );
+    assert_eq!(
+        c.update_gc_safe_point(up(50))
+            .await
+            .unwrap()
+            .into_inner()
+            .new_safe_point,
+        100
+    );
+    let gsp = c
+        .get_gc_safe_point(pdpb::GetGcSafePointRequest { header: header(cid) })
+        .await
+        .unwrap();
     assert_eq!(gsp.into_inner().safe_point, 100);
 
     // Cluster config.
-    let cc = c.get_cluster_config(pdpb::GetClusterConfigRequest { header: header(cid) }).await.unwrap();
-    assert_eq!(cc.into_inner().cluster.unwrap(), metapb::Cluster { id: cid, max_peer_count: 3 });
+    let cc = c
+        .get_cluster_config(pdpb::GetClusterConfigRequest { header: header(cid) })
+        .await
+        .unwrap();
+    assert_eq!(
+        cc.into_inner().cluster.unwrap(),
+        metapb::Cluster {
+            id: cid,
+            max_peer_count: 3
+        }
+    );
     server.stop().await.unwrap();
 }
 
 #[tokio::test]
 async fn keyspaces() {
     let (server, _c, cid) = start(MemEngine::new()).await;
-    let mut k = KeyspaceClient::connect(format!("http://{}", server.local_addr())).await.unwrap();
+    let mut k = KeyspaceClient::connect(format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
     let resp = k
-        .load_keyspace(keyspacepb::LoadKeyspaceRequest { header: header(cid), name: "DEFAULT".into() })
+        .load_keyspace(keyspacepb::LoadKeyspaceRequest {
+            header: header(cid),
+            name: "DEFAULT".into(),
+        })
         .await
         .unwrap()
         .into_inner();
@@ -238,24 +434,35 @@ async fn keyspaces() {
     assert_eq!(meta.state, keyspacepb::KeyspaceState::Enabled as i32);
     assert!(meta.created_at > 0);
     let missing = k
-        .load_keyspace(keyspacepb::LoadKeyspaceRequest { header: header(cid), name: "nope".into() })
+        .load_keyspace(keyspacepb::LoadKeyspaceRequest {
+            header: header(cid),
+            name: "nope".into(),
+        })
         .await
         .unwrap()
         .into_inner();
     assert!(missing.keyspace.is_none());
     assert_eq!(error_type(&missing.header), Some(pdpb::ErrorType::EntryNotFound));
     let err = k
-        .load_keyspace(keyspacepb::LoadKeyspaceRequest { header: header(cid + 1), name: "DEFAULT".into() })
+        .load_keyspace(keyspacepb::LoadKeyspaceRequest {
+            header: header(cid + 1),
+            name: "DEFAULT".into(),
+        })
         .await
         .unwrap_err();
     assert_eq!(err.code(), tonic::Code::FailedPrecondition);
 
-    let mut watch =
-        k.watch_keyspaces(keyspacepb::WatchKeyspacesRequest { header: header(cid) }).await.unwrap().into_inner();
+    let mut watch = k
+        .watch_keyspaces(keyspacepb::WatchKeyspacesRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner();
     let first = watch.message().await.unwrap().unwrap();
     assert_eq!(first.keyspaces.len(), 1);
     // The stream stays open until the server stops.
-    assert!(tokio::time::timeout(Duration::from_millis(100), watch.message()).await.is_err());
+    assert!(tokio::time::timeout(Duration::from_millis(100), watch.message())
+        .await
+        .is_err());
     server.stop().await.unwrap();
 }
 
@@ -264,23 +471,49 @@ async fn restart_keeps_ids_tso_and_metadata() {
     let engine = MemEngine::new();
     let (server, mut c, cid) = start(engine.clone()).await;
     must_bootstrap(&mut c, cid).await;
-    let id_before = c.alloc_id(pdpb::AllocIdRequest { header: header(cid) }).await.unwrap().into_inner().id;
+    let id_before = c
+        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
     let (tx, rx) = mpsc::channel(1);
     let mut tso = c.tso(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    tx.send(pdpb::TsoRequest { header: header(cid), count: 1, dc_location: String::new() }).await.unwrap();
+    tx.send(pdpb::TsoRequest {
+        header: header(cid),
+        count: 1,
+        dc_location: String::new(),
+    })
+    .await
+    .unwrap();
     let ts_before = tso.message().await.unwrap().unwrap().timestamp.unwrap();
     drop(tx);
     server.stop().await.unwrap();
 
     let (server, mut c, cid2) = start(engine).await;
     assert_eq!(cid, cid2);
-    let b = c.is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(cid) }).await.unwrap().into_inner();
+    let b = c
+        .is_bootstrapped(pdpb::IsBootstrappedRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner();
     assert!(b.bootstrapped);
-    let id_after = c.alloc_id(pdpb::AllocIdRequest { header: header(cid) }).await.unwrap().into_inner().id;
+    let id_after = c
+        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id;
     assert!(id_after > id_before);
     let (tx, rx) = mpsc::channel(1);
     let mut tso = c.tso(ReceiverStream::new(rx)).await.unwrap().into_inner();
-    tx.send(pdpb::TsoRequest { header: header(cid), count: 1, dc_location: String::new() }).await.unwrap();
+    tx.send(pdpb::TsoRequest {
+        header: header(cid),
+        count: 1,
+        dc_location: String::new(),
+    })
+    .await
+    .unwrap();
     let ts_after = tso.message().await.unwrap().unwrap().timestamp.unwrap();
     assert!((ts_after.physical, ts_after.logical) > (ts_before.physical, ts_before.logical));
     server.stop().await.unwrap();
@@ -291,7 +524,9 @@ async fn http_on_the_same_port() {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let (server, _c, cid) = start(MemEngine::new()).await;
     let mut tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
-    tcp.write_all(b"GET /pd/api/v1/cluster HTTP/1.1\r\nHost: pd\r\nConnection: close\r\n\r\n").await.unwrap();
+    tcp.write_all(b"GET /pd/api/v1/cluster HTTP/1.1\r\nHost: pd\r\nConnection: close\r\n\r\n")
+        .await
+        .unwrap();
     let mut buf = String::new();
     tcp.read_to_string(&mut buf).await.unwrap();
     assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");

@@ -42,7 +42,13 @@ impl HeartbeatStreams {
         if b.get(&store_id).is_some_and(|x| x.stream_id == stream_id) {
             return;
         }
-        b.insert(store_id, Binding { stream_id, sender: sender.clone() });
+        b.insert(
+            store_id,
+            Binding {
+                stream_id,
+                sender: sender.clone(),
+            },
+        );
     }
 
     /// Drops every binding of the stream `stream_id` (it ended).
@@ -53,7 +59,9 @@ impl HeartbeatStreams {
     /// Sends `resp` to the stream bound to `store_id`; false if none or it is closed.
     pub fn send(&self, store_id: u64, resp: RegionHeartbeatResponse) -> bool {
         let mut b = self.bindings.lock();
-        let Some(binding) = b.get(&store_id) else { return false };
+        let Some(binding) = b.get(&store_id) else {
+            return false;
+        };
         if binding.sender.send(Ok(resp)).is_err() {
             b.remove(&store_id);
             return false;
@@ -81,11 +89,23 @@ mod tests {
         let s1 = hs.new_stream_id();
         let s2 = hs.new_stream_id();
         hs.bind(1, s1, &tx1);
-        assert!(hs.send(1, RegionHeartbeatResponse { region_id: 5, ..Default::default() }));
+        assert!(hs.send(
+            1,
+            RegionHeartbeatResponse {
+                region_id: 5,
+                ..Default::default()
+            }
+        ));
         assert_eq!(rx1.try_recv().unwrap().unwrap().region_id, 5);
         // A newer stream of the same store takes over.
         hs.bind(1, s2, &tx2);
-        assert!(hs.send(1, RegionHeartbeatResponse { region_id: 6, ..Default::default() }));
+        assert!(hs.send(
+            1,
+            RegionHeartbeatResponse {
+                region_id: 6,
+                ..Default::default()
+            }
+        ));
         assert_eq!(rx2.try_recv().unwrap().unwrap().region_id, 6);
         assert!(rx1.try_recv().is_err());
         hs.unbind_stream(s1);

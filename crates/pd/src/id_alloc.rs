@@ -29,7 +29,10 @@ impl IdAllocator {
     /// Loads the high-water mark; the next id is above it.
     pub fn new(storage: MetaStorage) -> Result<IdAllocator> {
         let end = storage.load_alloc_id()?;
-        Ok(IdAllocator { storage, state: Mutex::new(State { base: end, end }) })
+        Ok(IdAllocator {
+            storage,
+            state: Mutex::new(State { base: end, end }),
+        })
     }
 
     /// Allocates one id.

@@ -39,7 +39,9 @@ impl KeyspaceManager {
             storage.save_keyspace(&meta)?;
             keyspaces.insert(meta.id, meta);
         }
-        Ok(KeyspaceManager { keyspaces: RwLock::new(keyspaces) })
+        Ok(KeyspaceManager {
+            keyspaces: RwLock::new(keyspaces),
+        })
     }
 
     /// The keyspace called `name`.
@@ -75,7 +77,10 @@ mod tests {
         let engine = MemEngine::new();
         let m = KeyspaceManager::new(&MetaStorage::new(engine.clone()), 100).unwrap();
         let d = m.load_by_name("DEFAULT").unwrap();
-        assert_eq!((d.id, d.created_at, d.state), (0, 100, KeyspaceState::Enabled as i32));
+        assert_eq!(
+            (d.id, d.created_at, d.state),
+            (0, 100, KeyspaceState::Enabled as i32)
+        );
         assert!(matches!(m.load_by_name("nope"), Err(Error::EntryNotFound(_))));
         // Restart: created_at is kept.
         let m = KeyspaceManager::new(&MetaStorage::new(engine), 200).unwrap();

@@ -31,8 +31,14 @@ impl Keyspace for KeyspaceService {
         let req = request.into_inner();
         check_cluster_id(&self.ctx, req.header.as_ref())?;
         let resp = match self.ctx.keyspaces.load_by_name(&req.name) {
-            Ok(meta) => keyspacepb::LoadKeyspaceResponse { header: Some(self.ctx.header()), keyspace: Some(meta) },
-            Err(e) => keyspacepb::LoadKeyspaceResponse { header: Some(self.ctx.header_for(&e)), keyspace: None },
+            Ok(meta) => keyspacepb::LoadKeyspaceResponse {
+                header: Some(self.ctx.header()),
+                keyspace: Some(meta),
+            },
+            Err(e) => keyspacepb::LoadKeyspaceResponse {
+                header: Some(self.ctx.header_for(&e)),
+                keyspace: None,
+            },
         };
         Ok(Response::new(resp))
     }

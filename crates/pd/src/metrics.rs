@@ -28,37 +28,58 @@ fn buckets(start: f64, factor: f64, count: usize) -> Vec<f64> {
 /// gRPC calls handled, by service, method and status code.
 pub static GRPC_HANDLED: LazyLock<IntCounterVec> = LazyLock::new(|| {
     let name = "grpc_server_handled_total";
-    let opts = Opts::new(name, "Total number of RPCs completed on the server, regardless of success or failure.");
-    register(built(IntCounterVec::new(opts, &["grpc_service", "grpc_method", "grpc_code"]), name))
+    let opts = Opts::new(
+        name,
+        "Total number of RPCs completed on the server, regardless of success or failure.",
+    );
+    register(built(
+        IntCounterVec::new(opts, &["grpc_service", "grpc_method", "grpc_code"]),
+        name,
+    ))
 });
 
 /// Time to produce a response (for streams: to open them), by service and method.
 pub static GRPC_HANDLING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     let name = "grpc_server_handling_seconds";
-    let opts = HistogramOpts::new(name, "Histogram of response latency (seconds) of gRPC handled by the server.")
-        .buckets(buckets(0.0005, 2.0, 20));
-    register(built(HistogramVec::new(opts, &["grpc_service", "grpc_method"]), name))
+    let opts = HistogramOpts::new(
+        name,
+        "Histogram of response latency (seconds) of gRPC handled by the server.",
+    )
+    .buckets(buckets(0.0005, 2.0, 20));
+    register(built(
+        HistogramVec::new(opts, &["grpc_service", "grpc_method"]),
+        name,
+    ))
 });
 
 /// TSO requests served (one per `TsoRequest`, whatever its count).
 pub static TSO_REQUESTS: LazyLock<IntCounter> = LazyLock::new(|| {
     let name = "pd_server_tso_requests_total";
-    register(built(IntCounter::new(name, "Number of TSO requests handled."), name))
+    register(built(
+        IntCounter::new(name, "Number of TSO requests handled."),
+        name,
+    ))
 });
 
 /// Time to allocate one TSO batch.
 pub static TSO_HANDLE_SECONDS: LazyLock<Histogram> = LazyLock::new(|| {
     let name = "pd_server_handle_tso_duration_seconds";
-    let opts = HistogramOpts::new(name, "Bucketed histogram of processing time (s) of handled tso requests.")
-        .buckets(buckets(0.00005, 2.0, 20));
+    let opts = HistogramOpts::new(
+        name,
+        "Bucketed histogram of processing time (s) of handled tso requests.",
+    )
+    .buckets(buckets(0.00005, 2.0, 20));
     register(built(Histogram::with_opts(opts), name))
 });
 
 /// Timestamps handed out per TSO request.
 pub static TSO_BATCH_SIZE: LazyLock<Histogram> = LazyLock::new(|| {
     let name = "pd_server_handle_tso_batch_size";
-    let opts = HistogramOpts::new(name, "Bucketed histogram of the batch size of handled tso requests.")
-        .buckets(buckets(1.0, 2.0, 13));
+    let opts = HistogramOpts::new(
+        name,
+        "Bucketed histogram of the batch size of handled tso requests.",
+    )
+    .buckets(buckets(1.0, 2.0, 13));
     register(built(Histogram::with_opts(opts), name))
 });
 
@@ -72,7 +93,10 @@ pub static REGION_HEARTBEATS: LazyLock<IntCounterVec> = LazyLock::new(|| {
 /// Cluster status gauges (`store_up_count`, `region_count`, ...), refreshed on scrape.
 pub static CLUSTER_STATUS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     let name = "pd_cluster_status";
-    register(built(IntGaugeVec::new(Opts::new(name, "Status of the cluster."), &["type"]), name))
+    register(built(
+        IntGaugeVec::new(Opts::new(name, "Status of the cluster."), &["type"]),
+        name,
+    ))
 });
 
 /// Encodes every metric of the default registry in the text format.
@@ -92,8 +116,12 @@ mod tests {
 
     #[test]
     fn metrics_build_and_encode() {
-        GRPC_HANDLED.with_label_values(&["pdpb.PD", "GetMembers", "OK"]).inc();
-        GRPC_HANDLING_SECONDS.with_label_values(&["pdpb.PD", "GetMembers"]).observe(0.001);
+        GRPC_HANDLED
+            .with_label_values(&["pdpb.PD", "GetMembers", "OK"])
+            .inc();
+        GRPC_HANDLING_SECONDS
+            .with_label_values(&["pdpb.PD", "GetMembers"])
+            .observe(0.001);
         TSO_REQUESTS.inc();
         TSO_HANDLE_SECONDS.observe(0.0001);
         TSO_BATCH_SIZE.observe(3.0);

@@ -23,7 +23,11 @@ pub struct PdService {
 
 /// `a.b.c` → comparable numbers (missing parts are 0, junk stops the parse).
 fn parse_version(v: &str) -> Vec<u64> {
-    v.trim_start_matches('v').split(['.', '-', '+']).take(3).map_while(|p| p.parse().ok()).collect()
+    v.trim_start_matches('v')
+        .split(['.', '-', '+'])
+        .take(3)
+        .map_while(|p| p.parse().ok())
+        .collect()
 }
 
 impl PdService {
@@ -54,8 +58,14 @@ impl PdService {
                 buckets: None,
             },
             // Unknown region: no error and no region, like PD's leader.
-            Ok(None) => pdpb::GetRegionResponse { header: self.ok(), ..Default::default() },
-            Err(e) => pdpb::GetRegionResponse { header: self.err(&e), ..Default::default() },
+            Ok(None) => pdpb::GetRegionResponse {
+                header: self.ok(),
+                ..Default::default()
+            },
+            Err(e) => pdpb::GetRegionResponse {
+                header: self.err(&e),
+                ..Default::default()
+            },
         }
     }
 
@@ -90,7 +100,10 @@ impl Pd for PdService {
 
     type TsoStream = ResponseStream<pdpb::TsoResponse>;
 
-    async fn tso(&self, request: Request<Streaming<pdpb::TsoRequest>>) -> Result<Response<Self::TsoStream>, Status> {
+    async fn tso(
+        &self,
+        request: Request<Streaming<pdpb::TsoRequest>>,
+    ) -> Result<Response<Self::TsoStream>, Status> {
         Ok(Response::new(tso_stream(self.ctx.clone(), request.into_inner())))
     }
 
@@ -100,7 +113,11 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::BootstrapResponse>, Status> {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
-        let header = match self.ctx.cluster.bootstrap(req.store.as_ref(), req.region.as_ref()) {
+        let header = match self
+            .ctx
+            .cluster
+            .bootstrap(req.store.as_ref(), req.region.as_ref())
+        {
             Ok(()) => self.ok(),
             Err(e) => self.err(&e),
         };
@@ -126,8 +143,14 @@ impl Pd for PdService {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
         let resp = match self.ctx.id_alloc.alloc() {
-            Ok(id) => pdpb::AllocIdResponse { header: self.ok(), id },
-            Err(e) => pdpb::AllocIdResponse { header: self.err(&e), id: 0 },
+            Ok(id) => pdpb::AllocIdResponse {
+                header: self.ok(),
+                id,
+            },
+            Err(e) => pdpb::AllocIdResponse {
+                header: self.err(&e),
+                id: 0,
+            },
         };
         Ok(Response::new(resp))
     }
@@ -139,8 +162,15 @@ impl Pd for PdService {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
         let resp = match self.ctx.cluster.get_store(req.store_id) {
-            Ok(s) => pdpb::GetStoreResponse { header: self.ok(), store: Some(s.meta), stats: s.stats },
-            Err(e) => pdpb::GetStoreResponse { header: self.err(&e), ..Default::default() },
+            Ok(s) => pdpb::GetStoreResponse {
+                header: self.ok(),
+                store: Some(s.meta),
+                stats: s.stats,
+            },
+            Err(e) => pdpb::GetStoreResponse {
+                header: self.err(&e),
+                ..Default::default()
+            },
         };
         Ok(Response::new(resp))
     }
@@ -166,8 +196,14 @@ impl Pd for PdService {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
         let resp = match self.ctx.cluster.store_metas(req.exclude_tombstone_stores) {
-            Ok(stores) => pdpb::GetAllStoresResponse { header: self.ok(), stores },
-            Err(e) => pdpb::GetAllStoresResponse { header: self.err(&e), stores: Vec::new() },
+            Ok(stores) => pdpb::GetAllStoresResponse {
+                header: self.ok(),
+                stores,
+            },
+            Err(e) => pdpb::GetAllStoresResponse {
+                header: self.err(&e),
+                stores: Vec::new(),
+            },
         };
         Ok(Response::new(resp))
     }
@@ -187,7 +223,10 @@ impl Pd for PdService {
                 cluster_version: self.cluster_version(),
                 ..Default::default()
             },
-            Err(e) => pdpb::StoreHeartbeatResponse { header: self.err(&e), ..Default::default() },
+            Err(e) => pdpb::StoreHeartbeatResponse {
+                header: self.err(&e),
+                ..Default::default()
+            },
         };
         Ok(Response::new(resp))
     }
@@ -198,7 +237,10 @@ impl Pd for PdService {
         &self,
         request: Request<Streaming<pdpb::RegionHeartbeatRequest>>,
     ) -> Result<Response<Self::RegionHeartbeatStream>, Status> {
-        Ok(Response::new(region_heartbeat_stream(self.ctx.clone(), request.into_inner())))
+        Ok(Response::new(region_heartbeat_stream(
+            self.ctx.clone(),
+            request.into_inner(),
+        )))
     }
 
     async fn get_region(
@@ -207,7 +249,9 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
-        Ok(Response::new(self.region_response(self.ctx.cluster.region_by_key(&req.region_key))))
+        Ok(Response::new(self.region_response(
+            self.ctx.cluster.region_by_key(&req.region_key),
+        )))
     }
 
     async fn get_prev_region(
@@ -216,7 +260,9 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
-        Ok(Response::new(self.region_response(self.ctx.cluster.prev_region_by_key(&req.region_key))))
+        Ok(Response::new(self.region_response(
+            self.ctx.cluster.prev_region_by_key(&req.region_key),
+        )))
     }
 
     async fn get_region_by_id(
@@ -225,7 +271,9 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::GetRegionResponse>, Status> {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
-        Ok(Response::new(self.region_response(self.ctx.cluster.region_by_id(req.region_id))))
+        Ok(Response::new(
+            self.region_response(self.ctx.cluster.region_by_id(req.region_id)),
+        ))
     }
 
     async fn scan_regions(
@@ -234,11 +282,23 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::ScanRegionsResponse>, Status> {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
-        let regions = match self.ctx.cluster.scan_regions(&req.start_key, &req.end_key, req.limit) {
+        let regions = match self
+            .ctx
+            .cluster
+            .scan_regions(&req.start_key, &req.end_key, req.limit)
+        {
             Ok(r) => r,
-            Err(e) => return Ok(Response::new(pdpb::ScanRegionsResponse { header: self.err(&e), ..Default::default() })),
+            Err(e) => {
+                return Ok(Response::new(pdpb::ScanRegionsResponse {
+                    header: self.err(&e),
+                    ..Default::default()
+                }))
+            }
         };
-        let mut resp = pdpb::ScanRegionsResponse { header: self.ok(), ..Default::default() };
+        let mut resp = pdpb::ScanRegionsResponse {
+            header: self.ok(),
+            ..Default::default()
+        };
         for r in regions {
             let leader = r.leader_or_default();
             resp.region_metas.push(r.meta.clone());
@@ -260,14 +320,24 @@ impl Pd for PdService {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
         let Some(region) = req.region else {
-            let header = self.ctx.error_header(pdpb::ErrorType::RegionNotFound, "missing region for split");
-            return Ok(Response::new(pdpb::AskSplitResponse { header: Some(header), ..Default::default() }));
+            let header = self
+                .ctx
+                .error_header(pdpb::ErrorType::RegionNotFound, "missing region for split");
+            return Ok(Response::new(pdpb::AskSplitResponse {
+                header: Some(header),
+                ..Default::default()
+            }));
         };
         let resp = match self.ctx.cluster.ask_split(&region) {
-            Ok((new_region_id, new_peer_ids)) => {
-                pdpb::AskSplitResponse { header: self.ok(), new_region_id, new_peer_ids }
-            }
-            Err(e) => pdpb::AskSplitResponse { header: self.err(&e), ..Default::default() },
+            Ok((new_region_id, new_peer_ids)) => pdpb::AskSplitResponse {
+                header: self.ok(),
+                new_region_id,
+                new_peer_ids,
+            },
+            Err(e) => pdpb::AskSplitResponse {
+                header: self.err(&e),
+                ..Default::default()
+            },
         };
         Ok(Response::new(resp))
     }
@@ -293,12 +363,23 @@ impl Pd for PdService {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
         let Some(region) = req.region else {
-            let header = self.ctx.error_header(pdpb::ErrorType::RegionNotFound, "missing region for split");
-            return Ok(Response::new(pdpb::AskBatchSplitResponse { header: Some(header), ids: Vec::new() }));
+            let header = self
+                .ctx
+                .error_header(pdpb::ErrorType::RegionNotFound, "missing region for split");
+            return Ok(Response::new(pdpb::AskBatchSplitResponse {
+                header: Some(header),
+                ids: Vec::new(),
+            }));
         };
         let resp = match self.ctx.cluster.ask_batch_split(&region, req.split_count) {
-            Ok(ids) => pdpb::AskBatchSplitResponse { header: self.ok(), ids },
-            Err(e) => pdpb::AskBatchSplitResponse { header: self.err(&e), ids: Vec::new() },
+            Ok(ids) => pdpb::AskBatchSplitResponse {
+                header: self.ok(),
+                ids,
+            },
+            Err(e) => pdpb::AskBatchSplitResponse {
+                header: self.err(&e),
+                ids: Vec::new(),
+            },
         };
         Ok(Response::new(resp))
     }
@@ -323,8 +404,14 @@ impl Pd for PdService {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
         let resp = match self.ctx.cluster.cluster_meta() {
-            Ok(c) => pdpb::GetClusterConfigResponse { header: self.ok(), cluster: Some(c) },
-            Err(e) => pdpb::GetClusterConfigResponse { header: self.err(&e), cluster: None },
+            Ok(c) => pdpb::GetClusterConfigResponse {
+                header: self.ok(),
+                cluster: Some(c),
+            },
+            Err(e) => pdpb::GetClusterConfigResponse {
+                header: self.err(&e),
+                cluster: None,
+            },
         };
         Ok(Response::new(resp))
     }
@@ -350,9 +437,15 @@ impl Pd for PdService {
         self.check(req.header.as_ref())?;
         if !self.ctx.cluster.is_bootstrapped() {
             let header = self.err(&Error::NotBootstrapped);
-            return Ok(Response::new(pdpb::GetGcSafePointResponse { header, safe_point: 0 }));
+            return Ok(Response::new(pdpb::GetGcSafePointResponse {
+                header,
+                safe_point: 0,
+            }));
         }
-        Ok(Response::new(pdpb::GetGcSafePointResponse { header: self.ok(), safe_point: self.ctx.gc.safe_point() }))
+        Ok(Response::new(pdpb::GetGcSafePointResponse {
+            header: self.ok(),
+            safe_point: self.ctx.gc.safe_point(),
+        }))
     }
 
     async fn update_gc_safe_point(
@@ -363,10 +456,20 @@ impl Pd for PdService {
         self.check(req.header.as_ref())?;
         if !self.ctx.cluster.is_bootstrapped() {
             let header = self.err(&Error::NotBootstrapped);
-            return Ok(Response::new(pdpb::UpdateGcSafePointResponse { header, new_safe_point: 0 }));
+            return Ok(Response::new(pdpb::UpdateGcSafePointResponse {
+                header,
+                new_safe_point: 0,
+            }));
         }
-        let new_safe_point = self.ctx.gc.update_safe_point(req.safe_point).map_err(|e| Status::unknown(e.to_string()))?;
-        Ok(Response::new(pdpb::UpdateGcSafePointResponse { header: self.ok(), new_safe_point }))
+        let new_safe_point = self
+            .ctx
+            .gc
+            .update_safe_point(req.safe_point)
+            .map_err(|e| Status::unknown(e.to_string()))?;
+        Ok(Response::new(pdpb::UpdateGcSafePointResponse {
+            header: self.ok(),
+            new_safe_point,
+        }))
     }
 
     async fn update_service_gc_safe_point(
@@ -377,9 +480,15 @@ impl Pd for PdService {
         self.check(req.header.as_ref())?;
         if !self.ctx.cluster.is_bootstrapped() {
             let header = self.err(&Error::NotBootstrapped);
-            return Ok(Response::new(pdpb::UpdateServiceGcSafePointResponse { header, ..Default::default() }));
+            return Ok(Response::new(pdpb::UpdateServiceGcSafePointResponse {
+                header,
+                ..Default::default()
+            }));
         }
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs() as i64).unwrap_or(0);
+        let now = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .map(|d| d.as_secs() as i64)
+            .unwrap_or(0);
         let service_id = String::from_utf8_lossy(&req.service_id).into_owned();
         let update = self
             .ctx
@@ -387,7 +496,12 @@ impl Pd for PdService {
             .update_service_safe_point(&service_id, req.safe_point, req.ttl, now)
             .map_err(|e| Status::unknown(e.to_string()))?;
         if update.updated {
-            tracing::info!(service_id, ttl = req.ttl, safe_point = req.safe_point, "updated service gc safe point");
+            tracing::info!(
+                service_id,
+                ttl = req.ttl,
+                safe_point = req.safe_point,
+                "updated service gc safe point"
+            );
         }
         Ok(Response::new(pdpb::UpdateServiceGcSafePointResponse {
             header: self.ok(),
@@ -405,11 +519,19 @@ impl Pd for PdService {
         self.check(req.header.as_ref())?;
         if !self.ctx.cluster.is_bootstrapped() {
             let header = self.err(&Error::NotBootstrapped);
-            return Ok(Response::new(pdpb::GetOperatorResponse { header, ..Default::default() }));
+            return Ok(Response::new(pdpb::GetOperatorResponse {
+                header,
+                ..Default::default()
+            }));
         }
         // No operator controller yet: every region has no operator (PD answers "Not Found").
-        let header = self.ctx.error_header(pdpb::ErrorType::RegionNotFound, "Not Found");
-        Ok(Response::new(pdpb::GetOperatorResponse { header: Some(header), ..Default::default() }))
+        let header = self
+            .ctx
+            .error_header(pdpb::ErrorType::RegionNotFound, "Not Found");
+        Ok(Response::new(pdpb::GetOperatorResponse {
+            header: Some(header),
+            ..Default::default()
+        }))
     }
 
     async fn get_min_ts(
@@ -418,10 +540,18 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::GetMinTsResponse>, Status> {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
-        let ts = self.ctx.tso.generate(1).map_err(|e| Status::unknown(e.to_string()))?;
+        let ts = self
+            .ctx
+            .tso
+            .generate(1)
+            .map_err(|e| Status::unknown(e.to_string()))?;
         Ok(Response::new(pdpb::GetMinTsResponse {
             header: self.ok(),
-            timestamp: Some(pdpb::Timestamp { physical: ts.physical, logical: ts.logical, suffix_bits: 0 }),
+            timestamp: Some(pdpb::Timestamp {
+                physical: ts.physical,
+                logical: ts.logical,
+                suffix_bits: 0,
+            }),
         }))
     }
 }

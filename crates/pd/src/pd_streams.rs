@@ -45,17 +45,27 @@ fn handle_tso(ctx: &PdContext, req: &pdpb::TsoRequest) -> Result<pdpb::TsoRespon
     let start = Instant::now();
     metrics::TSO_REQUESTS.inc();
     metrics::TSO_BATCH_SIZE.observe(f64::from(req.count));
-    let ts = ctx.tso.generate(req.count).map_err(|e| Status::unknown(e.to_string()))?;
+    let ts = ctx
+        .tso
+        .generate(req.count)
+        .map_err(|e| Status::unknown(e.to_string()))?;
     metrics::TSO_HANDLE_SECONDS.observe(start.elapsed().as_secs_f64());
     Ok(pdpb::TsoResponse {
         header: Some(ctx.header()),
         count: req.count,
-        timestamp: Some(pdpb::Timestamp { physical: ts.physical, logical: ts.logical, suffix_bits: 0 }),
+        timestamp: Some(pdpb::Timestamp {
+            physical: ts.physical,
+            logical: ts.logical,
+            suffix_bits: 0,
+        }),
     })
 }
 
 /// Serves one `Tso` stream: one response per request, in order.
-pub fn tso_stream(ctx: Arc<PdContext>, mut inbound: Streaming<pdpb::TsoRequest>) -> ResponseStream<pdpb::TsoResponse> {
+pub fn tso_stream(
+    ctx: Arc<PdContext>,
+    mut inbound: Streaming<pdpb::TsoRequest>,
+) -> ResponseStream<pdpb::TsoResponse> {
     let (tx, rx) = mpsc::channel(64);
     tokio::spawn(async move {
         let stop = shutdown_signal(ctx.shutdown.clone());
@@ -109,7 +119,10 @@ pub fn region_heartbeat_stream(
             };
             if !ctx.cluster.is_bootstrapped() {
                 let header = ctx.header_for(&Error::NotBootstrapped);
-                let _ = tx.send(Ok(pdpb::RegionHeartbeatResponse { header: Some(header), ..Default::default() }));
+                let _ = tx.send(Ok(pdpb::RegionHeartbeatResponse {
+                    header: Some(header),
+                    ..Default::default()
+                }));
                 break;
             }
             if let Err(status) = check_cluster_id(&ctx, req.header.as_ref()) {
@@ -126,7 +139,10 @@ pub fn region_heartbeat_stream(
                 Err(e) => {
                     tracing::warn!(error = %e, "region heartbeat rejected");
                     let header = ctx.error_header(pdpb::ErrorType::Unknown, e.to_string());
-                    let resp = pdpb::RegionHeartbeatResponse { header: Some(header), ..Default::default() };
+                    let resp = pdpb::RegionHeartbeatResponse {
+                        header: Some(header),
+                        ..Default::default()
+                    };
                     if tx.send(Ok(resp)).is_err() {
                         break;
                     }

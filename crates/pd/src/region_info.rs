@@ -30,7 +30,10 @@ pub struct RegionInfo {
 impl RegionInfo {
     /// A region known only by its metadata (bootstrap, persistence, split report).
     pub fn from_meta(meta: metapb::Region) -> RegionInfo {
-        RegionInfo { meta, ..Default::default() }
+        RegionInfo {
+            meta,
+            ..Default::default()
+        }
     }
 
     /// The region described by a leader's heartbeat.

@@ -44,7 +44,10 @@ impl RegionTree {
 
     /// The region containing `key`.
     pub fn search(&self, key: &[u8]) -> Option<&RegionInfo> {
-        let (_, id) = self.by_start.range::<[u8], _>((Bound::Unbounded, Bound::Included(key))).next_back()?;
+        let (_, id) = self
+            .by_start
+            .range::<[u8], _>((Bound::Unbounded, Bound::Included(key)))
+            .next_back()?;
         self.by_id.get(id).filter(|r| r.contains(key))
     }
 
@@ -55,7 +58,9 @@ impl RegionTree {
             .by_start
             .range::<[u8], _>((Bound::Unbounded, Bound::Excluded(cur.start_key())))
             .next_back()?;
-        self.by_id.get(id).filter(|prev| prev.end_key() == cur.start_key())
+        self.by_id
+            .get(id)
+            .filter(|prev| prev.end_key() == cur.start_key())
     }
 
     /// Regions from the one containing `start` (or the first after it) while their start key is
@@ -66,7 +71,10 @@ impl RegionTree {
             None => start.to_vec(),
         };
         let mut out = Vec::new();
-        for (_, id) in self.by_start.range::<[u8], _>((Bound::Included(from.as_slice()), Bound::Unbounded)) {
+        for (_, id) in self
+            .by_start
+            .range::<[u8], _>((Bound::Included(from.as_slice()), Bound::Unbounded))
+        {
             let Some(r) = self.by_id.get(id) else { continue };
             if !end.is_empty() && r.start_key() >= end {
                 break;
@@ -93,8 +101,9 @@ impl RegionTree {
                 out.push(first);
             }
         }
-        for (start, id) in
-            self.by_start.range::<[u8], _>((Bound::Included(region.start_key()), Bound::Unbounded))
+        for (start, id) in self
+            .by_start
+            .range::<[u8], _>((Bound::Included(region.start_key()), Bound::Unbounded))
         {
             if !region.end_key().is_empty() && start.as_slice() >= region.end_key() {
                 break;
@@ -191,7 +200,11 @@ mod tests {
             start_key: start.as_bytes().to_vec(),
             end_key: end.as_bytes().to_vec(),
             region_epoch: Some(metapb::RegionEpoch { conf_ver, version }),
-            peers: vec![metapb::Peer { id: id * 10, store_id: 1, ..Default::default() }],
+            peers: vec![metapb::Peer {
+                id: id * 10,
+                store_id: 1,
+                ..Default::default()
+            }],
             ..Default::default()
         })
     }
@@ -292,7 +305,10 @@ mod tests {
     #[test]
     fn scan_with_bounds_and_limit() {
         let mut t = RegionTree::new();
-        for (i, (s, e)) in [("", "b"), ("b", "d"), ("d", "f"), ("f", "h"), ("h", "")].iter().enumerate() {
+        for (i, (s, e)) in [("", "b"), ("b", "d"), ("d", "f"), ("f", "h"), ("h", "")]
+            .iter()
+            .enumerate()
+        {
             must_put(&mut t, region(i as u64 + 1, s, e, 1, 1));
         }
         assert_eq!(ids(&t.scan(b"", b"", 0)), vec![1, 2, 3, 4, 5]);

@@ -44,8 +44,12 @@ async fn grpc_metrics(req: Request, next: Next) -> Response {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.parse::<i32>().ok())
             .map_or_else(|| "OK".to_string(), |c| format!("{:?}", tonic::Code::from_i32(c)));
-        metrics::GRPC_HANDLED.with_label_values(&[service, method, code.as_str()]).inc();
-        metrics::GRPC_HANDLING_SECONDS.with_label_values(&[service, method]).observe(start.elapsed().as_secs_f64());
+        metrics::GRPC_HANDLED
+            .with_label_values(&[service, method, code.as_str()])
+            .inc();
+        metrics::GRPC_HANDLING_SECONDS
+            .with_label_values(&[service, method])
+            .observe(start.elapsed().as_secs_f64());
     }
     resp
 }
@@ -70,7 +74,7 @@ pub fn build_router(ctx: Arc<PdContext>) -> Router {
         .add_service(KeyspaceServer::new(KeyspaceService::new(ctx.clone())))
         .into_axum_router()
         .layer(axum::middleware::from_fn(grpc_metrics));
-    grpc.merge(crate::http::router(ctx)).fallback(fallback)
+    crate::http::router(ctx).merge(grpc).fallback(fallback)
 }
 
 /// A running PD. Dropping it without [`PdServer::stop`] also shuts the server down.
@@ -98,7 +102,11 @@ impl PdServer {
             config.client_urls = url;
         }
         let (shutdown_tx, shutdown_rx) = watch::channel(false);
-        let ctx = Arc::new(PdContext::open(config, MetaStorage::new(engine), shutdown_rx.clone())?);
+        let ctx = Arc::new(PdContext::open(
+            config,
+            MetaStorage::new(engine),
+            shutdown_rx.clone(),
+        )?);
         let app = build_router(ctx.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let listener = listener.tap_io(|tcp| {
@@ -112,7 +120,13 @@ impl PdServer {
             r
         });
         tracing::info!(addr = %local_addr, cluster_id = ctx.cluster_id, "pd is serving");
-        Ok(PdServer { ctx, local_addr, shutdown_tx, done_rx, serve })
+        Ok(PdServer {
+            ctx,
+            local_addr,
+            shutdown_tx,
+            done_rx,
+            serve,
+        })
     }
 
     /// The address actually bound.

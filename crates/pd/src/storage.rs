@@ -21,7 +21,7 @@
 use std::sync::Arc;
 
 use atoll_proto::{keyspacepb, metapb};
-use engine_traits::{Iterable, KvEngine, Peekable, WriteBatch, CF_DEFAULT};
+use engine_traits::{KvEngine, WriteBatch, CF_DEFAULT};
 use prost::Message;
 
 use crate::error::{Error, Result};
@@ -115,7 +115,9 @@ fn id_key(prefix: &[u8], id: u64) -> Vec<u8> {
 impl MetaStorage {
     /// Wraps `engine`; PD only uses its `default` column family.
     pub fn new<E: KvEngine>(engine: E) -> MetaStorage {
-        MetaStorage { kv: Arc::new(EngineKv(engine)) }
+        MetaStorage {
+            kv: Arc::new(EngineKv(engine)),
+        }
     }
 
     fn get_u64(&self, key: &[u8]) -> Result<Option<u64>> {
@@ -132,7 +134,11 @@ impl MetaStorage {
     }
 
     fn scan_messages<M: Message + Default>(&self, prefix: &[u8]) -> Result<Vec<M>> {
-        self.kv.scan_prefix(prefix)?.into_iter().map(|(k, v)| decode(&k, &v)).collect()
+        self.kv
+            .scan_prefix(prefix)?
+            .into_iter()
+            .map(|(k, v)| decode(&k, &v))
+            .collect()
     }
 
     pub fn load_cluster_id(&self) -> Result<Option<u64>> {
@@ -177,7 +183,11 @@ impl MetaStorage {
         wb.put_cf(CF_DEFAULT, KEY_CLUSTER, meta.encode_to_vec());
         wb.put_cf(CF_DEFAULT, KEY_BOOTSTRAP_TIME, unix_nanos.to_be_bytes().to_vec());
         wb.put_cf(CF_DEFAULT, id_key(PREFIX_STORE, store.id), store.encode_to_vec());
-        wb.put_cf(CF_DEFAULT, id_key(PREFIX_REGION, region.id), region.encode_to_vec());
+        wb.put_cf(
+            CF_DEFAULT,
+            id_key(PREFIX_REGION, region.id),
+            region.encode_to_vec(),
+        );
         self.kv.write(&wb, true)
     }
 
@@ -278,7 +288,11 @@ impl MetaStorage {
             wb.delete_cf(CF_DEFAULT, id_key(PREFIX_REGION, *id));
         }
         for region in put {
-            wb.put_cf(CF_DEFAULT, id_key(PREFIX_REGION, region.id), region.encode_to_vec());
+            wb.put_cf(
+                CF_DEFAULT,
+                id_key(PREFIX_REGION, region.id),
+                region.encode_to_vec(),
+            );
         }
         self.kv.write(&wb, false)
     }
@@ -306,10 +320,25 @@ mod tests {
     fn stores_and_regions_round_trip() {
         let engine = MemEngine::new();
         let s = MetaStorage::new(engine.clone());
-        let store = metapb::Store { id: 7, address: "127.0.0.1:20160".into(), ..Default::default() };
-        let r1 = metapb::Region { id: 2, end_key: b"m".to_vec(), ..Default::default() };
-        let r2 = metapb::Region { id: 11, start_key: b"m".to_vec(), ..Default::default() };
-        let meta = metapb::Cluster { id: 42, max_peer_count: 3 };
+        let store = metapb::Store {
+            id: 7,
+            address: "127.0.0.1:20160".into(),
+            ..Default::default()
+        };
+        let r1 = metapb::Region {
+            id: 2,
+            end_key: b"m".to_vec(),
+            ..Default::default()
+        };
+        let r2 = metapb::Region {
+            id: 11,
+            start_key: b"m".to_vec(),
+            ..Default::default()
+        };
+        let meta = metapb::Cluster {
+            id: 42,
+            max_peer_count: 3,
+        };
         s.save_bootstrap(&meta, &store, &r1, 5).unwrap();
         s.save_regions(&[&r2], &[]).unwrap();
 
@@ -337,8 +366,16 @@ mod tests {
         assert_eq!(s.load_tso_window().unwrap(), 123);
         assert_eq!(s.load_gc_safe_point().unwrap(), 77);
 
-        let a = ServiceSafePoint { service_id: "a".into(), expired_at: 10, safe_point: 5 };
-        let b = ServiceSafePoint { service_id: "b".into(), expired_at: i64::MAX, safe_point: 6 };
+        let a = ServiceSafePoint {
+            service_id: "a".into(),
+            expired_at: 10,
+            safe_point: 5,
+        };
+        let b = ServiceSafePoint {
+            service_id: "b".into(),
+            expired_at: i64::MAX,
+            safe_point: 6,
+        };
         s.save_service_safe_point(&a).unwrap();
         s.save_service_safe_point(&b).unwrap();
         assert_eq!(s.load_service_safe_points().unwrap(), vec![a, b.clone()]);

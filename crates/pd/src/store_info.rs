@@ -43,12 +43,19 @@ impl StoreStateName {
 }
 
 pub fn unix_nanos(t: SystemTime) -> i64 {
-    t.duration_since(UNIX_EPOCH).map(|d| d.as_nanos() as i64).unwrap_or(0)
+    t.duration_since(UNIX_EPOCH)
+        .map(|d| d.as_nanos() as i64)
+        .unwrap_or(0)
 }
 
 impl StoreInfo {
     pub fn new(meta: metapb::Store, now: SystemTime) -> StoreInfo {
-        StoreInfo { meta, stats: None, known_since: now, last_persisted_heartbeat: None }
+        StoreInfo {
+            meta,
+            stats: None,
+            known_since: now,
+            last_persisted_heartbeat: None,
+        }
     }
 
     pub fn id(&self) -> u64 {
@@ -72,7 +79,10 @@ impl StoreInfo {
 
     /// Time since the last heartbeat (or since PD learned of the store).
     pub fn down_time(&self, now: SystemTime) -> Duration {
-        let since = self.last_heartbeat().unwrap_or(self.known_since).max(self.known_since);
+        let since = self
+            .last_heartbeat()
+            .unwrap_or(self.known_since)
+            .max(self.known_since);
         now.duration_since(since).unwrap_or_default()
     }
 
@@ -103,7 +113,11 @@ impl StoreInfo {
 
     /// Uptime from the store's reported start time to its last heartbeat.
     pub fn uptime(&self) -> Option<Duration> {
-        let start = self.stats.as_ref().map(|s| u64::from(s.start_time)).filter(|s| *s > 0)?;
+        let start = self
+            .stats
+            .as_ref()
+            .map(|s| u64::from(s.start_time))
+            .filter(|s| *s > 0)?;
         let start = UNIX_EPOCH + Duration::from_secs(start);
         self.last_heartbeat()?.duration_since(start).ok()
     }
@@ -126,13 +140,37 @@ mod tests {
     #[test]
     fn state_name_follows_heartbeats() {
         let t0 = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
-        let mut s = StoreInfo::new(metapb::Store { id: 1, ..Default::default() }, t0);
+        let mut s = StoreInfo::new(
+            metapb::Store {
+                id: 1,
+                ..Default::default()
+            },
+            t0,
+        );
         let max_down = Duration::from_secs(30 * 60);
-        assert_eq!(s.state_name(t0 + Duration::from_secs(5), max_down), StoreStateName::Up);
-        assert_eq!(s.state_name(t0 + Duration::from_secs(25), max_down), StoreStateName::Disconnected);
-        s.heartbeat(pdpb::StoreStats { store_id: 1, ..Default::default() }, t0 + Duration::from_secs(30));
-        assert_eq!(s.state_name(t0 + Duration::from_secs(35), max_down), StoreStateName::Up);
-        assert_eq!(s.state_name(t0 + Duration::from_secs(31 * 60 + 30), max_down), StoreStateName::Down);
+        assert_eq!(
+            s.state_name(t0 + Duration::from_secs(5), max_down),
+            StoreStateName::Up
+        );
+        assert_eq!(
+            s.state_name(t0 + Duration::from_secs(25), max_down),
+            StoreStateName::Disconnected
+        );
+        s.heartbeat(
+            pdpb::StoreStats {
+                store_id: 1,
+                ..Default::default()
+            },
+            t0 + Duration::from_secs(30),
+        );
+        assert_eq!(
+            s.state_name(t0 + Duration::from_secs(35), max_down),
+            StoreStateName::Up
+        );
+        assert_eq!(
+            s.state_name(t0 + Duration::from_secs(31 * 60 + 30), max_down),
+            StoreStateName::Down
+        );
         s.meta.state = metapb::StoreState::Offline as i32;
         assert_eq!(s.state_name(t0, max_down), StoreStateName::Offline);
     }

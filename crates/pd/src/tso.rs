@@ -41,7 +41,10 @@ impl Timestamp {
 
     /// Splits a composed timestamp.
     pub fn from_composed(ts: u64) -> Timestamp {
-        Timestamp { physical: (ts >> LOGICAL_BITS) as i64, logical: (ts & (MAX_LOGICAL as u64 - 1)) as i64 }
+        Timestamp {
+            physical: (ts >> LOGICAL_BITS) as i64,
+            logical: (ts & (MAX_LOGICAL as u64 - 1)) as i64,
+        }
     }
 }
 
@@ -50,7 +53,10 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 
 /// Wall-clock unix milliseconds.
 pub fn wall_clock_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
 }
 
 struct State {
@@ -80,8 +86,21 @@ impl TsoAllocator {
         let physical = now.max(saved + 1);
         let window_end = physical + WINDOW_MS;
         storage.save_tso_window(window_end as u64)?;
-        tracing::info!(saved_window = saved, physical, window_end, "tso allocator started");
-        Ok(TsoAllocator { storage, clock, state: Mutex::new(State { physical, logical: 0, window_end }) })
+        tracing::info!(
+            saved_window = saved,
+            physical,
+            window_end,
+            "tso allocator started"
+        );
+        Ok(TsoAllocator {
+            storage,
+            clock,
+            state: Mutex::new(State {
+                physical,
+                logical: 0,
+                window_end,
+            }),
+        })
     }
 
     /// Allocates `count` contiguous timestamps and returns the last one.
@@ -91,7 +110,9 @@ impl TsoAllocator {
         }
         let count = i64::from(count);
         if count >= MAX_LOGICAL {
-            return Err(Error::Tso(format!("tso count {count} exceeds the logical space {MAX_LOGICAL}")));
+            return Err(Error::Tso(format!(
+                "tso count {count} exceeds the logical space {MAX_LOGICAL}"
+            )));
         }
         let now = (self.clock)();
         let mut st = self.state.lock();
@@ -106,7 +127,10 @@ impl TsoAllocator {
             st.logical = 0;
         }
         st.logical += count;
-        let ts = Timestamp { physical: st.physical, logical: st.logical };
+        let ts = Timestamp {
+            physical: st.physical,
+            logical: st.logical,
+        };
         if st.physical >= st.window_end - WINDOW_REFRESH_MS {
             let new_end = st.physical.max(now) + WINDOW_MS;
             match self.storage.save_tso_window(new_end as u64) {
@@ -123,7 +147,10 @@ impl TsoAllocator {
     /// The last timestamp handed out (or the starting point).
     pub fn current(&self) -> Timestamp {
         let st = self.state.lock();
-        Timestamp { physical: st.physical, logical: st.logical }
+        Timestamp {
+            physical: st.physical,
+            logical: st.logical,
+        }
     }
 }
 
@@ -149,7 +176,10 @@ mod tests {
             let count = i % 7 + 1;
             let ts = tso.generate(count).unwrap();
             // The block [ts.logical - count + 1, ts.logical] lies above the previous block.
-            let first = Timestamp { physical: ts.physical, logical: ts.logical - i64::from(count) + 1 };
+            let first = Timestamp {
+                physical: ts.physical,
+                logical: ts.logical - i64::from(count) + 1,
+            };
             assert!(first > last, "{first:?} <= {last:?}");
             assert!(first.logical >= 0 && ts.logical < MAX_LOGICAL);
             last = ts;
@@ -161,12 +191,24 @@ mod tests {
         let (clock, _t) = fixed_clock(1_000_000);
         let tso = TsoAllocator::with_clock(MetaStorage::new(MemEngine::new()), clock).unwrap();
         let first = tso.generate(1).unwrap();
-        assert_eq!(first, Timestamp { physical: 1_000_000, logical: 1 });
+        assert_eq!(
+            first,
+            Timestamp {
+                physical: 1_000_000,
+                logical: 1
+            }
+        );
         let big = tso.generate((MAX_LOGICAL - 10) as u32).unwrap();
         assert_eq!(big.physical, 1_000_000);
         // Only 9 logicals are left in this millisecond.
         let next = tso.generate(100).unwrap();
-        assert_eq!(next, Timestamp { physical: 1_000_001, logical: 100 });
+        assert_eq!(
+            next,
+            Timestamp {
+                physical: 1_000_001,
+                logical: 100
+            }
+        );
         assert!(tso.generate(0).is_err());
         assert!(tso.generate(MAX_LOGICAL as u32).is_err());
     }
@@ -203,7 +245,10 @@ mod tests {
 
     #[test]
     fn compose_round_trip() {
-        let ts = Timestamp { physical: 1_700_000_000_000, logical: 12345 };
+        let ts = Timestamp {
+            physical: 1_700_000_000_000,
+            logical: 12345,
+        };
         assert_eq!(Timestamp::from_composed(ts.compose()), ts);
     }
 }

@@ -151,9 +151,14 @@ impl PdClient {
             }
             attempt += 1;
             tracing::warn!(rpc = kind, attempt, %error, "PD request failed, retrying");
-            if let Err(e) = conn.reconnect(generation).await {
-                tracing::debug!(error = %e, "PD rediscovery failed");
-                tokio::time::sleep(backoff.next_delay()).await;
+            match conn.reconnect(generation).await {
+                Ok(()) => {}
+                // Configuration error (endpoints of two clusters): retrying cannot help.
+                Err(e @ Error::ClusterIdMismatch { .. }) => return Err(e),
+                Err(e) => {
+                    tracing::debug!(error = %e, "PD rediscovery failed");
+                    tokio::time::sleep(backoff.next_delay()).await;
+                }
             }
         }
     }

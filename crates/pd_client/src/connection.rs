@@ -168,7 +168,8 @@ async fn dial(url: &str, config: &Config) -> Result<GrpcClient> {
 }
 
 /// Asks each endpoint in turn for the members and connects to the leader the first answer
-/// names. `expected_cluster_id` rejects members of another cluster.
+/// names (checking that the leader reports the same cluster id). `expected_cluster_id`
+/// rejects members of another cluster.
 pub(crate) async fn discover(
     endpoints: &[String],
     expected_cluster_id: Option<u64>,
@@ -190,8 +191,13 @@ pub(crate) async fn discover(
     Err(last_err)
 }
 
-async fn discover_via(url: &str, expected_cluster_id: Option<u64>, config: &Config) -> Result<Discovery> {
-    let mut client = dial(url, config).await?;
+/// `GetMembers` on one member; checks the header and, if given, the cluster id.
+async fn get_members(
+    client: &mut GrpcClient,
+    url: &str,
+    expected_cluster_id: Option<u64>,
+    config: &Config,
+) -> Result<(u64, pdpb::GetMembersResponse)> {
     let request = pdpb::GetMembersRequest {
         header: Some(pdpb::RequestHeader {
             cluster_id: expected_cluster_id.unwrap_or(0),
@@ -218,6 +224,12 @@ async fn discover_via(url: &str, expected_cluster_id: Option<u64>, config: &Conf
             "PD at {url} answered GetMembers without a cluster id"
         )));
     }
+    Ok((cluster_id, members))
+}
+
+async fn discover_via(url: &str, expected_cluster_id: Option<u64>, config: &Config) -> Result<Discovery> {
+    let mut client = dial(url, config).await?;
+    let (cluster_id, members) = get_members(&mut client, url, expected_cluster_id, config).await?;
     let mut member_urls = Vec::new();
     for member in &members.members {
         member_urls.extend(member.client_urls.iter().cloned());
@@ -249,15 +261,23 @@ async fn discover_via(url: &str, expected_cluster_id: Option<u64>, config: &Conf
                 member_urls,
             });
         }
-        match dial(&leader_url, config).await {
-            Ok(leader_client) => {
+        // The leader must belong to the same cluster as the member that named it.
+        let leader = match dial(&leader_url, config).await {
+            Ok(mut leader_client) => get_members(&mut leader_client, &leader_url, Some(cluster_id), config)
+                .await
+                .map(|_| leader_client),
+            Err(e) => Err(e),
+        };
+        match leader {
+            Ok(client) => {
                 return Ok(Discovery {
                     cluster_id,
                     leader_url,
-                    client: leader_client,
+                    client,
                     member_urls,
-                });
+                })
             }
+            Err(e @ Error::ClusterIdMismatch { .. }) => return Err(e),
             Err(e) => last_err = Some(e),
         }
     }

@@ -11,8 +11,8 @@
 //!   calls into one request ([`PdClient::get_tso`]);
 //! - the long-lived `RegionHeartbeat` stream and the channel of PD's answers (operators).
 //!
-//! It depends only on `atoll-proto` (plus tokio/tonic); no node crate depends the other way
-//! around into it, and it never runs a server.
+//! Among Atoll crates it depends only on `atoll-proto` (plus tokio, tonic, prometheus); it must
+//! not depend on node crates (raftstore, storage, server), and it never serves anything.
 //!
 //! Invariants:
 //! - the cluster id is learned at connect time and fixed afterwards: every request carries it

@@ -32,7 +32,8 @@ struct Cluster {
     next_id: AtomicU64,
     bootstrapped: AtomicBool,
     bootstrap_calls: AtomicU64,
-    heartbeat_cluster_ids: Mutex<Vec<u64>>,
+    /// The member that accepted each region heartbeat (after checking its header).
+    heartbeats_served_by: Mutex<Vec<String>>,
 }
 
 struct FakePd {
@@ -192,8 +193,8 @@ fake_pd_impl! {
         let pd = FakePd { me: self.me.clone(), cluster_id: self.cluster_id, cluster: self.cluster.clone() };
         let out = async_stream::try_stream! {
             while let Some(req) = inbound.message().await? {
-                let cluster_id = req.header.as_ref().map_or(0, |h| h.cluster_id);
-                pd.cluster.heartbeat_cluster_ids.lock().push(cluster_id);
+                pd.check(req.header.as_ref())?;
+                pd.cluster.heartbeats_served_by.lock().push(pd.me.clone());
                 let region_id = req.region.as_ref().map_or(0, |r| r.id);
                 // An error answer first (the client must drop it), then an operator.
                 yield pdpb::RegionHeartbeatResponse {
@@ -447,7 +448,7 @@ async fn region_heartbeats_carry_the_header_and_operators_come_back() {
     let cluster = new_cluster();
     let a = serve(&cluster).await;
     *cluster.leader.lock() = a.clone();
-    let client = must_connect(&[a]).await;
+    let client = must_connect(std::slice::from_ref(&a)).await;
     let mut responses = client.take_region_heartbeat_responses().unwrap();
     assert!(client.take_region_heartbeat_responses().is_none());
 
@@ -478,8 +479,43 @@ async fn region_heartbeats_carry_the_header_and_operators_come_back() {
     }
     got.sort_unstable();
     assert_eq!(got, vec![5, 6]);
-    assert_eq!(
-        *cluster.heartbeat_cluster_ids.lock(),
-        vec![CLUSTER_ID, CLUSTER_ID]
-    );
+    assert_eq!(*cluster.heartbeats_served_by.lock(), vec![a.clone(), a]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn region_heartbeat_stream_moves_to_the_new_leader() {
+    let cluster = new_cluster();
+    let a = serve(&cluster).await;
+    let b = serve(&cluster).await;
+    *cluster.leader.lock() = a.clone();
+    let client = must_connect(std::slice::from_ref(&a)).await;
+    let mut responses = client.take_region_heartbeat_responses().unwrap();
+    let heartbeat = |region_id| pdpb::RegionHeartbeatRequest {
+        region: Some(metapb::Region {
+            id: region_id,
+            ..Default::default()
+        }),
+        ..Default::default()
+    };
+    client.region_heartbeat(heartbeat(1)).unwrap();
+    let resp = tokio::time::timeout(Duration::from_secs(5), responses.recv())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(resp.region_id, 1);
+
+    // A steps down and breaks the stream; heartbeats are periodic, so keep sending until the
+    // re-established stream (to B) answers.
+    *cluster.leader.lock() = b.clone();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        assert!(Instant::now() < deadline, "no answer from the new leader");
+        client.region_heartbeat(heartbeat(2)).unwrap();
+        if let Ok(Some(resp)) = tokio::time::timeout(Duration::from_millis(100), responses.recv()).await {
+            assert_eq!(resp.region_id, 2);
+            break;
+        }
+    }
+    assert_eq!(cluster.heartbeats_served_by.lock().last(), Some(&b));
+    assert_eq!(client.leader_url(), b);
 }

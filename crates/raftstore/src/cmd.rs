@@ -26,7 +26,10 @@ pub struct CmdHeader {
 pub enum CmdBody {
     Write(Vec<Modify>),
     /// Drops log entries up to and including `index` (admin; proposed by the leader).
-    CompactLog { index: u64, term: u64 },
+    CompactLog {
+        index: u64,
+        term: u64,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -74,19 +77,29 @@ impl<'a> Reader<'a> {
     }
     fn cf(&mut self) -> Result<&'static str> {
         let i = self.u8()? as usize;
-        CFS.get(i).copied().ok_or_else(|| Error::Codec(format!("bad column family index {i}")))
+        CFS.get(i)
+            .copied()
+            .ok_or_else(|| Error::Codec(format!("bad column family index {i}")))
     }
 }
 
 impl RaftCmd {
     pub fn write(header: CmdHeader, modifies: Vec<Modify>) -> RaftCmd {
-        RaftCmd { header, body: CmdBody::Write(modifies) }
+        RaftCmd {
+            header,
+            body: CmdBody::Write(modifies),
+        }
     }
 
     pub fn encode(&self) -> Vec<u8> {
         let mut out = Vec::with_capacity(64);
         out.push(CODEC_VERSION);
-        for v in [self.header.region_id, self.header.peer_id, self.header.conf_ver, self.header.version] {
+        for v in [
+            self.header.region_id,
+            self.header.peer_id,
+            self.header.conf_ver,
+            self.header.version,
+        ] {
             out.extend_from_slice(&v.to_be_bytes());
         }
         match &self.body {
@@ -127,7 +140,12 @@ impl RaftCmd {
         if version != CODEC_VERSION {
             return Err(Error::Codec(format!("unknown command version {version}")));
         }
-        let header = CmdHeader { region_id: r.u64()?, peer_id: r.u64()?, conf_ver: r.u64()?, version: r.u64()? };
+        let header = CmdHeader {
+            region_id: r.u64()?,
+            peer_id: r.u64()?,
+            conf_ver: r.u64()?,
+            version: r.u64()?,
+        };
         let body = match r.u8()? {
             1 => {
                 let n = r.u32()? as usize;
@@ -136,15 +154,26 @@ impl RaftCmd {
                     let op = r.u8()?;
                     let cf = r.cf()?;
                     modifies.push(match op {
-                        1 => Modify::Put { cf, key: r.bytes()?, value: r.bytes()? },
+                        1 => Modify::Put {
+                            cf,
+                            key: r.bytes()?,
+                            value: r.bytes()?,
+                        },
                         2 => Modify::Delete { cf, key: r.bytes()? },
-                        3 => Modify::DeleteRange { cf, start: r.bytes()?, end: r.bytes()? },
+                        3 => Modify::DeleteRange {
+                            cf,
+                            start: r.bytes()?,
+                            end: r.bytes()?,
+                        },
                         other => return Err(Error::Codec(format!("unknown modify op {other}"))),
                     });
                 }
                 CmdBody::Write(modifies)
             }
-            2 => CmdBody::CompactLog { index: r.u64()?, term: r.u64()? },
+            2 => CmdBody::CompactLog {
+                index: r.u64()?,
+                term: r.u64()?,
+            },
             other => return Err(Error::Codec(format!("unknown command body {other}"))),
         };
         if !r.0.is_empty() {
@@ -160,18 +189,37 @@ mod tests {
 
     #[test]
     fn round_trip() {
-        let header = CmdHeader { region_id: 7, peer_id: 8, conf_ver: 1, version: 3 };
+        let header = CmdHeader {
+            region_id: 7,
+            peer_id: 8,
+            conf_ver: 1,
+            version: 3,
+        };
         let cmds = [
             RaftCmd::write(
                 header,
                 vec![
-                    Modify::Put { cf: CF_DEFAULT, key: b"k".to_vec(), value: b"v".to_vec() },
-                    Modify::Delete { cf: CF_LOCK, key: b"".to_vec() },
-                    Modify::DeleteRange { cf: CF_WRITE, start: b"a".to_vec(), end: vec![] },
+                    Modify::Put {
+                        cf: CF_DEFAULT,
+                        key: b"k".to_vec(),
+                        value: b"v".to_vec(),
+                    },
+                    Modify::Delete {
+                        cf: CF_LOCK,
+                        key: b"".to_vec(),
+                    },
+                    Modify::DeleteRange {
+                        cf: CF_WRITE,
+                        start: b"a".to_vec(),
+                        end: vec![],
+                    },
                 ],
             ),
             RaftCmd::write(header, vec![]),
-            RaftCmd { header, body: CmdBody::CompactLog { index: 100, term: 6 } },
+            RaftCmd {
+                header,
+                body: CmdBody::CompactLog { index: 100, term: 6 },
+            },
         ];
         for c in cmds {
             assert_eq!(RaftCmd::decode(&c.encode()).expect("decode"), c);
@@ -182,7 +230,11 @@ mod tests {
     fn rejects_garbage() {
         let c = RaftCmd::write(
             CmdHeader::default(),
-            vec![Modify::Put { cf: CF_DEFAULT, key: b"k".to_vec(), value: b"v".to_vec() }],
+            vec![Modify::Put {
+                cf: CF_DEFAULT,
+                key: b"k".to_vec(),
+                value: b"v".to_vec(),
+            }],
         );
         let enc = c.encode();
         for cut in 0..enc.len() {

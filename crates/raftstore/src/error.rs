@@ -7,17 +7,32 @@ pub enum Error {
     #[error("region {0} not found on this store")]
     RegionNotFound(u64),
     #[error("peer of region {region_id} is not leader (leader: {leader:?})")]
-    NotLeader { region_id: u64, leader: Option<metapb::Peer> },
+    NotLeader {
+        region_id: u64,
+        leader: Option<metapb::Peer>,
+    },
     #[error("epoch of region {region_id} does not match: {message}")]
-    EpochNotMatch { region_id: u64, message: String, current_regions: Vec<metapb::Region> },
+    EpochNotMatch {
+        region_id: u64,
+        message: String,
+        current_regions: Vec<metapb::Region>,
+    },
     #[error("key {key:?} is not in region {region_id}")]
-    KeyNotInRegion { key: Vec<u8>, region_id: u64, start_key: Vec<u8>, end_key: Vec<u8> },
+    KeyNotInRegion {
+        key: Vec<u8>,
+        region_id: u64,
+        start_key: Vec<u8>,
+        end_key: Vec<u8>,
+    },
     #[error("stale command")]
     StaleCommand,
     #[error("raft entry of {size} bytes exceeds the limit for region {region_id}")]
     RaftEntryTooLarge { region_id: u64, size: u64 },
     #[error("store {request_store_id} does not match this store {actual_store_id}")]
-    StoreNotMatch { request_store_id: u64, actual_store_id: u64 },
+    StoreNotMatch {
+        request_store_id: u64,
+        actual_store_id: u64,
+    },
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
     #[error("raftstore is shutting down")]

@@ -46,7 +46,10 @@ pub fn region_state_key(region_id: u64) -> Vec<u8> {
 
 /// Bounds covering every region state key.
 pub fn region_state_range() -> (Vec<u8>, Vec<u8>) {
-    (vec![LOCAL_PREFIX, REGION_META_PREFIX], vec![LOCAL_PREFIX, REGION_META_PREFIX + 1])
+    (
+        vec![LOCAL_PREFIX, REGION_META_PREFIX],
+        vec![LOCAL_PREFIX, REGION_META_PREFIX + 1],
+    )
 }
 
 /// Region id of a region state key.
@@ -92,7 +95,13 @@ impl RaftLocalState {
     }
     pub fn decode(b: &[u8]) -> Option<RaftLocalState> {
         let [term, vote, commit, last_index, last_term] = u64s::<5>(b)?;
-        Some(RaftLocalState { term, vote, commit, last_index, last_term })
+        Some(RaftLocalState {
+            term,
+            vote,
+            commit,
+            last_index,
+            last_term,
+        })
     }
 }
 
@@ -110,7 +119,11 @@ impl ApplyState {
     }
     pub fn decode(b: &[u8]) -> Option<ApplyState> {
         let [applied_index, truncated_index, truncated_term] = u64s::<3>(b)?;
-        Some(ApplyState { applied_index, truncated_index, truncated_term })
+        Some(ApplyState {
+            applied_index,
+            truncated_index,
+            truncated_term,
+        })
     }
 }
 
@@ -150,11 +163,24 @@ mod tests {
 
     #[test]
     fn states_round_trip() {
-        let r = RaftLocalState { term: 1, vote: 2, commit: 3, last_index: 4, last_term: 5 };
+        let r = RaftLocalState {
+            term: 1,
+            vote: 2,
+            commit: 3,
+            last_index: 4,
+            last_term: 5,
+        };
         assert_eq!(RaftLocalState::decode(&r.encode()), Some(r));
-        let a = ApplyState { applied_index: 9, truncated_index: 5, truncated_term: 5 };
+        let a = ApplyState {
+            applied_index: 9,
+            truncated_index: 5,
+            truncated_term: 5,
+        };
         assert_eq!(ApplyState::decode(&a.encode()), Some(a));
-        let s = StoreIdent { cluster_id: 1, store_id: 2 };
+        let s = StoreIdent {
+            cluster_id: 1,
+            store_id: 2,
+        };
         assert_eq!(StoreIdent::decode(&s.encode()), Some(s));
         assert_eq!(ApplyState::decode(b"short"), None);
     }

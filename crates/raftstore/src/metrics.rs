@@ -12,8 +12,12 @@ fn buckets() -> Vec<f64> {
 }
 
 pub static REGION_COUNT: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!("tikv_raftstore_region_count", "Number of regions (type=region|leader)", &["type"])
-        .expect("metric")
+    register_int_gauge_vec!(
+        "tikv_raftstore_region_count",
+        "Number of regions (type=region|leader)",
+        &["type"]
+    )
+    .expect("metric")
 });
 
 pub static APPEND_LOG_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
@@ -45,7 +49,8 @@ pub static LOOP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 pub static PROPOSAL_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
-    register_int_counter_vec!("tikv_raftstore_proposal_total", "Proposals by type", &["type"]).expect("metric")
+    register_int_counter_vec!("tikv_raftstore_proposal_total", "Proposals by type", &["type"])
+        .expect("metric")
 });
 
 pub static RAFT_READY_REGIONS: LazyLock<Histogram> = LazyLock::new(|| {

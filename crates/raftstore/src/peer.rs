@@ -120,13 +120,19 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
     }
 
     fn not_leader(&self) -> Error {
-        Error::NotLeader { region_id: self.region_id(), leader: self.leader_peer() }
+        Error::NotLeader {
+            region_id: self.region_id(),
+            leader: self.leader_peer(),
+        }
     }
 
     /// Checks that a request addressed by `header` may be served by this peer now.
     pub fn check_request(&self, header: &CmdHeader) -> Result<()> {
         if header.peer_id != 0 && header.peer_id != self.peer_id {
-            return Err(Error::StoreNotMatch { request_store_id: header.peer_id, actual_store_id: self.peer_id });
+            return Err(Error::StoreNotMatch {
+                request_store_id: header.peer_id,
+                actual_store_id: self.peer_id,
+            });
         }
         if !self.is_leader() {
             return Err(self.not_leader());
@@ -147,7 +153,10 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         }
         let data = cmd.encode();
         if data.len() as u64 > cfg.max_entry_bytes {
-            let _ = cb.send(Err(Error::RaftEntryTooLarge { region_id: self.region_id(), size: data.len() as u64 }));
+            let _ = cb.send(Err(Error::RaftEntryTooLarge {
+                region_id: self.region_id(),
+                size: data.len() as u64,
+            }));
             return;
         }
         if self.raw.propose(vec![], data).is_err() {
@@ -156,15 +165,25 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         }
         let index = self.raw.raft.raft_log.last_index();
         let term = self.raw.raft.term;
-        self.proposals.push_back(Proposal { index, term, cb: Some(cb) });
+        self.proposals.push_back(Proposal {
+            index,
+            term,
+            cb: Some(cb),
+        });
     }
 
     /// Proposes an admin command with no caller waiting on it.
     pub fn propose_admin(&mut self, body: CmdBody) -> bool {
-        let epoch = self.region().region_epoch.clone().unwrap_or_default();
-        let header =
-            CmdHeader { region_id: self.region_id(), peer_id: self.peer_id, conf_ver: epoch.conf_ver, version: epoch.version };
-        self.raw.propose(vec![], RaftCmd { header, body }.encode()).is_ok()
+        let epoch = self.region().region_epoch.unwrap_or_default();
+        let header = CmdHeader {
+            region_id: self.region_id(),
+            peer_id: self.peer_id,
+            conf_ver: epoch.conf_ver,
+            version: epoch.version,
+        };
+        self.raw
+            .propose(vec![], RaftCmd { header, body }.encode())
+            .is_ok()
     }
 
     pub fn read(&mut self, header: &CmdHeader, cb: ReadCb<S>) {
@@ -184,7 +203,11 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         self.next_read_ctx += 1;
         self.raw.read_index(ctx.to_be_bytes().to_vec());
         let cbs = std::mem::take(&mut self.unsent_reads);
-        self.reads.push_back(ReadBatch { ctx, index: None, cbs });
+        self.reads.push_back(ReadBatch {
+            ctx,
+            index: None,
+            cbs,
+        });
     }
 
     pub fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
@@ -201,7 +224,9 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
 
     pub fn has_ready_reads(&self) -> bool {
         let applied = self.raw.store().apply_state().applied_index;
-        self.reads.front().is_some_and(|b| b.index.is_some_and(|i| i <= applied))
+        self.reads
+            .front()
+            .is_some_and(|b| b.index.is_some_and(|i| i <= applied))
     }
 
     /// Answers every read whose read index has been applied.
@@ -210,10 +235,17 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         S: Clone,
     {
         let applied = self.raw.store().apply_state().applied_index;
-        while self.reads.front().is_some_and(|b| b.index.is_some_and(|i| i <= applied)) {
+        while self
+            .reads
+            .front()
+            .is_some_and(|b| b.index.is_some_and(|i| i <= applied))
+        {
             if let Some(batch) = self.reads.pop_front() {
                 for cb in batch.cbs {
-                    let _ = cb.send(Ok(ReadResponse { snapshot: snapshot.clone(), region: self.region().clone() }));
+                    let _ = cb.send(Ok(ReadResponse {
+                        snapshot: snapshot.clone(),
+                        region: self.region().clone(),
+                    }));
                 }
             }
         }
@@ -249,7 +281,12 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         }
     }
 
-    fn take_callback(&mut self, index: u64, term: u64, out: &mut Vec<(WriteCb, Result<()>)>) -> Option<WriteCb> {
+    fn take_callback(
+        &mut self,
+        index: u64,
+        term: u64,
+        out: &mut Vec<(WriteCb, Result<()>)>,
+    ) -> Option<WriteCb> {
         while let Some(p) = self.proposals.front() {
             if p.index > index {
                 return None;
@@ -275,7 +312,11 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
                 EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
                     // Membership changes are not proposed by this version; a foreign entry is
                     // skipped rather than half-applied.
-                    tracing::error!(region_id = self.region_id(), index, "skipping unsupported conf change entry");
+                    tracing::error!(
+                        region_id = self.region_id(),
+                        index,
+                        "skipping unsupported conf change entry"
+                    );
                     Ok(())
                 }
             };
@@ -308,11 +349,12 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
                         Modify::Delete { cf, key } => wb.delete_cf(cf, data_key(&key)),
                         Modify::DeleteRange { cf, start, end } => {
                             let start = start.max(region.start_key.clone());
-                            let end = if end.is_empty() || (!region.end_key.is_empty() && end > region.end_key) {
-                                data_end_key(&region.end_key)
-                            } else {
-                                data_key(&end)
-                            };
+                            let end =
+                                if end.is_empty() || (!region.end_key.is_empty() && end > region.end_key) {
+                                    data_end_key(&region.end_key)
+                                } else {
+                                    data_key(&end)
+                                };
                             wb.delete_range_cf(cf, data_key(&start), end);
                         }
                     }
@@ -335,7 +377,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
 
 /// A normal request must carry the region's current version (TiKV checks the version only).
 pub(crate) fn check_epoch(region: &metapb::Region, header: &CmdHeader) -> Result<()> {
-    let epoch = region.region_epoch.clone().unwrap_or_default();
+    let epoch = region.region_epoch.unwrap_or_default();
     if header.version != epoch.version {
         return Err(Error::EpochNotMatch {
             region_id: region.id,

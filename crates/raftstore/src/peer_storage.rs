@@ -22,7 +22,11 @@ fn encode_region_state(region: &metapb::Region, state: u8) -> Vec<u8> {
 }
 
 /// Writes the initial state of `region` (with this store's peer in it) into the engines.
-pub fn bootstrap_region<EK: KvEngine, ER: KvEngine>(kv: &EK, raft: &ER, region: &metapb::Region) -> Result<()> {
+pub fn bootstrap_region<EK: KvEngine, ER: KvEngine>(
+    kv: &EK,
+    raft: &ER,
+    region: &metapb::Region,
+) -> Result<()> {
     let mut rwb = WriteBatch::new();
     let rs = RaftLocalState {
         term: RAFT_INIT_INDEX,
@@ -40,7 +44,11 @@ pub fn bootstrap_region<EK: KvEngine, ER: KvEngine>(kv: &EK, raft: &ER, region: 
         truncated_term: RAFT_INIT_INDEX,
     };
     kwb.put_cf(CF_RAFT, keys::apply_state_key(region.id), apply.encode());
-    kwb.put_cf(CF_RAFT, keys::region_state_key(region.id), encode_region_state(region, REGION_NORMAL));
+    kwb.put_cf(
+        CF_RAFT,
+        keys::region_state_key(region.id),
+        encode_region_state(region, REGION_NORMAL),
+    );
     kv.write(&kwb, true)?;
     Ok(())
 }
@@ -105,7 +113,12 @@ impl<ER: KvEngine> PeerStorage<ER> {
         if raft_state.commit < apply_state.applied_index {
             raft_state.commit = apply_state.applied_index;
         }
-        Ok(PeerStorage { raft_engine, region, raft_state, apply_state })
+        Ok(PeerStorage {
+            raft_engine,
+            region,
+            raft_state,
+            apply_state,
+        })
     }
 
     pub fn region(&self) -> &metapb::Region {
@@ -154,7 +167,11 @@ impl<ER: KvEngine> PeerStorage<ER> {
             self.raft_state.commit = hs.commit;
         }
         if !entries.is_empty() || hs.is_some() {
-            wb.put_cf(CF_DEFAULT, keys::raft_state_key(region_id), self.raft_state.encode());
+            wb.put_cf(
+                CF_DEFAULT,
+                keys::raft_state_key(region_id),
+                self.raft_state.encode(),
+            );
         }
         Ok(())
     }
@@ -185,10 +202,12 @@ impl<ER: KvEngine> PeerStorage<ER> {
 
 impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
     fn initial_state(&self) -> raft::Result<RaftState> {
-        let mut hs = HardState::default();
-        hs.term = self.raft_state.term;
-        hs.vote = self.raft_state.vote;
-        hs.commit = self.raft_state.commit;
+        let hs = HardState {
+            term: self.raft_state.term,
+            vote: self.raft_state.vote,
+            commit: self.raft_state.commit,
+            ..Default::default()
+        };
         let mut cs = ConfState::default();
         for p in &self.region.peers {
             if p.role == metapb::PeerRole::Learner as i32 {
@@ -220,12 +239,16 @@ impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
             Some(keys::raft_entry_key(self.region.id, low)),
             Some(keys::raft_entry_key(self.region.id, high)),
         );
-        let mut it = self.raft_engine.iterator_cf(CF_DEFAULT, bounds).map_err(storage_err)?;
+        let mut it = self
+            .raft_engine
+            .iterator_cf(CF_DEFAULT, bounds)
+            .map_err(storage_err)?;
         let mut valid = engine_traits::EngineIterator::seek_to_first(&mut it).map_err(storage_err)?;
         let mut expect = low;
         while valid {
             let mut e = Entry::default();
-            e.merge_from_bytes(engine_traits::EngineIterator::value(&it)).map_err(storage_err)?;
+            e.merge_from_bytes(engine_traits::EngineIterator::value(&it))
+                .map_err(storage_err)?;
             if e.index != expect {
                 return Err(raft::Error::Store(StorageError::Unavailable));
             }

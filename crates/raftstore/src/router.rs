@@ -33,10 +33,19 @@ pub enum StoreEvent {
 }
 
 pub(crate) enum Msg<S> {
-    Propose { cmd: RaftCmd, cb: oneshot::Sender<Result<()>> },
-    Read { header: CmdHeader, cb: oneshot::Sender<Result<ReadResponse<S>>> },
+    Propose {
+        cmd: RaftCmd,
+        cb: oneshot::Sender<Result<()>>,
+    },
+    Read {
+        header: CmdHeader,
+        cb: oneshot::Sender<Result<ReadResponse<S>>>,
+    },
     Raft(Box<RaftEnvelope>),
-    Unreachable { region_id: u64, to_peer_id: u64 },
+    Unreachable {
+        region_id: u64,
+        to_peer_id: u64,
+    },
     RegionInfos(oneshot::Sender<Vec<RegionInfo>>),
     Shutdown,
 }
@@ -60,7 +69,13 @@ impl<S: Send + 'static> Router<S> {
     /// Proposes `modifies` to the region in `header` and waits until they are applied.
     pub async fn write(&self, header: CmdHeader, modifies: Vec<Modify>) -> Result<()> {
         let (cb, rx) = oneshot::channel();
-        self.send(Msg::Propose { cmd: RaftCmd { header, body: CmdBody::Write(modifies) }, cb })?;
+        self.send(Msg::Propose {
+            cmd: RaftCmd {
+                header,
+                body: CmdBody::Write(modifies),
+            },
+            cb,
+        })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
     }
 
@@ -78,7 +93,10 @@ impl<S: Send + 'static> Router<S> {
 
     /// Tells Raft that the store holding `to_peer_id` could not be reached.
     pub fn report_unreachable(&self, region_id: u64, to_peer_id: u64) -> Result<()> {
-        self.send(Msg::Unreachable { region_id, to_peer_id })
+        self.send(Msg::Unreachable {
+            region_id,
+            to_peer_id,
+        })
     }
 
     /// The regions of this store, for heartbeats and status.

@@ -68,6 +68,9 @@ impl<S: Send + 'static> StoreHandle<S> {
     }
 }
 
+/// What [`spawn_store`] returns: the router to send requests in, and the thread's handle.
+pub type Started<S> = (Router<S>, StoreHandle<S>);
+
 /// Starts the store loop over `regions` (as loaded from the KV engine).
 pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
     cfg: StoreConfig,
@@ -76,7 +79,7 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
     transport: T,
     regions: Vec<(metapb::Region, ApplyState)>,
     events: UnboundedSender<StoreEvent>,
-) -> Result<(Router<EK::Snap>, StoreHandle<EK::Snap>)> {
+) -> Result<Started<EK::Snap>> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let router = Router { tx };
     let peer_cfg = PeerConfig {
@@ -92,19 +95,39 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         };
         let storage = PeerStorage::open(raft_engine.clone(), region.clone(), apply)?;
         let mut peer = Peer::new(storage, me.id, &peer_cfg)?;
-        let voters = region.peers.iter().filter(|p| p.role != metapb::PeerRole::Learner as i32).count();
+        let voters = region
+            .peers
+            .iter()
+            .filter(|p| p.role != metapb::PeerRole::Learner as i32)
+            .count();
         if voters == 1 {
             // Alone in the group: no one to wait for, become leader at once.
             peer.raw.campaign()?;
         }
         peers.insert(region.id, peer);
     }
-    let mut store = StoreLoop { cfg, peer_cfg, kv, raft_engine, transport, peers, events, rx, stopping: false };
+    let mut store = StoreLoop {
+        cfg,
+        peer_cfg,
+        kv,
+        raft_engine,
+        transport,
+        peers,
+        events,
+        rx,
+        stopping: false,
+    };
     let thread = std::thread::Builder::new()
         .name("raftstore".into())
         .spawn(move || store.run())
         .map_err(|e| Error::Engine(e.to_string()))?;
-    Ok((router.clone(), StoreHandle { router, thread: Some(thread) }))
+    Ok((
+        router.clone(),
+        StoreHandle {
+            router,
+            thread: Some(thread),
+        },
+    ))
 }
 
 struct StoreLoop<EK: KvEngine, ER: KvEngine, T> {
@@ -178,7 +201,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 }
             },
             Msg::Raft(env) => self.on_raft_message(*env),
-            Msg::Unreachable { region_id, to_peer_id } => {
+            Msg::Unreachable {
+                region_id,
+                to_peer_id,
+            } => {
                 if let Some(peer) = self.peers.get_mut(&region_id) {
                     peer.raw.report_unreachable(to_peer_id);
                 }
@@ -194,11 +220,18 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let Some(peer) = self.peers.get_mut(&env.region_id) else {
             // Creating a replica from a leader's message needs region snapshots, which come
             // with replication; until then such a message has nowhere to go.
-            tracing::debug!(region_id = env.region_id, "raft message for unknown region dropped");
+            tracing::debug!(
+                region_id = env.region_id,
+                "raft message for unknown region dropped"
+            );
             return;
         };
         if env.to_peer.id != peer.peer_id {
-            tracing::debug!(region_id = env.region_id, to = env.to_peer.id, "raft message for another peer id dropped");
+            tracing::debug!(
+                region_id = env.region_id,
+                to = env.to_peer.id,
+                "raft message for another peer id dropped"
+            );
             return;
         }
         if let Err(e) = peer.raw.step(env.message) {
@@ -207,19 +240,27 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     fn send_messages(&mut self, region_id: u64, msgs: Vec<raft::eraftpb::Message>) {
-        let Some(peer) = self.peers.get(&region_id) else { return };
+        let Some(peer) = self.peers.get(&region_id) else {
+            return;
+        };
         let region = peer.region();
-        let Some(from_peer) = peer.peer_by_id(peer.peer_id) else { return };
+        let Some(from_peer) = peer.peer_by_id(peer.peer_id) else {
+            return;
+        };
         for m in msgs {
             let Some(to_peer) = peer.peer_by_id(m.to) else {
-                tracing::debug!(region_id, to = m.to, "raft message to a peer not in the region dropped");
+                tracing::debug!(
+                    region_id,
+                    to = m.to,
+                    "raft message to a peer not in the region dropped"
+                );
                 continue;
             };
             self.transport.send(RaftEnvelope {
                 region_id,
-                from_peer: from_peer.clone(),
+                from_peer,
                 to_peer,
-                region_epoch: region.region_epoch.clone().unwrap_or_default(),
+                region_epoch: region.region_epoch.unwrap_or_default(),
                 start_key: region.start_key.clone(),
                 end_key: region.end_key.clone(),
                 message: m,
@@ -231,13 +272,20 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         for peer in self.peers.values_mut() {
             peer.submit_reads();
         }
-        let ids: Vec<u64> = self.peers.iter().filter(|(_, p)| p.raw.has_ready()).map(|(id, _)| *id).collect();
+        let ids: Vec<u64> = self
+            .peers
+            .iter()
+            .filter(|(_, p)| p.raw.has_ready())
+            .map(|(id, _)| *id)
+            .collect();
         let mut readies = Vec::with_capacity(ids.len());
         let mut to_apply = Vec::new();
         let mut raft_wb = WriteBatch::new();
         let mut role_changed = Vec::new();
         for id in &ids {
-            let Some(peer) = self.peers.get_mut(id) else { continue };
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
             let mut rd = peer.raw.ready();
             if let Some(ss) = rd.ss() {
                 role_changed.push((*id, ss.raft_state));
@@ -263,7 +311,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             metrics::APPEND_LOG_DURATION.observe(t.elapsed().as_secs_f64());
         }
         for (id, rd) in readies {
-            let Some(peer) = self.peers.get_mut(&id) else { continue };
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
             let mut rd = rd;
             let persisted = rd.take_persisted_messages();
             let mut light = peer.raw.advance(rd);
@@ -286,9 +336,16 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     fn on_role_change(&mut self, region_id: u64, role: StateRole) {
-        let Some(peer) = self.peers.get_mut(&region_id) else { return };
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return;
+        };
         if role == StateRole::Leader {
-            tracing::info!(region_id, peer_id = peer.peer_id, term = peer.raw.raft.term, "became leader");
+            tracing::info!(
+                region_id,
+                peer_id = peer.peer_id,
+                term = peer.raw.raft.term,
+                "became leader"
+            );
             let _ = self.events.send(StoreEvent::LeaderChanged(peer.info()));
         } else {
             peer.on_lost_leadership();
@@ -297,9 +354,13 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     fn update_region_metrics(&self) {
-        metrics::REGION_COUNT.with_label_values(&["region"]).set(self.peers.len() as i64);
+        metrics::REGION_COUNT
+            .with_label_values(&["region"])
+            .set(self.peers.len() as i64);
         let leaders = self.peers.values().filter(|p| p.is_leader()).count();
-        metrics::REGION_COUNT.with_label_values(&["leader"]).set(leaders as i64);
+        metrics::REGION_COUNT
+            .with_label_values(&["leader"])
+            .set(leaders as i64);
     }
 
     fn apply(&mut self, to_apply: Vec<(u64, Vec<raft::eraftpb::Entry>)>) -> Result<()> {
@@ -311,8 +372,13 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let mut outcomes = Vec::with_capacity(to_apply.len());
         let mut applied = Vec::with_capacity(to_apply.len());
         for (id, entries) in to_apply {
-            let Some(peer) = self.peers.get_mut(&id) else { continue };
-            let mut outcome = ApplyOutcome { responses: vec![], compacted: None };
+            let Some(peer) = self.peers.get_mut(&id) else {
+                continue;
+            };
+            let mut outcome = ApplyOutcome {
+                responses: vec![],
+                compacted: None,
+            };
             peer.apply_entries(entries, &mut kv_wb, &mut outcome);
             applied.push(id);
             outcomes.push((id, outcome));
@@ -364,12 +430,24 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             {
                 continue;
             }
-            let min_match = peer.raw.raft.prs().iter().map(|(_, pr)| pr.matched).min().unwrap_or(0);
-            let index = apply.applied_index.min(min_match).saturating_sub(self.cfg.log_gc_keep);
+            let min_match = peer
+                .raw
+                .raft
+                .prs()
+                .iter()
+                .map(|(_, pr)| pr.matched)
+                .min()
+                .unwrap_or(0);
+            let index = apply
+                .applied_index
+                .min(min_match)
+                .saturating_sub(self.cfg.log_gc_keep);
             if index <= apply.truncated_index {
                 continue;
             }
-            let Ok(term) = raft::Storage::term(peer.raw.store(), index) else { continue };
+            let Ok(term) = raft::Storage::term(peer.raw.store(), index) else {
+                continue;
+            };
             if peer.propose_admin(CmdBody::CompactLog { index, term }) {
                 peer.compact_proposed_at = apply.applied_index;
                 metrics::PROPOSAL_TOTAL.with_label_values(&["compact_log"]).inc();

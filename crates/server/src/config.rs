@@ -14,7 +14,9 @@ pub struct ReadableSize(pub u64);
 impl ReadableSize {
     pub fn parse(s: &str) -> Result<ReadableSize, String> {
         let s = s.trim();
-        let split = s.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(s.len());
+        let split = s
+            .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+            .unwrap_or(s.len());
         let (num, unit) = s.split_at(split);
         let num: f64 = num.parse().map_err(|_| format!("invalid size {s:?}"))?;
         let mult: u64 = match unit.trim().to_ascii_uppercase().as_str() {
@@ -57,7 +59,9 @@ impl ReadableDuration {
             return Err("empty duration".into());
         }
         while !rest.is_empty() {
-            let split = rest.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(rest.len());
+            let split = rest
+                .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+                .unwrap_or(rest.len());
             let (num, tail) = rest.split_at(split);
             let num: f64 = num.parse().map_err(|_| format!("invalid duration {s:?}"))?;
             let unit_len = tail.find(|c: char| c.is_ascii_digit()).unwrap_or(tail.len());
@@ -120,7 +124,9 @@ pub struct PdSection {
 
 impl Default for PdSection {
     fn default() -> Self {
-        PdSection { endpoints: vec!["127.0.0.1:2379".into()] }
+        PdSection {
+            endpoints: vec!["127.0.0.1:2379".into()],
+        }
     }
 }
 
@@ -134,7 +140,10 @@ pub struct StorageSection {
 
 impl Default for StorageSection {
     fn default() -> Self {
-        StorageSection { data_dir: "./data".into(), reserve_space: ReadableSize(0) }
+        StorageSection {
+            data_dir: "./data".into(),
+            reserve_space: ReadableSize(0),
+        }
     }
 }
 
@@ -220,7 +229,9 @@ impl Config {
     pub fn parse_labels(s: &str) -> Result<BTreeMap<String, String>, String> {
         let mut out = BTreeMap::new();
         for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
-            let (k, v) = part.split_once('=').ok_or_else(|| format!("invalid label {part:?}, want key=value"))?;
+            let (k, v) = part
+                .split_once('=')
+                .ok_or_else(|| format!("invalid label {part:?}, want key=value"))?;
             if k.trim().is_empty() || v.trim().is_empty() {
                 return Err(format!("invalid label {part:?}, want key=value"));
             }
@@ -241,8 +252,14 @@ mod tests {
         assert_eq!(ReadableSize::parse("1.5KB"), Ok(ReadableSize(1536)));
         assert_eq!(ReadableSize::parse("42"), Ok(ReadableSize(42)));
         assert!(ReadableSize::parse("12XB").is_err());
-        assert_eq!(ReadableDuration::parse("100ms"), Ok(ReadableDuration(Duration::from_millis(100))));
-        assert_eq!(ReadableDuration::parse("1m30s"), Ok(ReadableDuration(Duration::from_secs(90))));
+        assert_eq!(
+            ReadableDuration::parse("100ms"),
+            Ok(ReadableDuration(Duration::from_millis(100)))
+        );
+        assert_eq!(
+            ReadableDuration::parse("1m30s"),
+            Ok(ReadableDuration(Duration::from_secs(90)))
+        );
         assert!(ReadableDuration::parse("5 parsecs").is_err());
     }
 

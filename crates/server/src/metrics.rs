@@ -2,7 +2,9 @@
 
 use std::sync::LazyLock;
 
-use prometheus::{exponential_buckets, register_histogram_vec, register_int_gauge_vec, HistogramVec, IntGaugeVec};
+use prometheus::{
+    exponential_buckets, register_histogram_vec, register_int_gauge_vec, HistogramVec, IntGaugeVec,
+};
 
 pub static GRPC_MSG_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
@@ -15,10 +17,19 @@ pub static GRPC_MSG_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
 });
 
 pub static ENGINE_SIZE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!("tikv_engine_size_bytes", "Approximate size of each column family", &["db", "type"])
-        .expect("metric")
+    register_int_gauge_vec!(
+        "tikv_engine_size_bytes",
+        "Approximate size of each column family",
+        &["db", "type"]
+    )
+    .expect("metric")
 });
 
 pub static STORE_SIZE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
-    register_int_gauge_vec!("tikv_store_size_bytes", "Store capacity/available/used", &["type"]).expect("metric")
+    register_int_gauge_vec!(
+        "tikv_store_size_bytes",
+        "Store capacity/available/used",
+        &["type"]
+    )
+    .expect("metric")
 });

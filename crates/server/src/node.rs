@@ -56,17 +56,30 @@ fn open_engines(data_dir: &Path) -> Result<(RocksEngine, RocksEngine), NodeError
 }
 
 async fn store_ident(kv: &RocksEngine, pd: &pd_client::PdClient) -> Result<StoreIdent, NodeError> {
-    if let Some(ident) = kv.get_cf(CF_RAFT, store_ident_key())?.and_then(|b| StoreIdent::decode(&b)) {
+    if let Some(ident) = kv
+        .get_cf(CF_RAFT, store_ident_key())?
+        .and_then(|b| StoreIdent::decode(&b))
+    {
         if ident.cluster_id != pd.cluster_id() {
-            return Err(NodeError::ClusterMismatch { local: ident.cluster_id, pd: pd.cluster_id() });
+            return Err(NodeError::ClusterMismatch {
+                local: ident.cluster_id,
+                pd: pd.cluster_id(),
+            });
         }
         return Ok(ident);
     }
-    let ident = StoreIdent { cluster_id: pd.cluster_id(), store_id: pd.alloc_id().await? };
+    let ident = StoreIdent {
+        cluster_id: pd.cluster_id(),
+        store_id: pd.alloc_id().await?,
+    };
     let mut wb = WriteBatch::new();
     wb.put_cf(CF_RAFT, store_ident_key(), ident.encode());
     kv.write(&wb, true)?;
-    tracing::info!(store_id = ident.store_id, cluster_id = ident.cluster_id, "store identity created");
+    tracing::info!(
+        store_id = ident.store_id,
+        cluster_id = ident.cluster_id,
+        "store identity created"
+    );
     Ok(ident)
 }
 
@@ -93,8 +106,15 @@ async fn maybe_bootstrap(
                 id: region_id,
                 start_key: w[0].clone(),
                 end_key: w[1].clone(),
-                region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
-                peers: vec![metapb::Peer { id: peer_id, store_id: store.id, ..Default::default() }],
+                region_epoch: Some(metapb::RegionEpoch {
+                    conf_ver: 1,
+                    version: 1,
+                }),
+                peers: vec![metapb::Peer {
+                    id: peer_id,
+                    store_id: store.id,
+                    ..Default::default()
+                }],
                 ..Default::default()
             };
             raftstore::bootstrap_region(kv, raft, &region)?;
@@ -120,7 +140,10 @@ async fn maybe_bootstrap(
 }
 
 /// Runs a node until `shutdown` resolves.
-pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), NodeError> {
+pub async fn run(
+    config: Config,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), NodeError> {
     let data_dir = PathBuf::from(&config.storage.data_dir);
     let (kv, raft) = open_engines(&data_dir)?;
     let addr: SocketAddr = tokio::net::lookup_host(&config.server.addr)
@@ -132,7 +155,10 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
 
     let pd = pd_client::PdClient::connect(&config.pd.endpoints, Duration::from_secs(60)).await?;
     let ident = store_ident(&kv, &pd).await?;
-    let start_ts = SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let start_ts = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     let store = metapb::Store {
         id: ident.store_id,
         address: config.advertise_addr().to_owned(),
@@ -141,12 +167,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
         version: VERSION.to_owned(),
         git_hash: GIT_HASH.to_owned(),
         start_timestamp: start_ts as i64,
-        deploy_path: std::env::current_exe().ok().and_then(|p| p.parent().map(|d| d.display().to_string())).unwrap_or_default(),
+        deploy_path: std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(|d| d.display().to_string()))
+            .unwrap_or_default(),
         labels: config
             .server
             .labels
             .iter()
-            .map(|(k, v)| metapb::StoreLabel { key: k.clone(), value: v.clone() })
+            .map(|(k, v)| metapb::StoreLabel {
+                key: k.clone(),
+                value: v.clone(),
+            })
             .collect(),
         ..Default::default()
     };
@@ -154,7 +186,11 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     pd.put_store(store.clone()).await?;
 
     let regions = raftstore::load_regions(&kv)?;
-    tracing::info!(store_id = ident.store_id, regions = regions.len(), "starting raftstore");
+    tracing::info!(
+        store_id = ident.store_id,
+        regions = regions.len(),
+        "starting raftstore"
+    );
     let rs = &config.raftstore;
     let store_cfg = StoreConfig {
         store_id: ident.store_id,
@@ -188,12 +224,18 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|v| *v).await;
     };
-    let status_task = tokio::spawn(status_server::serve(status_listener, ident.store_id, stop_signal(stop_rx.clone())));
+    let status_task = tokio::spawn(status_server::serve(
+        status_listener,
+        ident.store_id,
+        stop_signal(stop_rx.clone()),
+    ));
     let kv_service = KvService::new(RaftKv::new(router.clone(), ident.store_id));
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(TikvServer::new(kv_service).max_decoding_message_size(64 << 20))
-        .add_service(RaftTransportServer::new(RaftService::new(router.clone())).max_decoding_message_size(64 << 20))
+        .add_service(
+            RaftTransportServer::new(RaftService::new(router.clone())).max_decoding_message_size(64 << 20),
+        )
         .serve_with_incoming_shutdown(
             tokio_stream::wrappers::TcpListenerStream::new(grpc_listener),
             stop_signal(stop_rx.clone()),
@@ -206,7 +248,9 @@ pub async fn run(config: Config, shutdown: impl Future<Output = ()> + Send + 'st
     let _ = stop_tx.send(true);
     let _ = grpc_task.await;
     let _ = status_task.await;
-    tokio::task::spawn_blocking(move || store_handle.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || store_handle.shutdown())
+        .await
+        .ok();
     pd_task.abort();
     kv.sync()?;
     tracing::info!("stopped");

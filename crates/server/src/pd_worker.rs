@@ -27,7 +27,10 @@ pub struct PdWorker {
 }
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
 impl PdWorker {
@@ -57,14 +60,18 @@ impl PdWorker {
 
     fn region_heartbeat(&self, info: &RegionInfo, last: &mut HashMap<u64, (u64, u64, u64)>) {
         let now = now_secs();
-        let (prev_bytes, prev_keys, prev_ts) =
-            last.insert(info.region.id, (info.written_bytes, info.written_keys, now)).unwrap_or((0, 0, now));
+        let (prev_bytes, prev_keys, prev_ts) = last
+            .insert(info.region.id, (info.written_bytes, info.written_keys, now))
+            .unwrap_or((0, 0, now));
         let req = pdpb::RegionHeartbeatRequest {
             region: Some(info.region.clone()),
-            leader: info.leader.clone(),
+            leader: info.leader,
             bytes_written: info.written_bytes.saturating_sub(prev_bytes),
             keys_written: info.written_keys.saturating_sub(prev_keys),
-            interval: Some(pdpb::TimeInterval { start_timestamp: prev_ts, end_timestamp: now }),
+            interval: Some(pdpb::TimeInterval {
+                start_timestamp: prev_ts,
+                end_timestamp: now,
+            }),
             term: info.term,
             ..Default::default()
         };
@@ -74,7 +81,10 @@ impl PdWorker {
     }
 
     async fn store_heartbeat(&self) {
-        let (disk_total, disk_avail) = match (fs4::total_space(&self.data_dir), fs4::available_space(&self.data_dir)) {
+        let (disk_total, disk_avail) = match (
+            fs4::total_space(&self.data_dir),
+            fs4::available_space(&self.data_dir),
+        ) {
             (Ok(t), Ok(a)) => (t, a),
             _ => (0, 0),
         };
@@ -85,7 +95,11 @@ impl PdWorker {
                 used += size;
             }
         }
-        let capacity = if self.capacity > 0 { self.capacity } else { disk_total };
+        let capacity = if self.capacity > 0 {
+            self.capacity
+        } else {
+            disk_total
+        };
         let available = disk_avail.min(capacity.saturating_sub(used));
         STORE_SIZE.with_label_values(&["capacity"]).set(capacity as i64);
         STORE_SIZE.with_label_values(&["available"]).set(available as i64);

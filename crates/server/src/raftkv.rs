@@ -29,8 +29,13 @@ impl RaftKv {
                 }));
             }
         }
-        let epoch = ctx.region_epoch.clone().unwrap_or_default();
-        Ok(CmdHeader { region_id: ctx.region_id, peer_id: 0, conf_ver: epoch.conf_ver, version: epoch.version })
+        let epoch = ctx.region_epoch.unwrap_or_default();
+        Ok(CmdHeader {
+            region_id: ctx.region_id,
+            peer_id: 0,
+            conf_ver: epoch.conf_ver,
+            version: epoch.version,
+        })
     }
 }
 
@@ -40,7 +45,10 @@ impl Engine for RaftKv {
     async fn snapshot(&self, ctx: &kvrpcpb::Context) -> storage::Result<RegionSnapshot<RocksSnapshot>> {
         let header = self.header(ctx)?;
         let resp = self.router.read(header).await.map_err(raftstore_error)?;
-        Ok(RegionSnapshot { snapshot: resp.snapshot, region: resp.region })
+        Ok(RegionSnapshot {
+            snapshot: resp.snapshot,
+            region: resp.region,
+        })
     }
 
     async fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> storage::Result<()> {

@@ -13,8 +13,16 @@ async fn metrics() -> impl IntoResponse {
     let mut buf = Vec::new();
     let families = prometheus::gather();
     match TextEncoder::new().encode(&families, &mut buf) {
-        Ok(()) => (StatusCode::OK, [(header::CONTENT_TYPE, TextEncoder::new().format_type().to_owned())], buf),
-        Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, [(header::CONTENT_TYPE, "text/plain".to_owned())], e.to_string().into_bytes()),
+        Ok(()) => (
+            StatusCode::OK,
+            [(header::CONTENT_TYPE, TextEncoder::new().format_type().to_owned())],
+            buf,
+        ),
+        Err(e) => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            [(header::CONTENT_TYPE, "text/plain".to_owned())],
+            e.to_string().into_bytes(),
+        ),
     }
 }
 
@@ -38,9 +46,8 @@ pub async fn serve(
 
 /// Binds the status address early so a bad address fails start-up.
 pub async fn bind(addr: &str) -> std::io::Result<tokio::net::TcpListener> {
-    let addr: SocketAddr = tokio::net::lookup_host(addr)
-        .await?
-        .next()
-        .ok_or_else(|| std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr}")))?;
+    let addr: SocketAddr = tokio::net::lookup_host(addr).await?.next().ok_or_else(|| {
+        std::io::Error::new(std::io::ErrorKind::InvalidInput, format!("bad address {addr}"))
+    })?;
     tokio::net::TcpListener::bind(addr).await
 }

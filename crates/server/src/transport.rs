@@ -49,7 +49,9 @@ pub fn start(
         let mut per_store: HashMap<u64, mpsc::UnboundedSender<RaftEnvelope>> = HashMap::new();
         while let Some(env) = rx.recv().await {
             let store_id = env.to_peer.store_id;
-            let sender = per_store.entry(store_id).or_insert_with(|| spawn_store_sender(store_id, pd.clone(), router.clone()));
+            let sender = per_store
+                .entry(store_id)
+                .or_insert_with(|| spawn_store_sender(store_id, pd.clone(), router.clone()));
             if let Err(mpsc::error::SendError(env)) = sender.send(env) {
                 let fresh = spawn_store_sender(store_id, pd.clone(), router.clone());
                 let _ = fresh.send(env);
@@ -79,7 +81,11 @@ fn spawn_store_sender(
                     continue;
                 }
             };
-            let endpoint = if addr.starts_with("http") { addr.clone() } else { format!("http://{addr}") };
+            let endpoint = if addr.starts_with("http") {
+                addr.clone()
+            } else {
+                format!("http://{addr}")
+            };
             let client = match RaftTransportClient::connect(endpoint).await {
                 Ok(c) => c,
                 Err(e) => {
@@ -93,7 +99,9 @@ fn spawn_store_sender(
             let (batch_tx, batch_rx) = mpsc::channel::<RaftMessageBatch>(64);
             let mut client = client;
             let call = tokio::spawn(async move {
-                client.send(tokio_stream::wrappers::ReceiverStream::new(batch_rx)).await
+                client
+                    .send(tokio_stream::wrappers::ReceiverStream::new(batch_rx))
+                    .await
             });
             // Forward batches until the stream breaks.
             loop {
@@ -122,7 +130,10 @@ fn spawn_store_sender(
 }
 
 /// Reports queued messages unreachable and waits a little before retrying; false once closed.
-async fn drain_unreachable(rx: &mut mpsc::UnboundedReceiver<RaftEnvelope>, router: &Router<RocksSnapshot>) -> bool {
+async fn drain_unreachable(
+    rx: &mut mpsc::UnboundedReceiver<RaftEnvelope>,
+    router: &Router<RocksSnapshot>,
+) -> bool {
     loop {
         match rx.try_recv() {
             Ok(env) => {

@@ -19,8 +19,12 @@ pub trait Engine: Clone + Send + Sync + 'static {
 
     /// A snapshot that sees every write acknowledged before the call; region errors (not
     /// leader, epoch, unknown region) come back as [`crate::Error::Region`].
-    fn snapshot(&self, ctx: &kvrpcpb::Context) -> impl Future<Output = Result<RegionSnapshot<Self::Snap>>> + Send;
+    fn snapshot(
+        &self,
+        ctx: &kvrpcpb::Context,
+    ) -> impl Future<Output = Result<RegionSnapshot<Self::Snap>>> + Send;
 
     /// Replicates and applies `modifies` (range-key space) atomically in the region.
-    fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> impl Future<Output = Result<()>> + Send;
+    fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>)
+        -> impl Future<Output = Result<()>> + Send;
 }

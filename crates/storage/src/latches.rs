@@ -21,7 +21,9 @@ pub struct Guard {
 impl Latches {
     pub fn new(size: usize) -> Latches {
         let size = size.max(1).next_power_of_two();
-        Latches { slots: Arc::new((0..size).map(|_| Arc::new(Mutex::new(()))).collect()) }
+        Latches {
+            slots: Arc::new((0..size).map(|_| Arc::new(Mutex::new(()))).collect()),
+        }
     }
 
     fn slot(&self, key: &[u8]) -> usize {

@@ -79,8 +79,14 @@ mod tests {
     fn known_encodings() {
         assert_eq!(encode_bytes(b""), vec![0, 0, 0, 0, 0, 0, 0, 0, 0xf7]);
         assert_eq!(encode_bytes(b"r\0\0\0"), b"r\0\0\0\0\0\0\0\xfb".to_vec());
-        assert_eq!(encode_bytes(b"12345678"), b"12345678\xff\0\0\0\0\0\0\0\0\xf7".to_vec());
-        assert_eq!(encode_bytes(b"123456789"), b"12345678\xff9\0\0\0\0\0\0\0\xf8".to_vec());
+        assert_eq!(
+            encode_bytes(b"12345678"),
+            b"12345678\xff\0\0\0\0\0\0\0\0\xf7".to_vec()
+        );
+        assert_eq!(
+            encode_bytes(b"123456789"),
+            b"12345678\xff9\0\0\0\0\0\0\0\xf8".to_vec()
+        );
     }
 
     #[test]
@@ -116,8 +122,14 @@ mod tests {
     #[test]
     fn rejects_garbage() {
         assert_eq!(decode_bytes(b"abc"), Err(CodecError::Eof));
-        assert_eq!(decode_bytes(b"a\0\0\0\0\0\0\x01\xf8"), Err(CodecError::BadPadding));
-        assert_eq!(decode_bytes(b"a\0\0\0\0\0\0\0\x01"), Err(CodecError::BadMarker(1)));
+        assert_eq!(
+            decode_bytes(b"a\0\0\0\0\0\0\x01\xf8"),
+            Err(CodecError::BadPadding)
+        );
+        assert_eq!(
+            decode_bytes(b"a\0\0\0\0\0\0\0\x01"),
+            Err(CodecError::BadMarker(1))
+        );
         assert!(decode_bytes_exact(b"12345678\xff").is_err());
     }
 }

@@ -50,7 +50,10 @@ impl RawValue {
         } else {
             None
         };
-        Ok(RawValue { value: stored, expire_ts })
+        Ok(RawValue {
+            value: stored,
+            expire_ts,
+        })
     }
 
     pub fn is_expired(&self, now: u64) -> bool {
@@ -70,14 +73,33 @@ mod tests {
     #[test]
     fn round_trip() {
         for v in [
-            RawValue { value: vec![], expire_ts: None },
-            RawValue { value: b"hello".to_vec(), expire_ts: None },
-            RawValue { value: b"hello".to_vec(), expire_ts: Some(1_700_000_000) },
-            RawValue { value: vec![1; 1000], expire_ts: Some(0) },
+            RawValue {
+                value: vec![],
+                expire_ts: None,
+            },
+            RawValue {
+                value: b"hello".to_vec(),
+                expire_ts: None,
+            },
+            RawValue {
+                value: b"hello".to_vec(),
+                expire_ts: Some(1_700_000_000),
+            },
+            RawValue {
+                value: vec![1; 1000],
+                expire_ts: Some(0),
+            },
         ] {
             assert_eq!(RawValue::decode(v.encode()).expect("decode"), v);
         }
-        assert_eq!(RawValue { value: b"v".to_vec(), expire_ts: None }.encode(), b"v\0".to_vec());
+        assert_eq!(
+            RawValue {
+                value: b"v".to_vec(),
+                expire_ts: None
+            }
+            .encode(),
+            b"v\0".to_vec()
+        );
     }
 
     #[test]

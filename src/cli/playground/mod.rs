@@ -317,11 +317,11 @@ fn print_ready(layout: &Layout) {
 fn report_exit(exited: &Exited) {
     let pid = exited.pid.map(|p| format!(" (pid {p})")).unwrap_or_default();
     eprintln!("{}{pid} exited unexpectedly ({})", exited.name, exited.status);
-    for (what, path) in [
-        ("console output", &exited.console_file),
-        ("log", &exited.log_file),
+    for (what, path, from) in [
+        ("console output", &exited.console_file, exited.console_start),
+        ("log", &exited.log_file, exited.log_start),
     ] {
-        match procs::tail(path, 20) {
+        match procs::tail(path, from, 20) {
             Ok(lines) if !lines.is_empty() => {
                 eprintln!("--- last lines of its {what} ({}):", path.display());
                 for line in lines {

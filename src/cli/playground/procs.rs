@@ -25,6 +25,10 @@ pub struct Proc {
     pub pid: Option<u32>,
     pub log_file: PathBuf,
     pub console_file: PathBuf,
+    /// Size of the console file when this run started (earlier runs' output comes before).
+    console_start: u64,
+    /// Size of the log file when this run started.
+    log_start: u64,
     child: Child,
     exited: Option<ExitStatus>,
 }
@@ -37,6 +41,10 @@ pub struct Exited {
     pub status: ExitStatus,
     pub log_file: PathBuf,
     pub console_file: PathBuf,
+    /// Where this run's output starts in `console_file`.
+    pub console_start: u64,
+    /// Where this run's log starts in `log_file`.
+    pub log_start: u64,
 }
 
 /// What to start.
@@ -70,6 +78,11 @@ impl Procs {
     /// Starts `spec.program` with stdout/stderr appended to `spec.console_file`.
     pub fn spawn(&mut self, spec: Spec<'_>) -> Result<()> {
         let mut console = open_console(spec.console_file)?;
+        let console_start = console
+            .metadata()
+            .with_context(|| format!("reading {}", spec.console_file.display()))?
+            .len();
+        let log_start = std::fs::metadata(spec.log_file).map(|m| m.len()).unwrap_or(0);
         let shown: Vec<String> = spec
             .args
             .iter()
@@ -100,6 +113,8 @@ impl Procs {
             pid,
             log_file: spec.log_file.to_path_buf(),
             console_file: spec.console_file.to_path_buf(),
+            console_start,
+            log_start,
             child,
             exited: None,
         });
@@ -129,6 +144,8 @@ impl Procs {
                     status,
                     log_file: p.log_file.clone(),
                     console_file: p.console_file.clone(),
+                    console_start: p.console_start,
+                    log_start: p.log_start,
                 }));
             }
         }
@@ -195,11 +212,11 @@ async fn send_sigterm(pid: u32) {
     }
 }
 
-/// The last `max_lines` lines of a text file (at most the last 64 KiB are read).
-pub fn tail(path: &Path, max_lines: usize) -> std::io::Result<Vec<String>> {
+/// The last `max_lines` lines of a text file after byte `from` (at most the last 64 KiB).
+pub fn tail(path: &Path, from: u64, max_lines: usize) -> std::io::Result<Vec<String>> {
     let mut f = File::open(path)?;
     let len = f.metadata()?.len();
-    let start = len.saturating_sub(64 * 1024);
+    let start = len.saturating_sub(64 * 1024).max(from.min(len));
     f.seek(SeekFrom::Start(start))?;
     let mut bytes = Vec::new();
     f.read_to_end(&mut bytes)?;
@@ -260,5 +277,11 @@ mod tests {
         assert!(procs.iter().all(|p| p.exited.is_some()));
         let text = std::fs::read_to_string(&console).unwrap();
         assert!(text.contains("=== atoll playground: sleep 60"), "{text}");
+        // The tail of a run starts at that run's output.
+        assert_eq!(
+            tail(&console, exited.console_start, 10).unwrap(),
+            ["=== atoll playground: sleep 0"]
+        );
+        assert_eq!(tail(&console, 0, 10).unwrap().len(), 2);
     }
 }

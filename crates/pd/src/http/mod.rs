@@ -30,7 +30,12 @@ fn json<T: Serialize>(status: StatusCode, body: &T) -> Response {
     match serde_json::to_string_pretty(body) {
         Ok(mut s) => {
             s.push('\n');
-            (status, [(header::CONTENT_TYPE, "application/json; charset=UTF-8")], s).into_response()
+            (
+                status,
+                [(header::CONTENT_TYPE, "application/json; charset=UTF-8")],
+                s,
+            )
+                .into_response()
         }
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, e.to_string()).into_response(),
     }
@@ -46,7 +51,8 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
 }
 
 fn parse_id(raw: &str) -> Result<u64, Response> {
-    raw.parse::<u64>().map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid id {raw:?}: {e}")))
+    raw.parse::<u64>()
+        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid id {raw:?}: {e}")))
 }
 
 /// The HTTP routes (state already applied).
@@ -76,7 +82,9 @@ pub fn router(ctx: Arc<PdContext>) -> Router {
 
 fn members_json(ctx: &PdContext) -> MembersJson {
     MembersJson {
-        header: HeaderJson { cluster_id: ctx.cluster_id },
+        header: HeaderJson {
+            cluster_id: ctx.cluster_id,
+        },
         members: vec![MemberJson::from(&ctx.member)],
         leader: MemberJson::from(&ctx.member),
         etcd_leader: MemberJson::from(&ctx.member),
@@ -105,11 +113,17 @@ async fn ping() -> Response {
 }
 
 async fn version() -> Response {
-    ok(&VersionJson { version: PD_RELEASE_VERSION.to_string() })
+    ok(&VersionJson {
+        version: PD_RELEASE_VERSION.to_string(),
+    })
 }
 
 async fn status(State(ctx): Ctx) -> Response {
-    let start = ctx.start_time.duration_since(SystemTime::UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0);
+    let start = ctx
+        .start_time
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
     ok(&serde_json::json!({
         "build_ts": "",
         "version": PD_RELEASE_VERSION,
@@ -120,7 +134,10 @@ async fn status(State(ctx): Ctx) -> Response {
 
 async fn cluster(State(ctx): Ctx) -> Response {
     let c = ctx.cluster.cluster_meta_or_default();
-    ok(&ClusterJson { id: c.id, max_peer_count: c.max_peer_count })
+    ok(&ClusterJson {
+        id: c.id,
+        max_peer_count: c.max_peer_count,
+    })
 }
 
 fn schedule_json(ctx: &PdContext) -> serde_json::Value {
@@ -215,15 +232,27 @@ fn store_jsons(ctx: &PdContext) -> Vec<StoreJson> {
     ctx.cluster
         .stores()
         .iter()
-        .map(|s| StoreJson::build(s, region_stats.get(&s.id()).copied().unwrap_or_default(), now, max_down))
+        .map(|s| {
+            StoreJson::build(
+                s,
+                region_stats.get(&s.id()).copied().unwrap_or_default(),
+                now,
+                max_down,
+            )
+        })
         .collect()
 }
 
 async fn stores(State(ctx): Ctx) -> Response {
     // Like PD, tombstone stores are only listed when asked for by state; they are hidden here.
-    let stores: Vec<StoreJson> =
-        store_jsons(&ctx).into_iter().filter(|s| s.store.state_name != StoreStateName::Tombstone.as_str()).collect();
-    ok(&StoresJson { count: stores.len(), stores })
+    let stores: Vec<StoreJson> = store_jsons(&ctx)
+        .into_iter()
+        .filter(|s| s.store.state_name != StoreStateName::Tombstone.as_str())
+        .collect();
+    ok(&StoresJson {
+        count: stores.len(),
+        stores,
+    })
 }
 
 async fn store(State(ctx): Ctx, Path(id): Path<String>) -> Response {
@@ -233,17 +262,26 @@ async fn store(State(ctx): Ctx, Path(id): Path<String>) -> Response {
     };
     match store_jsons(&ctx).into_iter().find(|s| s.store.id == id) {
         Some(s) => ok(&s),
-        None => error(StatusCode::NOT_FOUND, format!("[PD:core:ErrStoreNotFound]store {id} not found")),
+        None => error(
+            StatusCode::NOT_FOUND,
+            format!("[PD:core:ErrStoreNotFound]store {id} not found"),
+        ),
     }
 }
 
 async fn regions(State(ctx): Ctx) -> Response {
     let regions: Vec<RegionJson> = ctx.cluster.regions().iter().map(RegionJson::from).collect();
-    ok(&RegionsJson { count: regions.len(), regions })
+    ok(&RegionsJson {
+        count: regions.len(),
+        regions,
+    })
 }
 
 async fn region_count(State(ctx): Ctx) -> Response {
-    ok(&RegionsJson { count: ctx.cluster.region_count(), regions: Vec::new() })
+    ok(&RegionsJson {
+        count: ctx.cluster.region_count(),
+        regions: Vec::new(),
+    })
 }
 
 async fn region_by_id(State(ctx): Ctx, Path(id): Path<String>) -> Response {
@@ -252,11 +290,17 @@ async fn region_by_id(State(ctx): Ctx, Path(id): Path<String>) -> Response {
         Err(r) => return r,
     };
     if id == 0 {
-        return error(StatusCode::BAD_REQUEST, "[PD:region:ErrRegionInvalidID]invalid region id");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "[PD:region:ErrRegionInvalidID]invalid region id",
+        );
     }
     match ctx.cluster.region_by_id(id) {
         Ok(Some(r)) => ok(&RegionJson::from(&r)),
-        Ok(None) | Err(_) => error(StatusCode::NOT_FOUND, format!("[PD:region:ErrRegionNotFound]region {id} not found")),
+        Ok(None) | Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("[PD:region:ErrRegionNotFound]region {id} not found"),
+        ),
     }
 }
 
@@ -264,14 +308,21 @@ async fn region_by_id(State(ctx): Ctx, Path(id): Path<String>) -> Response {
 async fn region_by_key(State(ctx): Ctx, Path(key): Path<String>) -> Response {
     match ctx.cluster.region_by_key(key.as_bytes()) {
         Ok(Some(r)) => ok(&RegionJson::from(&r)),
-        Ok(None) | Err(_) => error(StatusCode::NOT_FOUND, format!("[PD:region:ErrRegionNotFound]region {key} not found")),
+        Ok(None) | Err(_) => error(
+            StatusCode::NOT_FOUND,
+            format!("[PD:region:ErrRegionNotFound]region {key} not found"),
+        ),
     }
 }
 
 async fn gc_safe_point(State(ctx): Ctx) -> Response {
     let ssps = ctx.gc.service_safe_points();
     let min = ssps.iter().map(|s| s.safe_point).min().unwrap_or(0);
-    ok(&GcSafePointJson { service_gc_safe_points: ssps, min_service_gc_safe_point: min, gc_safe_point: ctx.gc.safe_point() })
+    ok(&GcSafePointJson {
+        service_gc_safe_points: ssps,
+        min_service_gc_safe_point: min,
+        gc_safe_point: ctx.gc.safe_point(),
+    })
 }
 
 async fn metrics_text(State(ctx): Ctx) -> Response {
@@ -283,9 +334,13 @@ async fn metrics_text(State(ctx): Ctx) -> Response {
     }
     for name in ["Up", "Offline", "Tombstone", "Disconnected", "Down"] {
         let label = format!("store_{}_count", name.to_lowercase());
-        metrics::CLUSTER_STATUS.with_label_values(&[label.as_str()]).set(counts.get(name).copied().unwrap_or(0));
+        metrics::CLUSTER_STATUS
+            .with_label_values(&[label.as_str()])
+            .set(counts.get(name).copied().unwrap_or(0));
     }
-    metrics::CLUSTER_STATUS.with_label_values(&["region_count"]).set(ctx.cluster.region_count() as i64);
+    metrics::CLUSTER_STATUS
+        .with_label_values(&["region_count"])
+        .set(ctx.cluster.region_count() as i64);
     let body = metrics::encode_text();
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }

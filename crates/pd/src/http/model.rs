@@ -188,13 +188,24 @@ impl StoreJson {
         // PD's default weights are 1; the "count" leader policy scores by leader count, and the
         // region score is the region size when space is sufficient.
         let (leader_weight, region_weight) = (1.0, 1.0);
-        let used = if stats.used_size > 0 { stats.used_size } else { stats.capacity.saturating_sub(stats.available) };
+        let used = if stats.used_size > 0 {
+            stats.used_size
+        } else {
+            stats.capacity.saturating_sub(stats.available)
+        };
         StoreJson {
             store: MetaStoreJson {
                 id: m.id,
                 address: m.address.clone(),
                 state: m.state,
-                labels: m.labels.iter().map(|l| LabelJson { key: l.key.clone(), value: l.value.clone() }).collect(),
+                labels: m
+                    .labels
+                    .iter()
+                    .map(|l| LabelJson {
+                        key: l.key.clone(),
+                        value: l.value.clone(),
+                    })
+                    .collect(),
                 version: m.version.clone(),
                 peer_address: m.peer_address.clone(),
                 status_address: m.status_address.clone(),
@@ -228,7 +239,10 @@ impl StoreJson {
                     rfc3339(SystemTime::UNIX_EPOCH + Duration::from_secs(u64::from(stats.start_time)))
                 }),
                 last_heartbeat_ts: s.last_heartbeat().map(rfc3339),
-                uptime: s.uptime().filter(|u| !u.is_zero()).map(|u| ReadableDuration(u).to_string()),
+                uptime: s
+                    .uptime()
+                    .filter(|u| !u.is_zero())
+                    .map(|u| ReadableDuration(u).to_string()),
             },
         }
     }
@@ -311,7 +325,10 @@ impl From<&RegionInfo> for RegionJson {
             id: r.id(),
             start_key: hex_upper(r.start_key()),
             end_key: hex_upper(r.end_key()),
-            epoch: r.meta.region_epoch.map(|e| EpochJson { conf_ver: e.conf_ver, version: e.version }),
+            epoch: r.meta.region_epoch.map(|e| EpochJson {
+                conf_ver: e.conf_ver,
+                version: e.version,
+            }),
             peers: r.meta.peers.iter().map(PeerJson::from).collect(),
             leader: r.leader.as_ref().map(PeerJson::from).unwrap_or_default(),
             down_peers: r

@@ -14,11 +14,18 @@ fn new_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
     let mut cfg = PdConfig::default();
     cfg.adjust().unwrap();
     let (tx, rx) = watch::channel(false);
-    (Arc::new(PdContext::open(cfg, MetaStorage::new(MemEngine::new()), rx).unwrap()), tx)
+    (
+        Arc::new(PdContext::open(cfg, MetaStorage::new(MemEngine::new()), rx).unwrap()),
+        tx,
+    )
 }
 
 fn peer(id: u64, store_id: u64) -> metapb::Peer {
-    metapb::Peer { id, store_id, ..Default::default() }
+    metapb::Peer {
+        id,
+        store_id,
+        ..Default::default()
+    }
 }
 
 /// A bootstrapped cluster with two stores and regions [ "", "m" ) (leader on 1), [ "m", "" ).
@@ -29,17 +36,29 @@ fn populated_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
         address: "127.0.0.1:20160".into(),
         status_address: "127.0.0.1:20180".into(),
         version: "8.5.0".into(),
-        labels: vec![metapb::StoreLabel { key: "zone".into(), value: "z1".into() }],
+        labels: vec![metapb::StoreLabel {
+            key: "zone".into(),
+            value: "z1".into(),
+        }],
         ..Default::default()
     };
     let first = metapb::Region {
         id: 2,
-        region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
         peers: vec![peer(3, 1)],
         ..Default::default()
     };
     ctx.cluster.bootstrap(Some(&store1), Some(&first)).unwrap();
-    ctx.cluster.put_store(&metapb::Store { id: 4, address: "127.0.0.1:20161".into(), ..Default::default() }).unwrap();
+    ctx.cluster
+        .put_store(&metapb::Store {
+            id: 4,
+            address: "127.0.0.1:20161".into(),
+            ..Default::default()
+        })
+        .unwrap();
     ctx.cluster
         .store_heartbeat(pdpb::StoreStats {
             store_id: 1,
@@ -52,15 +71,29 @@ fn populated_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
     let left = metapb::Region {
         id: 2,
         end_key: b"m".to_vec(),
-        region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 2 }),
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 2,
+        }),
         peers: vec![peer(3, 1), peer(5, 4)],
         ..Default::default()
     };
     let right = metapb::Region {
         id: 6,
         start_key: b"m".to_vec(),
-        region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 2 }),
-        peers: vec![peer(7, 1), metapb::Peer { id: 8, store_id: 4, role: metapb::PeerRole::Learner as i32, ..Default::default() }],
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 2,
+        }),
+        peers: vec![
+            peer(7, 1),
+            metapb::Peer {
+                id: 8,
+                store_id: 4,
+                role: metapb::PeerRole::Learner as i32,
+                ..Default::default()
+            },
+        ],
         ..Default::default()
     };
     for (r, leader) in [(left, peer(3, 1)), (right, peer(7, 1))] {
@@ -79,7 +112,10 @@ fn populated_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
 }
 
 async fn get(ctx: &Arc<PdContext>, uri: &str) -> (StatusCode, String) {
-    let resp = router(ctx.clone()).oneshot(Request::get(uri).body(Body::empty()).unwrap()).await.unwrap();
+    let resp = crate::server::build_router(ctx.clone())
+        .oneshot(Request::get(uri).body(Body::empty()).unwrap())
+        .await
+        .unwrap();
     let status = resp.status();
     let body = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
     (status, String::from_utf8(body.to_vec()).unwrap())
@@ -122,7 +158,10 @@ async fn members_health_version_cluster() {
     assert_eq!(r["enable-placement-rules"], "true");
 
     let (status, body) = get(&ctx, "/pd/api/v1/nope").await;
-    assert_eq!((status, body.as_str()), (StatusCode::NOT_FOUND, "404 page not found\n"));
+    assert_eq!(
+        (status, body.as_str()),
+        (StatusCode::NOT_FOUND, "404 page not found\n")
+    );
 }
 
 #[tokio::test]
@@ -164,7 +203,10 @@ async fn stores_shape() {
     assert_eq!(one["store"]["address"], "127.0.0.1:20161");
     let (status, body) = get(&ctx, "/pd/api/v1/store/99").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
-    assert_eq!(serde_json::from_str::<Value>(&body).unwrap(), "[PD:core:ErrStoreNotFound]store 99 not found");
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap(),
+        "[PD:core:ErrStoreNotFound]store 99 not found"
+    );
     let (status, _) = get(&ctx, "/pd/api/v1/store/abc").await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }

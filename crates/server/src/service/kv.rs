@@ -22,7 +22,9 @@ pub struct KvService {
 
 impl KvService {
     pub fn new(engine: RaftKv) -> KvService {
-        KvService { raw: RawStorage::new(engine) }
+        KvService {
+            raw: RawStorage::new(engine),
+        }
     }
 }
 
@@ -33,13 +35,18 @@ struct Timer {
 
 impl Timer {
     fn new(kind: &'static str) -> Timer {
-        Timer { kind, start: Instant::now() }
+        Timer {
+            kind,
+            start: Instant::now(),
+        }
     }
 }
 
 impl Drop for Timer {
     fn drop(&mut self) {
-        GRPC_MSG_DURATION.with_label_values(&[self.kind]).observe(self.start.elapsed().as_secs_f64());
+        GRPC_MSG_DURATION
+            .with_label_values(&[self.kind])
+            .observe(self.start.elapsed().as_secs_f64());
     }
 }
 
@@ -61,7 +68,13 @@ fn region_only(e: storage::Error) -> Result<Option<atoll_proto::errorpb::Error>,
 }
 
 fn pairs(kvs: Vec<(Vec<u8>, Vec<u8>)>) -> Vec<KvPair> {
-    kvs.into_iter().map(|(key, value)| KvPair { key, value, ..Default::default() }).collect()
+    kvs.into_iter()
+        .map(|(key, value)| KvPair {
+            key,
+            value,
+            ..Default::default()
+        })
+        .collect()
 }
 
 fn not_served(method: &str) -> Status {
@@ -79,27 +92,45 @@ impl Tikv for KvService {
         Err(not_served("kv_scan"))
     }
 
-    async fn kv_prewrite(&self, _req: Request<PrewriteRequest>) -> Result<Response<PrewriteResponse>, Status> {
+    async fn kv_prewrite(
+        &self,
+        _req: Request<PrewriteRequest>,
+    ) -> Result<Response<PrewriteResponse>, Status> {
         Err(not_served("kv_prewrite"))
     }
 
-    async fn kv_pessimistic_lock(&self, _req: Request<PessimisticLockRequest>) -> Result<Response<PessimisticLockResponse>, Status> {
+    async fn kv_pessimistic_lock(
+        &self,
+        _req: Request<PessimisticLockRequest>,
+    ) -> Result<Response<PessimisticLockResponse>, Status> {
         Err(not_served("kv_pessimistic_lock"))
     }
 
-    async fn kv_pessimistic_rollback(&self, _req: Request<PessimisticRollbackRequest>) -> Result<Response<PessimisticRollbackResponse>, Status> {
+    async fn kv_pessimistic_rollback(
+        &self,
+        _req: Request<PessimisticRollbackRequest>,
+    ) -> Result<Response<PessimisticRollbackResponse>, Status> {
         Err(not_served("kv_pessimistic_rollback"))
     }
 
-    async fn kv_txn_heart_beat(&self, _req: Request<TxnHeartBeatRequest>) -> Result<Response<TxnHeartBeatResponse>, Status> {
+    async fn kv_txn_heart_beat(
+        &self,
+        _req: Request<TxnHeartBeatRequest>,
+    ) -> Result<Response<TxnHeartBeatResponse>, Status> {
         Err(not_served("kv_txn_heart_beat"))
     }
 
-    async fn kv_check_txn_status(&self, _req: Request<CheckTxnStatusRequest>) -> Result<Response<CheckTxnStatusResponse>, Status> {
+    async fn kv_check_txn_status(
+        &self,
+        _req: Request<CheckTxnStatusRequest>,
+    ) -> Result<Response<CheckTxnStatusResponse>, Status> {
         Err(not_served("kv_check_txn_status"))
     }
 
-    async fn kv_check_secondary_locks(&self, _req: Request<CheckSecondaryLocksRequest>) -> Result<Response<CheckSecondaryLocksResponse>, Status> {
+    async fn kv_check_secondary_locks(
+        &self,
+        _req: Request<CheckSecondaryLocksRequest>,
+    ) -> Result<Response<CheckSecondaryLocksResponse>, Status> {
         Err(not_served("kv_check_secondary_locks"))
     }
 
@@ -111,19 +142,31 @@ impl Tikv for KvService {
         Err(not_served("kv_cleanup"))
     }
 
-    async fn kv_batch_get(&self, _req: Request<BatchGetRequest>) -> Result<Response<BatchGetResponse>, Status> {
+    async fn kv_batch_get(
+        &self,
+        _req: Request<BatchGetRequest>,
+    ) -> Result<Response<BatchGetResponse>, Status> {
         Err(not_served("kv_batch_get"))
     }
 
-    async fn kv_batch_rollback(&self, _req: Request<BatchRollbackRequest>) -> Result<Response<BatchRollbackResponse>, Status> {
+    async fn kv_batch_rollback(
+        &self,
+        _req: Request<BatchRollbackRequest>,
+    ) -> Result<Response<BatchRollbackResponse>, Status> {
         Err(not_served("kv_batch_rollback"))
     }
 
-    async fn kv_scan_lock(&self, _req: Request<ScanLockRequest>) -> Result<Response<ScanLockResponse>, Status> {
+    async fn kv_scan_lock(
+        &self,
+        _req: Request<ScanLockRequest>,
+    ) -> Result<Response<ScanLockResponse>, Status> {
         Err(not_served("kv_scan_lock"))
     }
 
-    async fn kv_resolve_lock(&self, _req: Request<ResolveLockRequest>) -> Result<Response<ResolveLockResponse>, Status> {
+    async fn kv_resolve_lock(
+        &self,
+        _req: Request<ResolveLockRequest>,
+    ) -> Result<Response<ResolveLockResponse>, Status> {
         Err(not_served("kv_resolve_lock"))
     }
 
@@ -131,18 +174,26 @@ impl Tikv for KvService {
         Err(not_served("kv_gc"))
     }
 
-    async fn kv_delete_range(&self, _req: Request<DeleteRangeRequest>) -> Result<Response<DeleteRangeResponse>, Status> {
+    async fn kv_delete_range(
+        &self,
+        _req: Request<DeleteRangeRequest>,
+    ) -> Result<Response<DeleteRangeResponse>, Status> {
         Err(not_served("kv_delete_range"))
     }
 
-    async fn unsafe_destroy_range(&self, _req: Request<UnsafeDestroyRangeRequest>) -> Result<Response<UnsafeDestroyRangeResponse>, Status> {
+    async fn unsafe_destroy_range(
+        &self,
+        _req: Request<UnsafeDestroyRangeRequest>,
+    ) -> Result<Response<UnsafeDestroyRangeResponse>, Status> {
         Err(not_served("unsafe_destroy_range"))
     }
 
-    async fn coprocessor(&self, _req: Request<atoll_proto::coprocessor::Request>) -> Result<Response<atoll_proto::coprocessor::Response>, Status> {
+    async fn coprocessor(
+        &self,
+        _req: Request<atoll_proto::coprocessor::Request>,
+    ) -> Result<Response<atoll_proto::coprocessor::Response>, Status> {
         Err(not_served("coprocessor"))
     }
-
 
     async fn raw_get(&self, req: Request<RawGetRequest>) -> Result<Response<RawGetResponse>, Status> {
         let _t = Timer::new("raw_get");
@@ -157,7 +208,10 @@ impl Tikv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn raw_batch_get(&self, req: Request<RawBatchGetRequest>) -> Result<Response<RawBatchGetResponse>, Status> {
+    async fn raw_batch_get(
+        &self,
+        req: Request<RawBatchGetRequest>,
+    ) -> Result<Response<RawBatchGetResponse>, Status> {
         let _t = Timer::new("raw_batch_get");
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
@@ -180,13 +234,20 @@ impl Tikv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn raw_batch_put(&self, req: Request<RawBatchPutRequest>) -> Result<Response<RawBatchPutResponse>, Status> {
+    async fn raw_batch_put(
+        &self,
+        req: Request<RawBatchPutRequest>,
+    ) -> Result<Response<RawBatchPutResponse>, Status> {
         let _t = Timer::new("raw_batch_put");
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawBatchPutResponse::default();
         #[allow(deprecated)]
-        let ttls = if req.ttls.is_empty() && req.ttl > 0 { vec![req.ttl] } else { req.ttls };
+        let ttls = if req.ttls.is_empty() && req.ttl > 0 {
+            vec![req.ttl]
+        } else {
+            req.ttls
+        };
         let kvs = req.pairs.into_iter().map(|p| (p.key, p.value)).collect();
         if let Err(e) = self.raw.batch_put(&ctx, &req.cf, kvs, &ttls).await {
             fill_err!(resp, e);
@@ -194,7 +255,10 @@ impl Tikv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn raw_delete(&self, req: Request<RawDeleteRequest>) -> Result<Response<RawDeleteResponse>, Status> {
+    async fn raw_delete(
+        &self,
+        req: Request<RawDeleteRequest>,
+    ) -> Result<Response<RawDeleteResponse>, Status> {
         let _t = Timer::new("raw_delete");
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
@@ -226,7 +290,15 @@ impl Tikv for KvService {
         let mut resp = RawScanResponse::default();
         match self
             .raw
-            .scan(&ctx, &req.cf, &req.start_key, &req.end_key, req.limit, req.key_only, req.reverse)
+            .scan(
+                &ctx,
+                &req.cf,
+                &req.start_key,
+                &req.end_key,
+                req.limit,
+                req.key_only,
+                req.reverse,
+            )
             .await
         {
             Ok(kvs) => resp.kvs = pairs(kvs),
@@ -243,25 +315,46 @@ impl Tikv for KvService {
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawDeleteRangeResponse::default();
-        if let Err(e) = self.raw.delete_range(&ctx, &req.cf, &req.start_key, &req.end_key).await {
+        if let Err(e) = self
+            .raw
+            .delete_range(&ctx, &req.cf, &req.start_key, &req.end_key)
+            .await
+        {
             fill_err!(resp, e);
         }
         Ok(Response::new(resp))
     }
 
-    async fn raw_batch_scan(&self, req: Request<RawBatchScanRequest>) -> Result<Response<RawBatchScanResponse>, Status> {
+    async fn raw_batch_scan(
+        &self,
+        req: Request<RawBatchScanRequest>,
+    ) -> Result<Response<RawBatchScanResponse>, Status> {
         let _t = Timer::new("raw_batch_scan");
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawBatchScanResponse::default();
-        match self.raw.batch_scan(&ctx, &req.cf, &req.ranges, req.each_limit, req.key_only, req.reverse).await {
+        match self
+            .raw
+            .batch_scan(
+                &ctx,
+                &req.cf,
+                &req.ranges,
+                req.each_limit,
+                req.key_only,
+                req.reverse,
+            )
+            .await
+        {
             Ok(kvs) => resp.kvs = pairs(kvs),
             Err(e) => resp.region_error = region_only(e)?,
         }
         Ok(Response::new(resp))
     }
 
-    async fn raw_get_key_ttl(&self, req: Request<RawGetKeyTtlRequest>) -> Result<Response<RawGetKeyTtlResponse>, Status> {
+    async fn raw_get_key_ttl(
+        &self,
+        req: Request<RawGetKeyTtlRequest>,
+    ) -> Result<Response<RawGetKeyTtlResponse>, Status> {
         let _t = Timer::new("raw_get_key_ttl");
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
@@ -274,13 +367,20 @@ impl Tikv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn raw_compare_and_swap(&self, req: Request<RawCasRequest>) -> Result<Response<RawCasResponse>, Status> {
+    async fn raw_compare_and_swap(
+        &self,
+        req: Request<RawCasRequest>,
+    ) -> Result<Response<RawCasResponse>, Status> {
         let _t = Timer::new("raw_compare_and_swap");
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawCasResponse::default();
         let previous = (!req.previous_not_exist).then_some(req.previous_value.as_slice());
-        match self.raw.compare_and_swap(&ctx, &req.cf, &req.key, previous, req.value, req.ttl).await {
+        match self
+            .raw
+            .compare_and_swap(&ctx, &req.cf, &req.key, previous, req.value, req.ttl)
+            .await
+        {
             Ok(out) => {
                 resp.succeed = out.succeed;
                 resp.previous_not_exist = out.previous.is_none();
@@ -291,7 +391,10 @@ impl Tikv for KvService {
         Ok(Response::new(resp))
     }
 
-    async fn raw_checksum(&self, req: Request<RawChecksumRequest>) -> Result<Response<RawChecksumResponse>, Status> {
+    async fn raw_checksum(
+        &self,
+        req: Request<RawChecksumRequest>,
+    ) -> Result<Response<RawChecksumResponse>, Status> {
         let _t = Timer::new("raw_checksum");
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();

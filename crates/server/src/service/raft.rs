@@ -42,7 +42,9 @@ impl RaftTransport for RaftService {
         while let Some(batch) = stream.message().await? {
             for m in batch.msgs {
                 let env = decode_envelope(m)?;
-                self.router.send_raft(env).map_err(|e| Status::unavailable(e.to_string()))?;
+                self.router
+                    .send_raft(env)
+                    .map_err(|e| Status::unavailable(e.to_string()))?;
             }
         }
         Ok(Response::new(Done {}))

@@ -24,6 +24,12 @@ static TABLE: [u64; 256] = table();
 /// An incremental CRC-64/XZ.
 pub struct Crc64(u64);
 
+impl Default for Crc64 {
+    fn default() -> Self {
+        Crc64::new()
+    }
+}
+
 impl Crc64 {
     pub fn new() -> Crc64 {
         Crc64(!0)

@@ -32,11 +32,20 @@ pub const MAX_SCAN_LIMIT: u32 = 100_000;
 const RAW_KEY_PREFIX: u8 = b'r';
 
 fn now_secs() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_secs()).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
 }
 
-/// Maps a raw request's column family name.
-pub fn raw_cf(cf: &str) -> Result<&'static str> {
+/// Maps a raw request's column family name. API V2 serves the default column family only, as
+/// TiKV does (its values carry the TTL metadata).
+pub fn raw_cf(ctx: &kvrpcpb::Context, cf: &str) -> Result<&'static str> {
+    if is_v2(ctx) && !matches!(cf, "" | "default") {
+        return Err(Error::InvalidInput(format!(
+            "column family {cf:?} is not supported in api version V2"
+        )));
+    }
     match cf {
         "" | "default" => Ok(CF_DEFAULT),
         "lock" => Ok(CF_LOCK),
@@ -52,7 +61,10 @@ fn is_v2(ctx: &kvrpcpb::Context) -> bool {
 /// The stored (range) key of a request key.
 fn range_key(ctx: &kvrpcpb::Context, key: &[u8]) -> Result<Vec<u8>> {
     if key.len() > MAX_KEY_SIZE {
-        return Err(Error::KeyTooLarge { size: key.len(), limit: MAX_KEY_SIZE });
+        return Err(Error::KeyTooLarge {
+            size: key.len(),
+            limit: MAX_KEY_SIZE,
+        });
     }
     if is_v2(ctx) {
         if key.len() < 4 || key[0] != RAW_KEY_PREFIX {
@@ -79,9 +91,16 @@ fn range_bound(ctx: &kvrpcpb::Context, key: &[u8]) -> Result<Option<Vec<u8>>> {
         return Ok(None);
     }
     if is_v2(ctx) && key.len() > MAX_KEY_SIZE {
-        return Err(Error::KeyTooLarge { size: key.len(), limit: MAX_KEY_SIZE });
+        return Err(Error::KeyTooLarge {
+            size: key.len(),
+            limit: MAX_KEY_SIZE,
+        });
     }
-    Ok(Some(if is_v2(ctx) { memcomparable::encode_bytes(key) } else { key.to_vec() }))
+    Ok(Some(if is_v2(ctx) {
+        memcomparable::encode_bytes(key)
+    } else {
+        key.to_vec()
+    }))
 }
 
 fn check_in_region(snap_region: &atoll_proto::metapb::Region, key: &[u8]) -> Result<()> {
@@ -102,7 +121,10 @@ fn check_in_region(snap_region: &atoll_proto::metapb::Region, key: &[u8]) -> Res
 
 fn check_value(value: &[u8]) -> Result<()> {
     if value.len() > MAX_VALUE_SIZE {
-        return Err(Error::ValueTooLarge { size: value.len(), limit: MAX_VALUE_SIZE });
+        return Err(Error::ValueTooLarge {
+            size: value.len(),
+            limit: MAX_VALUE_SIZE,
+        });
     }
     Ok(())
 }
@@ -135,24 +157,36 @@ pub struct RawStorage<E: Engine> {
 
 impl<E: Engine> RawStorage<E> {
     pub fn new(engine: E) -> RawStorage<E> {
-        RawStorage { engine, latches: Latches::new(4096) }
+        RawStorage {
+            engine,
+            latches: Latches::new(4096),
+        }
     }
 
     async fn snapshot(&self, ctx: &kvrpcpb::Context) -> Result<RegionSnapshot<E::Snap>> {
         let t = std::time::Instant::now();
         let r = self.engine.snapshot(ctx).await;
-        COMMAND_DURATION.with_label_values(&["snapshot"]).observe(t.elapsed().as_secs_f64());
+        COMMAND_DURATION
+            .with_label_values(&["snapshot"])
+            .observe(t.elapsed().as_secs_f64());
         r
     }
 
     async fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> Result<()> {
         let t = std::time::Instant::now();
         let r = self.engine.write(ctx, modifies).await;
-        COMMAND_DURATION.with_label_values(&["write"]).observe(t.elapsed().as_secs_f64());
+        COMMAND_DURATION
+            .with_label_values(&["write"])
+            .observe(t.elapsed().as_secs_f64());
         r
     }
 
-    fn read_value(snap: &RegionSnapshot<E::Snap>, cf: &str, rkey: &[u8], now: u64) -> Result<Option<RawValue>> {
+    fn read_value(
+        snap: &RegionSnapshot<E::Snap>,
+        cf: &str,
+        rkey: &[u8],
+        now: u64,
+    ) -> Result<Option<RawValue>> {
         check_in_region(&snap.region, rkey)?;
         match snap.snapshot.get_cf(cf, &data_key(rkey))? {
             Some(stored) => {
@@ -164,7 +198,7 @@ impl<E: Engine> RawStorage<E> {
     }
 
     pub async fn get(&self, ctx: &kvrpcpb::Context, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let cf = raw_cf(cf)?;
+        let cf = raw_cf(ctx, cf)?;
         let rkey = range_key(ctx, key)?;
         let snap = self.snapshot(ctx).await?;
         Ok(Self::read_value(&snap, cf, &rkey, now_secs())?.map(|v| v.value))
@@ -172,8 +206,11 @@ impl<E: Engine> RawStorage<E> {
 
     /// Pairs of the keys that exist, in request order.
     pub async fn batch_get(&self, ctx: &kvrpcpb::Context, cf: &str, keys: &[Vec<u8>]) -> Result<Vec<KvPair>> {
-        let cf = raw_cf(cf)?;
-        let rkeys = keys.iter().map(|k| range_key(ctx, k)).collect::<Result<Vec<_>>>()?;
+        let cf = raw_cf(ctx, cf)?;
+        let rkeys = keys
+            .iter()
+            .map(|k| range_key(ctx, k))
+            .collect::<Result<Vec<_>>>()?;
         let snap = self.snapshot(ctx).await?;
         let now = now_secs();
         let mut out = Vec::with_capacity(keys.len());
@@ -186,10 +223,20 @@ impl<E: Engine> RawStorage<E> {
     }
 
     /// Writes `pairs` atomically; `ttls` is empty (no TTL), one TTL for all, or one per pair.
-    pub async fn batch_put(&self, ctx: &kvrpcpb::Context, cf: &str, pairs: Vec<KvPair>, ttls: &[u64]) -> Result<()> {
-        let cf = raw_cf(cf)?;
+    pub async fn batch_put(
+        &self,
+        ctx: &kvrpcpb::Context,
+        cf: &str,
+        pairs: Vec<KvPair>,
+        ttls: &[u64],
+    ) -> Result<()> {
+        let cf = raw_cf(ctx, cf)?;
         if !ttls.is_empty() && ttls.len() != 1 && ttls.len() != pairs.len() {
-            return Err(Error::InvalidInput(format!("{} ttls for {} pairs", ttls.len(), pairs.len())));
+            return Err(Error::InvalidInput(format!(
+                "{} ttls for {} pairs",
+                ttls.len(),
+                pairs.len()
+            )));
         }
         let now = now_secs();
         let mut modifies = Vec::with_capacity(pairs.len());
@@ -197,40 +244,65 @@ impl<E: Engine> RawStorage<E> {
             check_value(&value)?;
             let ttl = ttls.get(i).or(ttls.first()).copied().unwrap_or(0);
             let key = range_key(ctx, &key)?;
-            modifies.push(Modify::Put { cf, key, value: RawValue::with_ttl(value, ttl, now).encode() });
+            modifies.push(Modify::Put {
+                cf,
+                key,
+                value: RawValue::with_ttl(value, ttl, now).encode(),
+            });
         }
         let _guard = self.latches.acquire(modifies.iter().map(|m| m.key())).await;
         self.write(ctx, modifies).await
     }
 
-    pub async fn put(&self, ctx: &kvrpcpb::Context, cf: &str, key: Vec<u8>, value: Vec<u8>, ttl: u64) -> Result<()> {
+    pub async fn put(
+        &self,
+        ctx: &kvrpcpb::Context,
+        cf: &str,
+        key: Vec<u8>,
+        value: Vec<u8>,
+        ttl: u64,
+    ) -> Result<()> {
         self.batch_put(ctx, cf, vec![(key, value)], &[ttl]).await
     }
 
     pub async fn batch_delete(&self, ctx: &kvrpcpb::Context, cf: &str, keys: &[Vec<u8>]) -> Result<()> {
-        let cf = raw_cf(cf)?;
+        let cf = raw_cf(ctx, cf)?;
         let modifies = keys
             .iter()
-            .map(|k| Ok(Modify::Delete { cf, key: range_key(ctx, k)? }))
+            .map(|k| {
+                Ok(Modify::Delete {
+                    cf,
+                    key: range_key(ctx, k)?,
+                })
+            })
             .collect::<Result<Vec<_>>>()?;
         let _guard = self.latches.acquire(modifies.iter().map(|m| m.key())).await;
         self.write(ctx, modifies).await
     }
 
     /// Deletes `[start, end)` within the addressed region (empty `end`: to the region's end).
-    pub async fn delete_range(&self, ctx: &kvrpcpb::Context, cf: &str, start: &[u8], end: &[u8]) -> Result<()> {
-        let cf = raw_cf(cf)?;
+    pub async fn delete_range(
+        &self,
+        ctx: &kvrpcpb::Context,
+        cf: &str,
+        start: &[u8],
+        end: &[u8],
+    ) -> Result<()> {
+        let cf = raw_cf(ctx, cf)?;
         let start = range_bound(ctx, start)?.unwrap_or_default();
         let end = range_bound(ctx, end)?.unwrap_or_default();
         if !end.is_empty() && start >= end {
-            return Err(Error::InvalidInput("delete range start must be less than end".into()));
+            return Err(Error::InvalidInput(
+                "delete range start must be less than end".into(),
+            ));
         }
-        self.write(ctx, vec![Modify::DeleteRange { cf, start, end }]).await
+        self.write(ctx, vec![Modify::DeleteRange { cf, start, end }])
+            .await
     }
 
     /// Seconds left to live: `Some(0)` for a key without TTL, `None` when it does not exist.
     pub async fn get_key_ttl(&self, ctx: &kvrpcpb::Context, cf: &str, key: &[u8]) -> Result<Option<u64>> {
-        let cf = raw_cf(cf)?;
+        let cf = raw_cf(ctx, cf)?;
         let rkey = range_key(ctx, key)?;
         let snap = self.snapshot(ctx).await?;
         let now = now_secs();
@@ -247,7 +319,7 @@ impl<E: Engine> RawStorage<E> {
         value: Vec<u8>,
         ttl: u64,
     ) -> Result<CasOutcome> {
-        let cf = raw_cf(cf)?;
+        let cf = raw_cf(ctx, cf)?;
         check_value(&value)?;
         let rkey = range_key(ctx, key)?;
         let _guard = self.latches.acquire([rkey.as_slice()]).await;
@@ -255,11 +327,25 @@ impl<E: Engine> RawStorage<E> {
         let now = now_secs();
         let current = Self::read_value(&snap, cf, &rkey, now)?.map(|v| v.value);
         if current.as_deref() != previous {
-            return Ok(CasOutcome { succeed: false, previous: current });
+            return Ok(CasOutcome {
+                succeed: false,
+                previous: current,
+            });
         }
         let stored = RawValue::with_ttl(value, ttl, now).encode();
-        self.write(ctx, vec![Modify::Put { cf, key: rkey, value: stored }]).await?;
-        Ok(CasOutcome { succeed: true, previous: current })
+        self.write(
+            ctx,
+            vec![Modify::Put {
+                cf,
+                key: rkey,
+                value: stored,
+            }],
+        )
+        .await?;
+        Ok(CasOutcome {
+            succeed: true,
+            previous: current,
+        })
     }
 
     /// Scans the addressed region. Forward: keys in `[start, end)`. Reverse (TiKV's raw
@@ -276,9 +362,11 @@ impl<E: Engine> RawStorage<E> {
         key_only: bool,
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
-        let cf = raw_cf(cf)?;
+        let cf = raw_cf(ctx, cf)?;
         if limit > MAX_SCAN_LIMIT {
-            return Err(Error::InvalidInput(format!("scan limit {limit} exceeds {MAX_SCAN_LIMIT}")));
+            return Err(Error::InvalidInput(format!(
+                "scan limit {limit} exceeds {MAX_SCAN_LIMIT}"
+            )));
         }
         let snap = self.snapshot(ctx).await?;
         self.scan_snapshot(ctx, &snap, cf, start, end, limit, key_only, reverse)
@@ -314,16 +402,26 @@ impl<E: Engine> RawStorage<E> {
         }
         let bounds = IterBounds::new(
             Some(data_key(&lower)),
-            Some(upper.as_deref().map(data_key).unwrap_or_else(|| data_end_key(&[]))),
+            Some(
+                upper
+                    .as_deref()
+                    .map(data_key)
+                    .unwrap_or_else(|| data_end_key(&[])),
+            ),
         );
         let mut it = snap.snapshot.iterator_cf(cf, bounds)?;
-        let mut valid = if reverse { it.seek_to_last()? } else { it.seek_to_first()? };
+        let mut valid = if reverse {
+            it.seek_to_last()?
+        } else {
+            it.seek_to_first()?
+        };
         let now = now_secs();
         let mut out = Vec::new();
         while valid && out.len() < limit as usize {
             let v = RawValue::decode(it.value().to_vec())?;
             if !v.is_expired(now) {
-                let rkey = origin_key(it.key()).ok_or_else(|| Error::Corrupted("non-data key in data range".into()))?;
+                let rkey = origin_key(it.key())
+                    .ok_or_else(|| Error::Corrupted("non-data key in data range".into()))?;
                 let key = user_key(ctx, rkey)?;
                 out.push((key, if key_only { vec![] } else { v.value }));
             }
@@ -342,14 +440,25 @@ impl<E: Engine> RawStorage<E> {
         key_only: bool,
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
-        let cf = raw_cf(cf)?;
+        let cf = raw_cf(ctx, cf)?;
         if each_limit > MAX_SCAN_LIMIT {
-            return Err(Error::InvalidInput(format!("scan limit {each_limit} exceeds {MAX_SCAN_LIMIT}")));
+            return Err(Error::InvalidInput(format!(
+                "scan limit {each_limit} exceeds {MAX_SCAN_LIMIT}"
+            )));
         }
         let snap = self.snapshot(ctx).await?;
         let mut out = Vec::new();
         for r in ranges {
-            out.extend(self.scan_snapshot(ctx, &snap, cf, &r.start_key, &r.end_key, each_limit, key_only, reverse)?);
+            out.extend(self.scan_snapshot(
+                ctx,
+                &snap,
+                cf,
+                &r.start_key,
+                &r.end_key,
+                each_limit,
+                key_only,
+                reverse,
+            )?);
         }
         Ok(out)
     }
@@ -359,7 +468,16 @@ impl<E: Engine> RawStorage<E> {
         let snap = self.snapshot(ctx).await?;
         let mut sum = Checksum::default();
         for r in ranges {
-            for (k, v) in self.scan_snapshot(ctx, &snap, CF_DEFAULT, &r.start_key, &r.end_key, u32::MAX, false, false)? {
+            for (k, v) in self.scan_snapshot(
+                ctx,
+                &snap,
+                CF_DEFAULT,
+                &r.start_key,
+                &r.end_key,
+                u32::MAX,
+                false,
+                false,
+            )? {
                 let mut d = Crc64::new();
                 d.update(&k);
                 d.update(&v);

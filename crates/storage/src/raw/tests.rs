@@ -19,11 +19,16 @@ impl Engine for TestEngine {
     async fn snapshot(&self, ctx: &kvrpcpb::Context) -> Result<RegionSnapshot<Self::Snap>> {
         if ctx.region_id != self.region.id {
             return Err(Error::from(atoll_proto::errorpb::Error {
-                region_not_found: Some(atoll_proto::errorpb::RegionNotFound { region_id: ctx.region_id }),
+                region_not_found: Some(atoll_proto::errorpb::RegionNotFound {
+                    region_id: ctx.region_id,
+                }),
                 ..Default::default()
             }));
         }
-        Ok(RegionSnapshot { snapshot: self.engine.snapshot(), region: self.region.clone() })
+        Ok(RegionSnapshot {
+            snapshot: self.engine.snapshot(),
+            region: self.region.clone(),
+        })
     }
 
     async fn write(&self, _ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> Result<()> {
@@ -33,7 +38,11 @@ impl Engine for TestEngine {
                 Modify::Put { cf, key, value } => wb.put_cf(cf, data_key(&key), value),
                 Modify::Delete { cf, key } => wb.delete_cf(cf, data_key(&key)),
                 Modify::DeleteRange { cf, start, end } => {
-                    let end = if end.is_empty() { data_end_key(&self.region.end_key) } else { data_key(&end) };
+                    let end = if end.is_empty() {
+                        data_end_key(&self.region.end_key)
+                    } else {
+                        data_key(&end)
+                    };
                     wb.delete_range_cf(cf, data_key(&start), end)
                 }
             }
@@ -43,16 +52,31 @@ impl Engine for TestEngine {
 }
 
 fn storage(start: &[u8], end: &[u8]) -> RawStorage<TestEngine> {
-    let region = metapb::Region { id: 1, start_key: start.to_vec(), end_key: end.to_vec(), ..Default::default() };
-    RawStorage::new(TestEngine { engine: MemEngine::new(), region })
+    let region = metapb::Region {
+        id: 1,
+        start_key: start.to_vec(),
+        end_key: end.to_vec(),
+        ..Default::default()
+    };
+    RawStorage::new(TestEngine {
+        engine: MemEngine::new(),
+        region,
+    })
 }
 
 fn v1() -> kvrpcpb::Context {
-    kvrpcpb::Context { region_id: 1, ..Default::default() }
+    kvrpcpb::Context {
+        region_id: 1,
+        ..Default::default()
+    }
 }
 
 fn v2() -> kvrpcpb::Context {
-    kvrpcpb::Context { region_id: 1, api_version: kvrpcpb::ApiVersion::V2 as i32, ..Default::default() }
+    kvrpcpb::Context {
+        region_id: 1,
+        api_version: kvrpcpb::ApiVersion::V2 as i32,
+        ..Default::default()
+    }
 }
 
 fn keys_of(pairs: &[KvPair]) -> Vec<Vec<u8>> {
@@ -64,24 +88,52 @@ async fn put_get_delete_v1() {
     let s = storage(b"", b"");
     let ctx = v1();
     assert_eq!(s.get(&ctx, "", b"k").await.expect("get"), None);
-    s.put(&ctx, "", b"k".to_vec(), b"v".to_vec(), 0).await.expect("put");
-    assert_eq!(s.get(&ctx, "default", b"k").await.expect("get"), Some(b"v".to_vec()));
+    s.put(&ctx, "", b"k".to_vec(), b"v".to_vec(), 0)
+        .await
+        .expect("put");
+    assert_eq!(
+        s.get(&ctx, "default", b"k").await.expect("get"),
+        Some(b"v".to_vec())
+    );
     assert_eq!(s.get(&ctx, "write", b"k").await.expect("get"), None);
     s.batch_delete(&ctx, "", &[b"k".to_vec()]).await.expect("delete");
     assert_eq!(s.get(&ctx, "", b"k").await.expect("get"), None);
-    assert!(matches!(s.get(&ctx, "nope", b"k").await, Err(Error::InvalidInput(_))));
+    assert!(matches!(
+        s.get(&ctx, "nope", b"k").await,
+        Err(Error::InvalidInput(_))
+    ));
 }
 
 #[tokio::test]
 async fn v2_keys_are_encoded_and_checked() {
-    let s = storage(&memcomparable::encode_bytes(b"r\0\0\0"), &memcomparable::encode_bytes(b"r\0\0\x01"));
+    let s = storage(
+        &memcomparable::encode_bytes(b"r\0\0\0"),
+        &memcomparable::encode_bytes(b"r\0\0\x01"),
+    );
     let ctx = v2();
-    s.put(&ctx, "", b"r\0\0\0k1".to_vec(), b"v1".to_vec(), 0).await.expect("put");
-    s.put(&ctx, "", b"r\0\0\0k2".to_vec(), b"v2".to_vec(), 0).await.expect("put");
-    assert_eq!(s.get(&ctx, "", b"r\0\0\0k1").await.expect("get"), Some(b"v1".to_vec()));
-    let all = s.scan(&ctx, "", b"r\0\0\0", b"", 10, false, false).await.expect("scan");
+    s.put(&ctx, "", b"r\0\0\0k1".to_vec(), b"v1".to_vec(), 0)
+        .await
+        .expect("put");
+    s.put(&ctx, "", b"r\0\0\0k2".to_vec(), b"v2".to_vec(), 0)
+        .await
+        .expect("put");
+    assert_eq!(
+        s.get(&ctx, "", b"r\0\0\0k1").await.expect("get"),
+        Some(b"v1".to_vec())
+    );
+    let all = s
+        .scan(&ctx, "", b"r\0\0\0", b"", 10, false, false)
+        .await
+        .expect("scan");
     assert_eq!(keys_of(&all), vec![b"r\0\0\0k1".to_vec(), b"r\0\0\0k2".to_vec()]);
-    assert!(matches!(s.get(&ctx, "", b"xk").await, Err(Error::InvalidKeyMode(_))));
+    assert!(matches!(
+        s.get(&ctx, "", b"xk").await,
+        Err(Error::InvalidKeyMode(_))
+    ));
+    assert!(matches!(
+        s.get(&ctx, "write", b"r\0\0\0k1").await,
+        Err(Error::InvalidInput(_))
+    ));
     // A key of another keyspace is outside the region.
     match s.get(&ctx, "", b"r\0\0\x05k").await {
         Err(Error::Region(e)) => assert!(e.key_not_in_region.is_some()),
@@ -94,32 +146,65 @@ async fn batch_and_scan_both_ways() {
     let s = storage(b"b", b"y");
     let ctx = v1();
     let pairs: Vec<KvPair> = (0..10u8).map(|i| (vec![b'c', b'0' + i], vec![i])).collect();
-    s.batch_put(&ctx, "", pairs.clone(), &[]).await.expect("batch put");
-    let got = s.batch_get(&ctx, "", &[b"c3".to_vec(), b"zz0".to_vec(), b"c1".to_vec()]).await;
+    s.batch_put(&ctx, "", pairs.clone(), &[])
+        .await
+        .expect("batch put");
+    let got = s
+        .batch_get(&ctx, "", &[b"c3".to_vec(), b"zz0".to_vec(), b"c1".to_vec()])
+        .await;
     // zz0 is outside the region.
     assert!(matches!(got, Err(Error::Region(_))));
-    let got = s.batch_get(&ctx, "", &[b"c3".to_vec(), b"c-".to_vec(), b"c1".to_vec()]).await.expect("batch get");
+    let got = s
+        .batch_get(&ctx, "", &[b"c3".to_vec(), b"c-".to_vec(), b"c1".to_vec()])
+        .await
+        .expect("batch get");
     assert_eq!(got, vec![(b"c3".to_vec(), vec![3]), (b"c1".to_vec(), vec![1])]);
-    let fwd = s.scan(&ctx, "", b"c2", b"c6", 3, false, false).await.expect("scan");
-    assert_eq!(keys_of(&fwd), vec![b"c2".to_vec(), b"c3".to_vec(), b"c4".to_vec()]);
-    let rev = s.scan(&ctx, "", b"c6", b"c2", 10, true, true).await.expect("scan");
-    assert_eq!(keys_of(&rev), vec![b"c5".to_vec(), b"c4".to_vec(), b"c3".to_vec(), b"c2".to_vec()]);
+    let fwd = s
+        .scan(&ctx, "", b"c2", b"c6", 3, false, false)
+        .await
+        .expect("scan");
+    assert_eq!(
+        keys_of(&fwd),
+        vec![b"c2".to_vec(), b"c3".to_vec(), b"c4".to_vec()]
+    );
+    let rev = s
+        .scan(&ctx, "", b"c6", b"c2", 10, true, true)
+        .await
+        .expect("scan");
+    assert_eq!(
+        keys_of(&rev),
+        vec![b"c5".to_vec(), b"c4".to_vec(), b"c3".to_vec(), b"c2".to_vec()]
+    );
     assert!(rev.iter().all(|(_, v)| v.is_empty()));
     let unbounded = s.scan(&ctx, "", b"", b"", 100, false, false).await.expect("scan");
     assert_eq!(unbounded.len(), 10);
     let rev_all = s.scan(&ctx, "", b"", b"", 2, false, true).await.expect("scan");
     assert_eq!(keys_of(&rev_all), vec![b"c9".to_vec(), b"c8".to_vec()]);
     let ranges = vec![
-        kvrpcpb::KeyRange { start_key: b"c0".to_vec(), end_key: b"c2".to_vec() },
-        kvrpcpb::KeyRange { start_key: b"c8".to_vec(), end_key: vec![] },
+        kvrpcpb::KeyRange {
+            start_key: b"c0".to_vec(),
+            end_key: b"c2".to_vec(),
+        },
+        kvrpcpb::KeyRange {
+            start_key: b"c8".to_vec(),
+            end_key: vec![],
+        },
     ];
-    let multi = s.batch_scan(&ctx, "", &ranges, 1, false, false).await.expect("batch scan");
+    let multi = s
+        .batch_scan(&ctx, "", &ranges, 1, false, false)
+        .await
+        .expect("batch scan");
     assert_eq!(keys_of(&multi), vec![b"c0".to_vec(), b"c8".to_vec()]);
-    s.delete_range(&ctx, "", b"c1", b"c9").await.expect("delete range");
+    s.delete_range(&ctx, "", b"c1", b"c9")
+        .await
+        .expect("delete range");
     let left = s.scan(&ctx, "", b"", b"", 100, true, false).await.expect("scan");
     assert_eq!(keys_of(&left), vec![b"c0".to_vec(), b"c9".to_vec()]);
     assert!(s.delete_range(&ctx, "", b"c5", b"c1").await.is_err());
-    assert!(s.scan(&ctx, "", b"", b"", MAX_SCAN_LIMIT + 1, false, false).await.is_err());
+    assert!(s
+        .scan(&ctx, "", b"", b"", MAX_SCAN_LIMIT + 1, false, false)
+        .await
+        .is_err());
 }
 
 #[tokio::test]
@@ -127,21 +212,48 @@ async fn ttl_expiry_hides_values_everywhere() {
     let s = storage(b"", b"");
     let ctx = v1();
     // Already expired: stored directly with an expiry in the past.
-    let past = RawValue { value: b"old".to_vec(), expire_ts: Some(1) }.encode();
-    s.write(&ctx, vec![Modify::Put { cf: CF_DEFAULT, key: b"gone".to_vec(), value: past }]).await.expect("w");
-    s.put(&ctx, "", b"live".to_vec(), b"v".to_vec(), 1000).await.expect("put");
-    s.put(&ctx, "", b"forever".to_vec(), b"v".to_vec(), 0).await.expect("put");
+    let past = RawValue {
+        value: b"old".to_vec(),
+        expire_ts: Some(1),
+    }
+    .encode();
+    s.write(
+        &ctx,
+        vec![Modify::Put {
+            cf: CF_DEFAULT,
+            key: b"gone".to_vec(),
+            value: past,
+        }],
+    )
+    .await
+    .expect("w");
+    s.put(&ctx, "", b"live".to_vec(), b"v".to_vec(), 1000)
+        .await
+        .expect("put");
+    s.put(&ctx, "", b"forever".to_vec(), b"v".to_vec(), 0)
+        .await
+        .expect("put");
     assert_eq!(s.get(&ctx, "", b"gone").await.expect("get"), None);
     assert_eq!(s.get_key_ttl(&ctx, "", b"gone").await.expect("ttl"), None);
-    let ttl = s.get_key_ttl(&ctx, "", b"live").await.expect("ttl").expect("exists");
+    let ttl = s
+        .get_key_ttl(&ctx, "", b"live")
+        .await
+        .expect("ttl")
+        .expect("exists");
     assert!(ttl > 990 && ttl <= 1000, "{ttl}");
     assert_eq!(s.get_key_ttl(&ctx, "", b"forever").await.expect("ttl"), Some(0));
     let all = s.scan(&ctx, "", b"", b"", 10, false, false).await.expect("scan");
     assert_eq!(keys_of(&all), vec![b"forever".to_vec(), b"live".to_vec()]);
-    let got = s.batch_get(&ctx, "", &[b"gone".to_vec(), b"live".to_vec()]).await.expect("batch get");
+    let got = s
+        .batch_get(&ctx, "", &[b"gone".to_vec(), b"live".to_vec()])
+        .await
+        .expect("batch get");
     assert_eq!(keys_of(&got), vec![b"live".to_vec()]);
     // An expired key counts as absent for CAS.
-    let out = s.compare_and_swap(&ctx, "", b"gone", None, b"new".to_vec(), 0).await.expect("cas");
+    let out = s
+        .compare_and_swap(&ctx, "", b"gone", None, b"new".to_vec(), 0)
+        .await
+        .expect("cas");
     assert!(out.succeed);
     assert_eq!(out.previous, None);
 }
@@ -150,21 +262,59 @@ async fn ttl_expiry_hides_values_everywhere() {
 async fn compare_and_swap() {
     let s = storage(b"", b"");
     let ctx = v1();
-    let out = s.compare_and_swap(&ctx, "", b"k", None, b"1".to_vec(), 0).await.expect("cas");
-    assert_eq!(out, CasOutcome { succeed: true, previous: None });
-    let out = s.compare_and_swap(&ctx, "", b"k", None, b"2".to_vec(), 0).await.expect("cas");
-    assert_eq!(out, CasOutcome { succeed: false, previous: Some(b"1".to_vec()) });
-    let out = s.compare_and_swap(&ctx, "", b"k", Some(b"9"), b"2".to_vec(), 0).await.expect("cas");
-    assert_eq!(out, CasOutcome { succeed: false, previous: Some(b"1".to_vec()) });
-    let out = s.compare_and_swap(&ctx, "", b"k", Some(b"1"), b"2".to_vec(), 0).await.expect("cas");
-    assert_eq!(out, CasOutcome { succeed: true, previous: Some(b"1".to_vec()) });
+    let out = s
+        .compare_and_swap(&ctx, "", b"k", None, b"1".to_vec(), 0)
+        .await
+        .expect("cas");
+    assert_eq!(
+        out,
+        CasOutcome {
+            succeed: true,
+            previous: None
+        }
+    );
+    let out = s
+        .compare_and_swap(&ctx, "", b"k", None, b"2".to_vec(), 0)
+        .await
+        .expect("cas");
+    assert_eq!(
+        out,
+        CasOutcome {
+            succeed: false,
+            previous: Some(b"1".to_vec())
+        }
+    );
+    let out = s
+        .compare_and_swap(&ctx, "", b"k", Some(b"9"), b"2".to_vec(), 0)
+        .await
+        .expect("cas");
+    assert_eq!(
+        out,
+        CasOutcome {
+            succeed: false,
+            previous: Some(b"1".to_vec())
+        }
+    );
+    let out = s
+        .compare_and_swap(&ctx, "", b"k", Some(b"1"), b"2".to_vec(), 0)
+        .await
+        .expect("cas");
+    assert_eq!(
+        out,
+        CasOutcome {
+            succeed: true,
+            previous: Some(b"1".to_vec())
+        }
+    );
     assert_eq!(s.get(&ctx, "", b"k").await.expect("get"), Some(b"2".to_vec()));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cas_increments_are_atomic() {
     let s = storage(b"", b"");
-    s.put(&v1(), "", b"n".to_vec(), 0u64.to_be_bytes().to_vec(), 0).await.expect("put");
+    s.put(&v1(), "", b"n".to_vec(), 0u64.to_be_bytes().to_vec(), 0)
+        .await
+        .expect("put");
     let mut tasks = vec![];
     for _ in 0..8 {
         let s = s.clone();
@@ -172,8 +322,12 @@ async fn concurrent_cas_increments_are_atomic() {
             let mut done = 0;
             while done < 25 {
                 let cur = s.get(&v1(), "", b"n").await.expect("get").expect("exists");
-                let next = (u64::from_be_bytes(cur.as_slice().try_into().expect("8 bytes")) + 1).to_be_bytes();
-                let out = s.compare_and_swap(&v1(), "", b"n", Some(&cur), next.to_vec(), 0).await.expect("cas");
+                let next =
+                    (u64::from_be_bytes(cur.as_slice().try_into().expect("8 bytes")) + 1).to_be_bytes();
+                let out = s
+                    .compare_and_swap(&v1(), "", b"n", Some(&cur), next.to_vec(), 0)
+                    .await
+                    .expect("cas");
                 if out.succeed {
                     done += 1;
                 }
@@ -192,27 +346,63 @@ async fn limits_and_checksum() {
     let s = storage(b"", b"");
     let ctx = v1();
     let big = vec![b'k'; MAX_KEY_SIZE + 1];
-    assert!(matches!(s.put(&ctx, "", big.clone(), b"v".to_vec(), 0).await, Err(Error::KeyTooLarge { .. })));
-    assert!(matches!(s.get(&ctx, "", &big).await, Err(Error::KeyTooLarge { .. })));
     assert!(matches!(
-        s.put(&ctx, "", b"k".to_vec(), vec![0; MAX_VALUE_SIZE + 1], 0).await,
+        s.put(&ctx, "", big.clone(), b"v".to_vec(), 0).await,
+        Err(Error::KeyTooLarge { .. })
+    ));
+    assert!(matches!(
+        s.get(&ctx, "", &big).await,
+        Err(Error::KeyTooLarge { .. })
+    ));
+    assert!(matches!(
+        s.put(&ctx, "", b"k".to_vec(), vec![0; MAX_VALUE_SIZE + 1], 0)
+            .await,
         Err(Error::ValueTooLarge { .. })
     ));
-    assert!(s.batch_put(&ctx, "", vec![(b"a".to_vec(), vec![]), (b"b".to_vec(), vec![])], &[1, 2, 3]).await.is_err());
-    let empty = s.checksum(&ctx, &[kvrpcpb::KeyRange::default()]).await.expect("checksum");
-    assert_eq!(empty, Checksum::default());
-    s.batch_put(&ctx, "", vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"22".to_vec())], &[])
+    assert!(s
+        .batch_put(
+            &ctx,
+            "",
+            vec![(b"a".to_vec(), vec![]), (b"b".to_vec(), vec![])],
+            &[1, 2, 3]
+        )
         .await
-        .expect("put");
-    let sum = s.checksum(&ctx, &[kvrpcpb::KeyRange::default()]).await.expect("checksum");
+        .is_err());
+    let empty = s
+        .checksum(&ctx, &[kvrpcpb::KeyRange::default()])
+        .await
+        .expect("checksum");
+    assert_eq!(empty, Checksum::default());
+    s.batch_put(
+        &ctx,
+        "",
+        vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"22".to_vec())],
+        &[],
+    )
+    .await
+    .expect("put");
+    let sum = s
+        .checksum(&ctx, &[kvrpcpb::KeyRange::default()])
+        .await
+        .expect("checksum");
     let digest = |k: &[u8], v: &[u8]| {
         let mut d = Crc64::new();
         d.update(k);
         d.update(v);
         d.finish()
     };
-    assert_eq!(sum, Checksum { checksum: digest(b"a", b"1") ^ digest(b"b", b"22"), total_kvs: 2, total_bytes: 5 });
+    assert_eq!(
+        sum,
+        Checksum {
+            checksum: digest(b"a", b"1") ^ digest(b"b", b"22"),
+            total_kvs: 2,
+            total_bytes: 5
+        }
+    );
     // Unknown region → region error.
-    let other = kvrpcpb::Context { region_id: 9, ..Default::default() };
+    let other = kvrpcpb::Context {
+        region_id: 9,
+        ..Default::default()
+    };
     assert!(matches!(s.get(&other, "", b"a").await, Err(Error::Region(_))));
 }
