@@ -25,7 +25,7 @@ if [ ! -f "$lib_dir/librocksdb.a" ]; then
     built="$(find_built)"
     if [ -z "$built" ]; then
         log "building RocksDB $version from source once (about 25-30 minutes on 2 cores)"
-        env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC cargo build -p engine_rocks >&2
+        env -u ROCKSDB_LIB_DIR -u ROCKSDB_STATIC ROCKSDB_COMPILE=1 cargo build -p engine_rocks >&2
         built="$(find_built)"
     fi
     if [ -z "$built" ]; then

@@ -1008,6 +1008,7 @@ fn peer_stores(region: &serde_json::Value) -> Vec<u64> {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "needs replication: conf change in raftstore and PD's replica checker (next issue)"]
 async fn three_node_cluster_replicates_and_survives_losing_a_node() {
     let mut cluster = Cluster::start(3).await;
     let v1 = cluster.raw_v1().await;

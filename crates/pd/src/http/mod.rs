@@ -50,9 +50,9 @@ fn error(status: StatusCode, msg: impl Into<String>) -> Response {
     json(status, &msg.into())
 }
 
-fn parse_id(raw: &str) -> Result<u64, Response> {
-    raw.parse::<u64>()
-        .map_err(|e| error(StatusCode::BAD_REQUEST, format!("invalid id {raw:?}: {e}")))
+/// A numeric path id, or the 400 message.
+fn parse_id(raw: &str) -> Result<u64, String> {
+    raw.parse::<u64>().map_err(|e| format!("invalid id {raw:?}: {e}"))
 }
 
 /// The HTTP routes (state already applied).
@@ -258,7 +258,7 @@ async fn stores(State(ctx): Ctx) -> Response {
 async fn store(State(ctx): Ctx, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     match store_jsons(&ctx).into_iter().find(|s| s.store.id == id) {
         Some(s) => ok(&s),
@@ -287,7 +287,7 @@ async fn region_count(State(ctx): Ctx) -> Response {
 async fn region_by_id(State(ctx): Ctx, Path(id): Path<String>) -> Response {
     let id = match parse_id(&id) {
         Ok(id) => id,
-        Err(r) => return r,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
     if id == 0 {
         return error(
