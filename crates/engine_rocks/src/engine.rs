@@ -2,7 +2,7 @@ use std::path::Path;
 use std::sync::Arc;
 
 use engine_traits::{
-    BatchOp, EngineIterator, Error, IterBounds, Iterable, KvEngine, Peekable, Result, Snapshot, WriteBatch,
+    EngineIterator, Error, IterBounds, Iterable, KvEngine, Modify, Peekable, Result, Snapshot, WriteBatch,
 };
 use rocksdb::{
     BlockBasedOptions, Cache, ColumnFamilyDescriptor, DBRawIteratorWithThreadMode, Options, ReadOptions,
@@ -139,9 +139,9 @@ impl KvEngine for RocksEngine {
         let mut wb = rocksdb::WriteBatch::default();
         for op in batch.ops() {
             match op {
-                BatchOp::Put { cf, key, value } => wb.put_cf(self.cf(cf)?, key, value),
-                BatchOp::Delete { cf, key } => wb.delete_cf(self.cf(cf)?, key),
-                BatchOp::DeleteRange { cf, start, end } => {
+                Modify::Put { cf, key, value } => wb.put_cf(self.cf(cf)?, key, value),
+                Modify::Delete { cf, key } => wb.delete_cf(self.cf(cf)?, key),
+                Modify::DeleteRange { cf, start, end } => {
                     if start < end {
                         wb.delete_range_cf(self.cf(cf)?, start, end)
                     }

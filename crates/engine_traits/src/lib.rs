@@ -14,7 +14,7 @@ mod write_batch;
 pub mod conformance;
 
 pub use mem::{MemEngine, MemSnapshot};
-pub use write_batch::{BatchOp, Modify, WriteBatch};
+pub use write_batch::{Modify, WriteBatch};
 
 /// Column family holding values (raw values, MVCC values of large transactional writes).
 pub const CF_DEFAULT: &str = "default";

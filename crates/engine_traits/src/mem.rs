@@ -7,7 +7,7 @@ use std::sync::Arc;
 use parking_lot::RwLock;
 
 use crate::{
-    BatchOp, EngineIterator, Error, IterBounds, Iterable, KvEngine, Peekable, Result, Snapshot, WriteBatch,
+    EngineIterator, Error, IterBounds, Iterable, KvEngine, Modify, Peekable, Result, Snapshot, WriteBatch,
     ALL_CFS,
 };
 
@@ -94,7 +94,7 @@ impl KvEngine for MemEngine {
         let mut cfs = self.cfs.write();
         for op in batch.ops() {
             let cf = match op {
-                BatchOp::Put { cf, .. } | BatchOp::Delete { cf, .. } | BatchOp::DeleteRange { cf, .. } => cf,
+                Modify::Put { cf, .. } | Modify::Delete { cf, .. } | Modify::DeleteRange { cf, .. } => cf,
             };
             if !cfs.contains_key(cf) {
                 return Err(Error::UnknownCf((*cf).to_owned()));
@@ -102,17 +102,17 @@ impl KvEngine for MemEngine {
         }
         for op in batch.ops() {
             match op {
-                BatchOp::Put { cf, key, value } => {
+                Modify::Put { cf, key, value } => {
                     if let Some(m) = cfs.get_mut(cf) {
                         Arc::make_mut(m).insert(key.clone(), value.clone());
                     }
                 }
-                BatchOp::Delete { cf, key } => {
+                Modify::Delete { cf, key } => {
                     if let Some(m) = cfs.get_mut(cf) {
                         Arc::make_mut(m).remove(key);
                     }
                 }
-                BatchOp::DeleteRange { cf, start, end } => {
+                Modify::DeleteRange { cf, start, end } => {
                     if let Some(m) = cfs.get_mut(cf) {
                         if start < end {
                             let m = Arc::make_mut(m);

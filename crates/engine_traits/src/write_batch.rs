@@ -1,29 +1,9 @@
 //! An engine-agnostic batch of writes, applied atomically by [`crate::KvEngine::write`].
 
-/// One operation of a [`WriteBatch`].
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BatchOp {
-    Put {
-        cf: &'static str,
-        key: Vec<u8>,
-        value: Vec<u8>,
-    },
-    Delete {
-        cf: &'static str,
-        key: Vec<u8>,
-    },
-    /// Deletes keys in `[start, end)`.
-    DeleteRange {
-        cf: &'static str,
-        start: Vec<u8>,
-        end: Vec<u8>,
-    },
-}
-
 /// Ordered operations applied atomically; later operations win over earlier ones.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct WriteBatch {
-    ops: Vec<BatchOp>,
+    ops: Vec<Modify>,
     data_size: usize,
 }
 
@@ -35,19 +15,19 @@ impl WriteBatch {
     pub fn put_cf(&mut self, cf: &'static str, key: impl Into<Vec<u8>>, value: impl Into<Vec<u8>>) {
         let (key, value) = (key.into(), value.into());
         self.data_size += key.len() + value.len();
-        self.ops.push(BatchOp::Put { cf, key, value });
+        self.ops.push(Modify::Put { cf, key, value });
     }
 
     pub fn delete_cf(&mut self, cf: &'static str, key: impl Into<Vec<u8>>) {
         let key = key.into();
         self.data_size += key.len();
-        self.ops.push(BatchOp::Delete { cf, key });
+        self.ops.push(Modify::Delete { cf, key });
     }
 
     pub fn delete_range_cf(&mut self, cf: &'static str, start: impl Into<Vec<u8>>, end: impl Into<Vec<u8>>) {
         let (start, end) = (start.into(), end.into());
         self.data_size += start.len() + end.len();
-        self.ops.push(BatchOp::DeleteRange { cf, start, end });
+        self.ops.push(Modify::DeleteRange { cf, start, end });
     }
 
     /// Appends every operation of `other`.
@@ -56,7 +36,7 @@ impl WriteBatch {
         self.ops.extend(other.ops);
     }
 
-    pub fn ops(&self) -> &[BatchOp] {
+    pub fn ops(&self) -> &[Modify] {
         &self.ops
     }
 
@@ -79,7 +59,9 @@ impl WriteBatch {
     }
 }
 
-/// One change to the KV engine, in range-key space.
+/// One change to a KV engine. In a [`WriteBatch`] keys are engine keys; in a Raft command
+/// (`raftstore::RaftCmd`) they are range keys, and a range is clamped to the region (an empty
+/// `end` meaning the region's end) when applied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Modify {
     Put {

@@ -119,6 +119,15 @@ fn check_in_region(snap_region: &atoll_proto::metapb::Region, key: &[u8]) -> Res
     }))
 }
 
+fn check_scan_limit(limit: u32) -> Result<()> {
+    if limit > MAX_SCAN_LIMIT {
+        return Err(Error::InvalidInput(format!(
+            "scan limit {limit} exceeds {MAX_SCAN_LIMIT}"
+        )));
+    }
+    Ok(())
+}
+
 fn check_value(value: &[u8]) -> Result<()> {
     if value.len() > MAX_VALUE_SIZE {
         return Err(Error::ValueTooLarge {
@@ -363,11 +372,7 @@ impl<E: Engine> RawStorage<E> {
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
         let cf = raw_cf(ctx, cf)?;
-        if limit > MAX_SCAN_LIMIT {
-            return Err(Error::InvalidInput(format!(
-                "scan limit {limit} exceeds {MAX_SCAN_LIMIT}"
-            )));
-        }
+        check_scan_limit(limit)?;
         let snap = self.snapshot(ctx).await?;
         self.scan_snapshot(ctx, &snap, cf, start, end, limit, key_only, reverse)
     }
@@ -441,11 +446,7 @@ impl<E: Engine> RawStorage<E> {
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
         let cf = raw_cf(ctx, cf)?;
-        if each_limit > MAX_SCAN_LIMIT {
-            return Err(Error::InvalidInput(format!(
-                "scan limit {each_limit} exceeds {MAX_SCAN_LIMIT}"
-            )));
-        }
+        check_scan_limit(each_limit)?;
         let snap = self.snapshot(ctx).await?;
         let mut out = Vec::new();
         for r in ranges {
