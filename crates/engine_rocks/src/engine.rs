@@ -157,6 +157,13 @@ impl KvEngine for RocksEngine {
         self.db.flush_wal(true).map_err(engine_err)
     }
 
+    fn approximate_size_range(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<u64> {
+        let sizes = self
+            .db
+            .get_approximate_sizes_cf(self.cf(cf)?, &[rocksdb::Range::new(start, end)]);
+        Ok(sizes.first().copied().unwrap_or(0))
+    }
+
     fn approximate_size_cf(&self, cf: &str) -> Result<u64> {
         let handle = self.cf(cf)?;
         let sst = self

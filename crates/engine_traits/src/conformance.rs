@@ -165,6 +165,9 @@ fn delete_range<E: KvEngine>(e: &E) {
     );
     assert_eq!(left, vec![b"d1".to_vec(), b"d4".to_vec()]);
     assert!(e.approximate_size_cf(CF_DEFAULT).is_ok());
+    assert!(e.approximate_size_range(CF_DEFAULT, b"d", b"e").is_ok());
+    assert_eq!(e.approximate_size_range(CF_DEFAULT, b"e", b"d").expect("size"), 0);
+    assert!(e.approximate_size_range("nope", b"d", b"e").is_err());
 }
 
 fn unknown_cf_is_an_error<E: KvEngine>(e: &E) {

@@ -130,4 +130,7 @@ pub trait KvEngine: Peekable + Iterable + Clone + Send + Sync + 'static {
 
     /// Approximate bytes used on disk (or in memory) by `cf`.
     fn approximate_size_cf(&self, cf: &str) -> Result<u64>;
+
+    /// Approximate bytes of `cf` in `[start, end)`, for region statistics.
+    fn approximate_size_range(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<u64>;
 }

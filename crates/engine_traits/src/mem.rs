@@ -135,6 +135,18 @@ impl KvEngine for MemEngine {
         Ok(())
     }
 
+    fn approximate_size_range(&self, cf: &str, start: &[u8], end: &[u8]) -> Result<u64> {
+        let cfs = self.cfs.read();
+        let map = cf_of(&cfs, cf)?;
+        if start >= end {
+            return Ok(0);
+        }
+        Ok(map
+            .range::<[u8], _>((Bound::Included(start), Bound::Excluded(end)))
+            .map(|(k, v)| (k.len() + v.len()) as u64)
+            .sum())
+    }
+
     fn approximate_size_cf(&self, cf: &str) -> Result<u64> {
         let cfs = self.cfs.read();
         Ok(cf_of(&cfs, cf)?

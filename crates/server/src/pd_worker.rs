@@ -7,7 +7,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use atoll_proto::pdpb;
 use engine_rocks::{RocksEngine, RocksSnapshot};
-use engine_traits::{KvEngine, ALL_CFS};
+use engine_traits::{KvEngine, ALL_CFS, CF_DEFAULT, CF_LOCK, CF_WRITE};
 use raftstore::{RegionInfo, Router, StoreEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
@@ -63,6 +63,12 @@ impl PdWorker {
         let (prev_bytes, prev_keys, prev_ts) = last
             .insert(info.region.id, (info.written_bytes, info.written_keys, now))
             .unwrap_or((0, 0, now));
+        let start = txn_types::keys::data_key(&info.region.start_key);
+        let end = txn_types::keys::data_end_key(&info.region.end_key);
+        let approximate_size: u64 = [CF_DEFAULT, CF_LOCK, CF_WRITE]
+            .iter()
+            .filter_map(|cf| self.kv.approximate_size_range(cf, &start, &end).ok())
+            .sum();
         let req = pdpb::RegionHeartbeatRequest {
             region: Some(info.region.clone()),
             leader: info.leader,
@@ -73,6 +79,7 @@ impl PdWorker {
                 end_timestamp: now,
             }),
             term: info.term,
+            approximate_size,
             ..Default::default()
         };
         if let Err(e) = self.pd.region_heartbeat(req) {
