@@ -84,6 +84,10 @@ fn build_config(args: &Args) -> anyhow::Result<(Config, Vec<String>)> {
     Ok((cfg, unknown))
 }
 
+// jemalloc, as TiKV and PD-side tooling use: less fragmentation under many small allocations.
+#[global_allocator]
+static GLOBAL: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let args = Args::parse();
