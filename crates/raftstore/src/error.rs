@@ -24,6 +24,8 @@ pub enum Error {
         start_key: Vec<u8>,
         end_key: Vec<u8>,
     },
+    #[error("read index of region {region_id} not ready: {reason}")]
+    ReadIndexNotReady { region_id: u64, reason: String },
     #[error("stale command")]
     StaleCommand,
     #[error("raft entry of {size} bytes exceeds the limit for region {region_id}")]

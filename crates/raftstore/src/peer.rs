@@ -30,6 +30,7 @@ struct ReadBatch<S> {
     ctx: u64,
     index: Option<u64>,
     cbs: Vec<ReadCb<S>>,
+    sent_at: std::time::Instant,
 }
 
 /// What applying committed entries produced, answered after the KV batch is written.
@@ -207,6 +208,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             ctx,
             index: None,
             cbs,
+            sent_at: std::time::Instant::now(),
         });
     }
 
@@ -245,6 +247,26 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
                     let _ = cb.send(Ok(ReadResponse {
                         snapshot: snapshot.clone(),
                         region: self.region().clone(),
+                    }));
+                }
+            }
+        }
+    }
+
+    /// Fails reads whose ReadIndex got no answer within `timeout` (raft-rs drops a request it
+    /// cannot serve, e.g. across a leader change); the client retries them.
+    pub fn expire_reads(&mut self, timeout: std::time::Duration) {
+        let region_id = self.region_id();
+        while self
+            .reads
+            .front()
+            .is_some_and(|b| b.index.is_none() && b.sent_at.elapsed() > timeout)
+        {
+            if let Some(batch) = self.reads.pop_front() {
+                for cb in batch.cbs {
+                    let _ = cb.send(Err(Error::ReadIndexNotReady {
+                        region_id,
+                        reason: "read index not answered in time".into(),
                     }));
                 }
             }

@@ -162,8 +162,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 }
             }
             if Instant::now() >= next_tick {
+                let read_timeout = self.cfg.tick_interval * (self.cfg.election_tick as u32) * 2;
                 for peer in self.peers.values_mut() {
                     peer.raw.tick();
+                    peer.expire_reads(read_timeout);
                 }
                 next_tick = Instant::now() + self.cfg.tick_interval;
             }

@@ -31,6 +31,9 @@ pub fn raftstore_error(e: raftstore::Error) -> storage::Error {
             })
         }
         E::StaleCommand => err.stale_command = Some(errorpb::StaleCommand {}),
+        E::ReadIndexNotReady { region_id, reason } => {
+            err.read_index_not_ready = Some(errorpb::ReadIndexNotReady { reason, region_id })
+        }
         E::RaftEntryTooLarge { region_id, size } => {
             err.raft_entry_too_large = Some(errorpb::RaftEntryTooLarge {
                 region_id,
