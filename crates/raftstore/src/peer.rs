@@ -309,8 +309,10 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         term: u64,
         out: &mut Vec<(WriteCb, Result<()>)>,
     ) -> Option<WriteCb> {
+        // A proposal of an older term can never be applied once an entry of term `term` is:
+        // committed entries after it have terms >= `term`. So it is stale whatever its index.
         while let Some(p) = self.proposals.front() {
-            if p.index > index {
+            if p.index > index && p.term >= term {
                 return None;
             }
             let p = self.proposals.pop_front()?;
@@ -385,7 +387,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             }
             CmdBody::CompactLog { index, term } => {
                 let apply = self.raw.mut_store().apply_state_mut();
-                if index > apply.truncated_index && index <= apply.applied_index.max(index) {
+                if index > apply.truncated_index && index <= apply.applied_index {
                     let from = apply.truncated_index + 1;
                     apply.truncated_index = index;
                     apply.truncated_term = term;

@@ -404,6 +404,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             }
         }
         if !log_gc_wb.is_empty() {
+            // The apply state recording the truncation must be durable before the entries go,
+            // or a crash could leave a node whose log has a hole below its applied index.
+            self.kv.sync()?;
             self.raft_engine.write(&log_gc_wb, false)?;
         }
         Ok(())

@@ -68,9 +68,11 @@ pub fn split_storage_error(e: storage::Error) -> (Option<errorpb::Error>, String
         storage::Error::ShuttingDown => (
             Some(errorpb::Error {
                 message: "server is shutting down".into(),
-                server_is_busy: Some(errorpb::ServerIsBusy {
-                    reason: "server is shutting down".into(),
-                    ..Default::default()
+                // NotLeader without a leader: clients drop their cached region and retry on
+                // whichever store leads it next (ServerIsBusy would surface as an error).
+                not_leader: Some(errorpb::NotLeader {
+                    region_id: 0,
+                    leader: None,
                 }),
                 ..Default::default()
             }),

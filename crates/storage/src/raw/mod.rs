@@ -85,22 +85,56 @@ fn user_key(ctx: &kvrpcpb::Context, range_key: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
-/// A scan bound in range-key space; an empty request bound means "unbounded".
-fn range_bound(ctx: &kvrpcpb::Context, key: &[u8]) -> Result<Option<Vec<u8>>> {
-    if key.is_empty() {
-        return Ok(None);
+/// The range-key bounds of a request range (lower inclusive, upper exclusive); an empty
+/// request bound means "unbounded". Under API V2 a range never leaves one keyspace: non-empty
+/// bounds must be raw-keyspace keys, the keyspace is the lower bound's (else the upper's), and
+/// both bounds are clamped to it; a range with neither bound is refused.
+fn range_bounds(
+    ctx: &kvrpcpb::Context,
+    lower: &[u8],
+    upper: &[u8],
+) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+    for k in [lower, upper] {
+        if k.len() > MAX_KEY_SIZE {
+            return Err(Error::KeyTooLarge {
+                size: k.len(),
+                limit: MAX_KEY_SIZE,
+            });
+        }
     }
-    if is_v2(ctx) && key.len() > MAX_KEY_SIZE {
-        return Err(Error::KeyTooLarge {
-            size: key.len(),
-            limit: MAX_KEY_SIZE,
-        });
+    if !is_v2(ctx) {
+        let bound = |k: &[u8]| (!k.is_empty()).then(|| k.to_vec());
+        return Ok((bound(lower), bound(upper)));
     }
-    Ok(Some(if is_v2(ctx) {
-        memcomparable::encode_bytes(key)
+    for k in [lower, upper] {
+        if !k.is_empty() && (k.len() < 4 || k[0] != RAW_KEY_PREFIX) {
+            return Err(Error::InvalidKeyMode(k.to_vec()));
+        }
+    }
+    let anchor = if !lower.is_empty() { lower } else { upper };
+    if anchor.is_empty() {
+        return Err(Error::InvalidInput(
+            "an API V2 range must name its keyspace".into(),
+        ));
+    }
+    let first = anchor[..4].to_vec();
+    let id = u32::from_be_bytes([0, anchor[1], anchor[2], anchor[3]]);
+    let next = if id < 0x00ff_ffff {
+        let b = (id + 1).to_be_bytes();
+        vec![RAW_KEY_PREFIX, b[1], b[2], b[3]]
     } else {
-        key.to_vec()
-    }))
+        vec![RAW_KEY_PREFIX + 1]
+    };
+    let lower = if lower.is_empty() { first } else { lower.to_vec() };
+    let upper = if upper.is_empty() || upper > next.as_slice() {
+        next
+    } else {
+        upper.to_vec()
+    };
+    Ok((
+        Some(memcomparable::encode_bytes(&lower)),
+        Some(memcomparable::encode_bytes(&upper)),
+    ))
 }
 
 fn check_in_region(snap_region: &atoll_proto::metapb::Region, key: &[u8]) -> Result<()> {
@@ -298,8 +332,8 @@ impl<E: Engine> RawStorage<E> {
         end: &[u8],
     ) -> Result<()> {
         let cf = raw_cf(ctx, cf)?;
-        let start = range_bound(ctx, start)?.unwrap_or_default();
-        let end = range_bound(ctx, end)?.unwrap_or_default();
+        let (start, end) = range_bounds(ctx, start, end)?;
+        let (start, end) = (start.unwrap_or_default(), end.unwrap_or_default());
         if !end.is_empty() && start >= end {
             return Err(Error::InvalidInput(
                 "delete range start must be less than end".into(),
@@ -390,8 +424,7 @@ impl<E: Engine> RawStorage<E> {
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
         let (lower, upper) = if reverse { (end, start) } else { (start, end) };
-        let lower = range_bound(ctx, lower)?;
-        let upper = range_bound(ctx, upper)?;
+        let (lower, upper) = range_bounds(ctx, lower, upper)?;
         let region = &snap.region;
         // Clamp to the region.
         let lower = match lower {
