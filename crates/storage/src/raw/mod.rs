@@ -85,15 +85,14 @@ fn user_key(ctx: &kvrpcpb::Context, range_key: &[u8]) -> Result<Vec<u8>> {
     }
 }
 
+/// Lower (inclusive) and upper (exclusive) range-key bounds; `None` is unbounded.
+type Bounds = (Option<Vec<u8>>, Option<Vec<u8>>);
+
 /// The range-key bounds of a request range (lower inclusive, upper exclusive); an empty
 /// request bound means "unbounded". Under API V2 a range never leaves one keyspace: non-empty
 /// bounds must be raw-keyspace keys, the keyspace is the lower bound's (else the upper's), and
 /// both bounds are clamped to it; a range with neither bound is refused.
-fn range_bounds(
-    ctx: &kvrpcpb::Context,
-    lower: &[u8],
-    upper: &[u8],
-) -> Result<(Option<Vec<u8>>, Option<Vec<u8>>)> {
+fn range_bounds(ctx: &kvrpcpb::Context, lower: &[u8], upper: &[u8]) -> Result<Bounds> {
     for k in [lower, upper] {
         if k.len() > MAX_KEY_SIZE {
             return Err(Error::KeyTooLarge {
