@@ -108,8 +108,8 @@ impl<ER: KvEngine> PeerStorage<ER> {
             .get_cf(CF_DEFAULT, &keys::raft_state_key(region.id))?
             .and_then(|b| RaftLocalState::decode(&b))
             .ok_or_else(|| Error::Codec(format!("region {} has no raft state", region.id)))?;
-        // The KV engine may hold an apply state ahead of the (never behind) raft commit index
-        // only if the raft state write was lost, which fsync ordering rules out; be defensive.
+        // The commit index advanced by a LightReady is not persisted until the next hard state
+        // is, so the saved commit can trail the applied index: everything applied was committed.
         if raft_state.commit < apply_state.applied_index {
             raft_state.commit = apply_state.applied_index;
         }

@@ -94,6 +94,14 @@ async fn maybe_bootstrap(
         return Ok(());
     }
     let mut regions: Vec<metapb::Region> = raftstore::load_regions(kv)?.into_iter().map(|(r, _)| r).collect();
+    regions.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+    if !covers_key_space(&regions) {
+        // A crash in the middle of preparing left part of them: start over.
+        for r in &regions {
+            raftstore::clear_prepared_region(kv, raft, r.id)?;
+        }
+        regions.clear();
+    }
     if regions.is_empty() {
         let keys = initial_split_keys();
         let mut bounds = vec![Vec::new()];
@@ -137,6 +145,18 @@ async fn maybe_bootstrap(
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Whether sorted `regions` tile the whole key space without gaps or overlaps.
+fn covers_key_space(regions: &[metapb::Region]) -> bool {
+    let (Some(first), Some(last)) = (regions.first(), regions.last()) else {
+        return false;
+    };
+    first.start_key.is_empty()
+        && last.end_key.is_empty()
+        && regions
+            .windows(2)
+            .all(|w| !w[0].end_key.is_empty() && w[0].end_key == w[1].start_key)
 }
 
 /// Runs a node until `shutdown` resolves.
@@ -259,7 +279,25 @@ pub async fn run(
 
 #[cfg(test)]
 mod tests {
-    use super::initial_split_keys;
+    use super::{covers_key_space, initial_split_keys};
+    use atoll_proto::metapb::Region;
+
+    fn region(start: &[u8], end: &[u8]) -> Region {
+        Region {
+            start_key: start.to_vec(),
+            end_key: end.to_vec(),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn key_space_coverage() {
+        assert!(!covers_key_space(&[]));
+        assert!(covers_key_space(&[region(b"", b"")]));
+        assert!(covers_key_space(&[region(b"", b"m"), region(b"m", b"")]));
+        assert!(!covers_key_space(&[region(b"", b"m")]));
+        assert!(!covers_key_space(&[region(b"", b"m"), region(b"n", b"")]));
+    }
 
     #[test]
     fn split_keys_are_sorted_keyspace_bounds() {
