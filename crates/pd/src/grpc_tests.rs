@@ -38,25 +38,19 @@ fn error_type(h: &Option<pdpb::ResponseHeader>) -> Option<pdpb::ErrorType> {
         .map(|e| pdpb::ErrorType::try_from(e.r#type).unwrap())
 }
 
+/// One id from AllocID.
+async fn alloc(c: &mut PdClient<Channel>, cid: u64) -> u64 {
+    c.alloc_id(pdpb::AllocIdRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .id
+}
+
 async fn must_bootstrap(c: &mut PdClient<Channel>, cid: u64) {
-    let store_id = c
-        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let region_id = c
-        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
-    let peer_id = c
-        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let store_id = alloc(c, cid).await;
+    let region_id = alloc(c, cid).await;
+    let peer_id = alloc(c, cid).await;
     assert!(store_id < region_id && region_id < peer_id);
     let store = metapb::Store {
         id: store_id,
@@ -208,12 +202,7 @@ async fn bootstrap_stores_and_regions() {
     );
 
     // Stores.
-    let store_id = c
-        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let store_id = alloc(&mut c, cid).await;
     let store = metapb::Store {
         id: store_id,
         address: "127.0.0.1:20161".into(),
@@ -471,12 +460,7 @@ async fn restart_keeps_ids_tso_and_metadata() {
     let engine = MemEngine::new();
     let (server, mut c, cid) = start(engine.clone()).await;
     must_bootstrap(&mut c, cid).await;
-    let id_before = c
-        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let id_before = alloc(&mut c, cid).await;
     let (tx, rx) = mpsc::channel(1);
     let mut tso = c.tso(ReceiverStream::new(rx)).await.unwrap().into_inner();
     tx.send(pdpb::TsoRequest {
@@ -498,12 +482,7 @@ async fn restart_keeps_ids_tso_and_metadata() {
         .unwrap()
         .into_inner();
     assert!(b.bootstrapped);
-    let id_after = c
-        .alloc_id(pdpb::AllocIdRequest { header: header(cid) })
-        .await
-        .unwrap()
-        .into_inner()
-        .id;
+    let id_after = alloc(&mut c, cid).await;
     assert!(id_after > id_before);
     let (tx, rx) = mpsc::channel(1);
     let mut tso = c.tso(ReceiverStream::new(rx)).await.unwrap().into_inner();

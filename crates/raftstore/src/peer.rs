@@ -276,14 +276,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
     /// Fails everything waiting on leadership (called when this peer stops being leader).
     pub fn on_lost_leadership(&mut self) {
         let err = self.not_leader();
-        for cb in self.unsent_reads.drain(..) {
-            let _ = cb.send(Err(err.clone()));
-        }
-        for batch in self.reads.drain(..) {
-            for cb in batch.cbs {
-                let _ = cb.send(Err(err.clone()));
-            }
-        }
+        self.fail_reads(&err);
     }
 
     /// Fails every waiting request (shutdown).
@@ -293,13 +286,14 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
                 let _ = cb.send(Err(err.clone()));
             }
         }
-        for cb in self.unsent_reads.drain(..) {
+        self.fail_reads(&err);
+    }
+
+    fn fail_reads(&mut self, err: &Error) {
+        let queued = self.unsent_reads.drain(..);
+        let submitted = self.reads.drain(..).flat_map(|batch| batch.cbs);
+        for cb in queued.chain(submitted) {
             let _ = cb.send(Err(err.clone()));
-        }
-        for batch in self.reads.drain(..) {
-            for cb in batch.cbs {
-                let _ = cb.send(Err(err.clone()));
-            }
         }
     }
 

@@ -129,7 +129,7 @@ async fn maybe_bootstrap(
             regions.push(region);
         }
     }
-    regions.sort_by(|a, b| a.start_key.cmp(&b.start_key));
+    // Sorted by start key either way: loaded regions were sorted above, new ones are made in order.
     let first = regions[0].clone();
     match pd.bootstrap(store.clone(), first).await {
         Ok(()) => {
