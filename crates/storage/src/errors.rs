@@ -6,6 +6,9 @@ use atoll_proto::errorpb;
 pub enum Error {
     #[error("region error: {}", .0.message)]
     Region(Box<errorpb::Error>),
+    /// A key-level transaction error (goes back as `kvrpcpb::KeyError`).
+    #[error("{0}")]
+    Txn(Box<crate::mvcc::TxnError>),
     #[error("key is too large: {size} bytes (limit {limit})")]
     KeyTooLarge { size: usize, limit: usize },
     #[error("value is too large: {size} bytes (limit {limit})")]
@@ -20,6 +23,13 @@ pub enum Error {
     Engine(String),
     #[error("server is shutting down")]
     ShuttingDown,
+}
+
+impl Error {
+    /// Whether this is a `KeyIsLocked` key error.
+    pub fn is_key_locked(&self) -> bool {
+        matches!(self, Error::Txn(e) if matches!(**e, crate::mvcc::TxnError::KeyIsLocked(_)))
+    }
 }
 
 impl From<engine_traits::Error> for Error {

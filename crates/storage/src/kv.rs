@@ -27,4 +27,9 @@ pub trait Engine: Clone + Send + Sync + 'static {
     /// Replicates and applies `modifies` (range-key space) atomically in the region.
     fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>)
         -> impl Future<Output = Result<()>> + Send;
+
+    /// Deletes every key in stored-key range `[start, end)` (empty `end`: to the end) from
+    /// this node's local engine, in every region and column family, bypassing Raft: TiKV's
+    /// `UnsafeDestroyRange`, used after a table is dropped and its GC lifetime has passed.
+    fn unsafe_destroy_range(&self, start: &[u8], end: &[u8]) -> impl Future<Output = Result<()>> + Send;
 }

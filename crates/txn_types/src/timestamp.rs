@@ -16,6 +16,28 @@ impl TimeStamp {
         TimeStamp((physical_ms << LOGICAL_BITS) | (logical & ((1 << LOGICAL_BITS) - 1)))
     }
 
+    pub const fn zero() -> TimeStamp {
+        TimeStamp(0)
+    }
+
+    pub const fn max() -> TimeStamp {
+        TimeStamp(u64::MAX)
+    }
+
+    pub const fn is_zero(self) -> bool {
+        self.0 == 0
+    }
+
+    /// The next timestamp (saturating).
+    pub const fn next(self) -> TimeStamp {
+        TimeStamp(self.0.saturating_add(1))
+    }
+
+    /// The previous timestamp (saturating).
+    pub const fn prev(self) -> TimeStamp {
+        TimeStamp(self.0.saturating_sub(1))
+    }
+
     pub const fn physical(self) -> u64 {
         self.0 >> LOGICAL_BITS
     }
@@ -26,6 +48,12 @@ impl TimeStamp {
 
     pub const fn into_inner(self) -> u64 {
         self.0
+    }
+}
+
+impl From<u64> for TimeStamp {
+    fn from(ts: u64) -> TimeStamp {
+        TimeStamp(ts)
     }
 }
 

@@ -9,12 +9,12 @@ mod checksum;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use atoll_proto::kvrpcpb::{self, ApiVersion};
+use atoll_proto::kvrpcpb;
 use engine_traits::{EngineIterator, IterBounds, Iterable, Modify, Peekable, CF_DEFAULT, CF_LOCK, CF_WRITE};
 use txn_types::keys::{data_end_key, data_key, origin_key};
-use txn_types::memcomparable;
 use txn_types::raw_value::RawValue;
 
+use crate::api_keys::{self, check_in_region, is_v2, KeyMode};
 use crate::kv::{Engine, RegionSnapshot};
 use crate::latches::Latches;
 use crate::metrics::COMMAND_DURATION;
@@ -22,14 +22,11 @@ use crate::{Error, Result};
 
 pub use checksum::Crc64;
 
-/// Largest key accepted (TiKV's `max-key-size`, 8 KiB).
-pub const MAX_KEY_SIZE: usize = 8 * 1024;
+pub use crate::api_keys::MAX_KEY_SIZE;
 /// Largest single value accepted (TiKV's raft entry limit, 8 MiB).
 pub const MAX_VALUE_SIZE: usize = 8 * 1024 * 1024;
 /// Largest scan limit accepted in one request.
 pub const MAX_SCAN_LIMIT: u32 = 100_000;
-
-const RAW_KEY_PREFIX: u8 = b'r';
 
 fn now_secs() -> u64 {
     SystemTime::now()
@@ -54,104 +51,6 @@ pub fn raw_cf(ctx: &kvrpcpb::Context, cf: &str) -> Result<&'static str> {
     }
 }
 
-fn is_v2(ctx: &kvrpcpb::Context) -> bool {
-    ctx.api_version == ApiVersion::V2 as i32
-}
-
-/// The stored (range) key of a request key.
-fn range_key(ctx: &kvrpcpb::Context, key: &[u8]) -> Result<Vec<u8>> {
-    if key.len() > MAX_KEY_SIZE {
-        return Err(Error::KeyTooLarge {
-            size: key.len(),
-            limit: MAX_KEY_SIZE,
-        });
-    }
-    if is_v2(ctx) {
-        if key.len() < 4 || key[0] != RAW_KEY_PREFIX {
-            return Err(Error::InvalidKeyMode(key.to_vec()));
-        }
-        Ok(memcomparable::encode_bytes(key))
-    } else {
-        Ok(key.to_vec())
-    }
-}
-
-/// The request key of a stored (range) key.
-fn user_key(ctx: &kvrpcpb::Context, range_key: &[u8]) -> Result<Vec<u8>> {
-    if is_v2(ctx) {
-        Ok(memcomparable::decode_bytes_exact(range_key)?)
-    } else {
-        Ok(range_key.to_vec())
-    }
-}
-
-/// Lower (inclusive) and upper (exclusive) range-key bounds; `None` is unbounded.
-type Bounds = (Option<Vec<u8>>, Option<Vec<u8>>);
-
-/// The range-key bounds of a request range (lower inclusive, upper exclusive); an empty
-/// request bound means "unbounded". Under API V2 a range never leaves one keyspace: non-empty
-/// bounds must be raw-keyspace keys, the keyspace is the lower bound's (else the upper's), and
-/// both bounds are clamped to it; a range with neither bound is refused.
-fn range_bounds(ctx: &kvrpcpb::Context, lower: &[u8], upper: &[u8]) -> Result<Bounds> {
-    for k in [lower, upper] {
-        if k.len() > MAX_KEY_SIZE {
-            return Err(Error::KeyTooLarge {
-                size: k.len(),
-                limit: MAX_KEY_SIZE,
-            });
-        }
-    }
-    if !is_v2(ctx) {
-        let bound = |k: &[u8]| (!k.is_empty()).then(|| k.to_vec());
-        return Ok((bound(lower), bound(upper)));
-    }
-    for k in [lower, upper] {
-        if !k.is_empty() && (k.len() < 4 || k[0] != RAW_KEY_PREFIX) {
-            return Err(Error::InvalidKeyMode(k.to_vec()));
-        }
-    }
-    let anchor = if !lower.is_empty() { lower } else { upper };
-    if anchor.is_empty() {
-        return Err(Error::InvalidInput(
-            "an API V2 range must name its keyspace".into(),
-        ));
-    }
-    let first = anchor[..4].to_vec();
-    let id = u32::from_be_bytes([0, anchor[1], anchor[2], anchor[3]]);
-    let next = if id < 0x00ff_ffff {
-        let b = (id + 1).to_be_bytes();
-        vec![RAW_KEY_PREFIX, b[1], b[2], b[3]]
-    } else {
-        vec![RAW_KEY_PREFIX + 1]
-    };
-    let lower = if lower.is_empty() { first } else { lower.to_vec() };
-    let upper = if upper.is_empty() || upper > next.as_slice() {
-        next
-    } else {
-        upper.to_vec()
-    };
-    Ok((
-        Some(memcomparable::encode_bytes(&lower)),
-        Some(memcomparable::encode_bytes(&upper)),
-    ))
-}
-
-fn check_in_region(snap_region: &atoll_proto::metapb::Region, key: &[u8]) -> Result<()> {
-    if txn_types::keys::in_range(key, &snap_region.start_key, &snap_region.end_key) {
-        return Ok(());
-    }
-    Err(Error::from(atoll_proto::errorpb::Error {
-        message: format!("key is not in region {}", snap_region.id),
-        key_not_in_region: Some(atoll_proto::errorpb::KeyNotInRegion {
-            key: key.to_vec(),
-            region_id: snap_region.id,
-            start_key: snap_region.start_key.clone(),
-            end_key: snap_region.end_key.clone(),
-        }),
-        ..Default::default()
-    }))
-}
-
 fn check_scan_limit(limit: u32) -> Result<()> {
     if limit > MAX_SCAN_LIMIT {
         return Err(Error::InvalidInput(format!(
@@ -161,7 +60,7 @@ fn check_scan_limit(limit: u32) -> Result<()> {
     Ok(())
 }
 
-fn check_value(value: &[u8]) -> Result<()> {
+pub(crate) fn check_value_size(value: &[u8]) -> Result<()> {
     if value.len() > MAX_VALUE_SIZE {
         return Err(Error::ValueTooLarge {
             size: value.len(),
@@ -241,7 +140,7 @@ impl<E: Engine> RawStorage<E> {
 
     pub async fn get(&self, ctx: &kvrpcpb::Context, cf: &str, key: &[u8]) -> Result<Option<Vec<u8>>> {
         let cf = raw_cf(ctx, cf)?;
-        let rkey = range_key(ctx, key)?;
+        let rkey = api_keys::stored_key(ctx, KeyMode::Raw, key)?;
         let snap = self.snapshot(ctx).await?;
         Ok(Self::read_value(&snap, cf, &rkey, now_secs())?.map(|v| v.value))
     }
@@ -251,7 +150,7 @@ impl<E: Engine> RawStorage<E> {
         let cf = raw_cf(ctx, cf)?;
         let rkeys = keys
             .iter()
-            .map(|k| range_key(ctx, k))
+            .map(|k| api_keys::stored_key(ctx, KeyMode::Raw, k))
             .collect::<Result<Vec<_>>>()?;
         let snap = self.snapshot(ctx).await?;
         let now = now_secs();
@@ -283,9 +182,9 @@ impl<E: Engine> RawStorage<E> {
         let now = now_secs();
         let mut modifies = Vec::with_capacity(pairs.len());
         for (i, (key, value)) in pairs.into_iter().enumerate() {
-            check_value(&value)?;
+            check_value_size(&value)?;
             let ttl = ttls.get(i).or(ttls.first()).copied().unwrap_or(0);
-            let key = range_key(ctx, &key)?;
+            let key = api_keys::stored_key(ctx, KeyMode::Raw, &key)?;
             modifies.push(Modify::Put {
                 cf,
                 key,
@@ -314,7 +213,7 @@ impl<E: Engine> RawStorage<E> {
             .map(|k| {
                 Ok(Modify::Delete {
                     cf,
-                    key: range_key(ctx, k)?,
+                    key: api_keys::stored_key(ctx, KeyMode::Raw, k)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -331,7 +230,7 @@ impl<E: Engine> RawStorage<E> {
         end: &[u8],
     ) -> Result<()> {
         let cf = raw_cf(ctx, cf)?;
-        let (start, end) = range_bounds(ctx, start, end)?;
+        let (start, end) = api_keys::stored_bounds(ctx, KeyMode::Raw, start, end)?;
         let (start, end) = (start.unwrap_or_default(), end.unwrap_or_default());
         if !end.is_empty() && start >= end {
             return Err(Error::InvalidInput(
@@ -345,7 +244,7 @@ impl<E: Engine> RawStorage<E> {
     /// Seconds left to live: `Some(0)` for a key without TTL, `None` when it does not exist.
     pub async fn get_key_ttl(&self, ctx: &kvrpcpb::Context, cf: &str, key: &[u8]) -> Result<Option<u64>> {
         let cf = raw_cf(ctx, cf)?;
-        let rkey = range_key(ctx, key)?;
+        let rkey = api_keys::stored_key(ctx, KeyMode::Raw, key)?;
         let snap = self.snapshot(ctx).await?;
         let now = now_secs();
         Ok(Self::read_value(&snap, cf, &rkey, now)?.map(|v| v.ttl_left(now).unwrap_or(0)))
@@ -362,8 +261,8 @@ impl<E: Engine> RawStorage<E> {
         ttl: u64,
     ) -> Result<CasOutcome> {
         let cf = raw_cf(ctx, cf)?;
-        check_value(&value)?;
-        let rkey = range_key(ctx, key)?;
+        check_value_size(&value)?;
+        let rkey = api_keys::stored_key(ctx, KeyMode::Raw, key)?;
         let _guard = self.latches.acquire([rkey.as_slice()]).await;
         let snap = self.snapshot(ctx).await?;
         let now = now_secs();
@@ -423,7 +322,7 @@ impl<E: Engine> RawStorage<E> {
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
         let (lower, upper) = if reverse { (end, start) } else { (start, end) };
-        let (lower, upper) = range_bounds(ctx, lower, upper)?;
+        let (lower, upper) = api_keys::stored_bounds(ctx, KeyMode::Raw, lower, upper)?;
         let region = &snap.region;
         // Clamp to the region.
         let lower = match lower {
@@ -459,7 +358,7 @@ impl<E: Engine> RawStorage<E> {
             if !v.is_expired(now) {
                 let rkey = origin_key(it.key())
                     .ok_or_else(|| Error::Corrupted("non-data key in data range".into()))?;
-                let key = user_key(ctx, rkey)?;
+                let key = api_keys::user_key(ctx, KeyMode::Raw, rkey)?;
                 out.push((key, if key_only { vec![] } else { v.value }));
             }
             valid = if reverse { it.prev()? } else { it.next()? };

@@ -1,67 +1,13 @@
 //! Raw API unit tests over an in-memory kv seam holding one region.
 
-use atoll_proto::{kvrpcpb, metapb};
-use engine_traits::{KvEngine, MemEngine, Modify, WriteBatch};
-use txn_types::keys::{data_end_key, data_key};
+use atoll_proto::kvrpcpb;
 
 use super::*;
-use crate::kv::{Engine, RegionSnapshot};
-
-#[derive(Clone)]
-struct TestEngine {
-    engine: MemEngine,
-    region: metapb::Region,
-}
-
-impl Engine for TestEngine {
-    type Snap = engine_traits::MemSnapshot;
-
-    async fn snapshot(&self, ctx: &kvrpcpb::Context) -> Result<RegionSnapshot<Self::Snap>> {
-        if ctx.region_id != self.region.id {
-            return Err(Error::from(atoll_proto::errorpb::Error {
-                region_not_found: Some(atoll_proto::errorpb::RegionNotFound {
-                    region_id: ctx.region_id,
-                }),
-                ..Default::default()
-            }));
-        }
-        Ok(RegionSnapshot {
-            snapshot: self.engine.snapshot(),
-            region: self.region.clone(),
-        })
-    }
-
-    async fn write(&self, _ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> Result<()> {
-        let mut wb = WriteBatch::new();
-        for m in modifies {
-            match m {
-                Modify::Put { cf, key, value } => wb.put_cf(cf, data_key(&key), value),
-                Modify::Delete { cf, key } => wb.delete_cf(cf, data_key(&key)),
-                Modify::DeleteRange { cf, start, end } => {
-                    let end = if end.is_empty() {
-                        data_end_key(&self.region.end_key)
-                    } else {
-                        data_key(&end)
-                    };
-                    wb.delete_range_cf(cf, data_key(&start), end)
-                }
-            }
-        }
-        Ok(self.engine.write(&wb, false)?)
-    }
-}
+use txn_types::memcomparable;
+use crate::test_engine::TestEngine;
 
 fn storage(start: &[u8], end: &[u8]) -> RawStorage<TestEngine> {
-    let region = metapb::Region {
-        id: 1,
-        start_key: start.to_vec(),
-        end_key: end.to_vec(),
-        ..Default::default()
-    };
-    RawStorage::new(TestEngine {
-        engine: MemEngine::new(),
-        region,
-    })
+    RawStorage::new(TestEngine::new(start, end))
 }
 
 fn v1() -> kvrpcpb::Context {

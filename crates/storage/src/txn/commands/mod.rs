@@ -1,0 +1,106 @@
+//! The transactional commands, one method per RPC. Each command: checks its keys (API
+//! version, size, region), takes the latches of the keys it writes, takes a region snapshot,
+//! runs per-key actions into one `MvccTxn`, and replicates the `Modify`s through the kv seam
+//! in one Raft proposal. A command either writes all of its keys or none.
+
+mod pessimistic;
+mod read;
+mod resolve;
+mod write;
+
+use std::time::Instant;
+
+use atoll_proto::kvrpcpb;
+use engine_traits::{Modify, CF_LOCK};
+
+use super::lock_wait::LockWaits;
+use crate::api_keys::{self, KeyMode};
+use crate::concurrency_manager::ConcurrencyManager;
+use crate::kv::{Engine, RegionSnapshot};
+use crate::latches::Latches;
+use crate::metrics::COMMAND_DURATION;
+use crate::mvcc::MvccTxn;
+use crate::Result;
+
+pub use pessimistic::PessimisticLockRequest;
+pub use read::KvItem;
+pub use resolve::GcStats;
+pub use write::{PrewriteRequest, PrewriteResponse, SecondaryLocksStatus};
+
+/// Transactional storage over a kv seam.
+#[derive(Clone)]
+pub struct TxnStorage<E: Engine> {
+    engine: E,
+    latches: Latches,
+    cm: ConcurrencyManager,
+    lock_waits: LockWaits,
+}
+
+impl<E: Engine> TxnStorage<E> {
+    pub fn new(engine: E, cm: ConcurrencyManager) -> TxnStorage<E> {
+        TxnStorage {
+            engine,
+            latches: Latches::new(4096),
+            cm,
+            lock_waits: LockWaits::new(),
+        }
+    }
+
+    pub fn concurrency_manager(&self) -> &ConcurrencyManager {
+        &self.cm
+    }
+
+    /// Pessimistic lock requests waiting for another transaction's lock now.
+    pub fn lock_waiters(&self) -> usize {
+        self.lock_waits.len()
+    }
+
+    async fn snapshot(&self, ctx: &kvrpcpb::Context) -> Result<RegionSnapshot<E::Snap>> {
+        let t = Instant::now();
+        let r = self.engine.snapshot(ctx).await;
+        COMMAND_DURATION
+            .with_label_values(&["txn_snapshot"])
+            .observe(t.elapsed().as_secs_f64());
+        r
+    }
+
+    /// Replicates the command's writes and wakes whoever waits for a lock it removed.
+    async fn write(&self, ctx: &kvrpcpb::Context, txn: MvccTxn) -> Result<()> {
+        if txn.is_empty() {
+            return Ok(());
+        }
+        let modifies = txn.into_modifies();
+        let released: Vec<Vec<u8>> = modifies
+            .iter()
+            .filter_map(|m| match m {
+                Modify::Delete { cf, key } if *cf == CF_LOCK => Some(key.clone()),
+                _ => None,
+            })
+            .collect();
+        let t = Instant::now();
+        let r = self.engine.write(ctx, modifies).await;
+        COMMAND_DURATION
+            .with_label_values(&["txn_write"])
+            .observe(t.elapsed().as_secs_f64());
+        r?;
+        self.lock_waits.wake(released.iter().map(|k| k.as_slice()));
+        Ok(())
+    }
+}
+
+/// Stored (encoded) keys of a transactional request's keys.
+fn stored_keys(ctx: &kvrpcpb::Context, keys: &[Vec<u8>]) -> Result<Vec<Vec<u8>>> {
+    keys.iter()
+        .map(|k| api_keys::stored_key(ctx, KeyMode::Txn, k))
+        .collect()
+}
+
+fn check_keys_in_region<E: Engine>(snap: &RegionSnapshot<E::Snap>, keys: &[Vec<u8>]) -> Result<()> {
+    for k in keys {
+        api_keys::check_in_region(&snap.region, k)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests;

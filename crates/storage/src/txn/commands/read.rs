@@ -1,0 +1,147 @@
+//! Snapshot reads: KvGet, KvBatchGet, KvScan, KvScanLock.
+
+use atoll_proto::kvrpcpb;
+use txn_types::TimeStamp;
+
+use super::{check_keys_in_region, stored_keys, TxnStorage};
+use crate::api_keys::{self, KeyMode};
+use crate::kv::Engine;
+use crate::mvcc::{self, check_lock_for_read, lock_info, MvccReader, ReadOptions};
+use crate::{Error, Result};
+
+/// One key of a read result: its value, or the key error (a lock) that hides it.
+pub type KvItem = (Vec<u8>, Result<Vec<u8>>);
+
+/// Largest scan limit accepted in one request.
+const MAX_SCAN_LIMIT: u32 = 100_000;
+
+fn read_options(ctx: &kvrpcpb::Context, version: u64) -> ReadOptions {
+    ReadOptions {
+        ts: TimeStamp::new(version),
+        bypass_locks: ctx.resolved_locks.clone(),
+        access_locks: ctx.committed_locks.clone(),
+    }
+}
+
+impl<E: Engine> TxnStorage<E> {
+    /// Raises the max read ts, then fails if an in-flight async-commit/1PC prewrite holds a
+    /// memory lock on one of `keys` that blocks the read.
+    fn check_memory_locks(&self, keys: &[Vec<u8>], opts: &ReadOptions) -> Result<()> {
+        self.cm.update_max_ts(opts.ts);
+        for key in keys {
+            self.cm
+                .read_key_check(key, |lock| check_lock_for_read(key, lock.clone(), opts).map(|_| ()))?;
+        }
+        Ok(())
+    }
+
+    fn check_memory_range(&self, start: &[u8], end: &[u8], opts: &ReadOptions) -> Result<()> {
+        self.cm.update_max_ts(opts.ts);
+        self.cm
+            .read_range_check(start, end, |key, lock| check_lock_for_read(key, lock.clone(), opts).map(|_| ()))
+    }
+
+    /// KvGet: the value of `key` at `version`.
+    pub async fn get(&self, ctx: &kvrpcpb::Context, key: &[u8], version: u64) -> Result<Option<Vec<u8>>> {
+        let stored = api_keys::stored_key(ctx, KeyMode::Txn, key)?;
+        let opts = read_options(ctx, version);
+        self.check_memory_locks(std::slice::from_ref(&stored), &opts)?;
+        let snap = self.snapshot(ctx).await?;
+        api_keys::check_in_region(&snap.region, &stored)?;
+        mvcc::point_get(&snap.snapshot, &stored, &opts)
+    }
+
+    /// KvBatchGet: pairs of the keys that exist, or carry a lock error, in request order.
+    pub async fn batch_get(&self, ctx: &kvrpcpb::Context, keys: &[Vec<u8>], version: u64) -> Result<Vec<KvItem>> {
+        let stored = stored_keys(ctx, keys)?;
+        let opts = read_options(ctx, version);
+        self.cm.update_max_ts(opts.ts);
+        let snap = self.snapshot(ctx).await?;
+        check_keys_in_region::<E>(&snap, &stored)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for (key, s) in keys.iter().zip(&stored) {
+            let memory = self
+                .cm
+                .read_key_check(s, |lock| check_lock_for_read(s, lock.clone(), &opts).map(|_| ()));
+            let item = match memory {
+                Err(e @ Error::Txn(_)) => Err(e),
+                Err(e) => return Err(e),
+                Ok(()) => match mvcc::point_get(&snap.snapshot, s, &opts) {
+                    Ok(None) => continue,
+                    Ok(Some(v)) => Ok(v),
+                    Err(e @ Error::Txn(_)) => Err(e),
+                    Err(e) => return Err(e),
+                },
+            };
+            out.push((key.clone(), item));
+        }
+        Ok(out)
+    }
+
+    /// KvScan within the addressed region. Forward: keys in `[start, end)` ascending; reverse:
+    /// keys in `[end, start)` descending (TiKV's convention). Empty bounds are unbounded.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn scan(
+        &self,
+        ctx: &kvrpcpb::Context,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+        version: u64,
+        key_only: bool,
+        reverse: bool,
+    ) -> Result<Vec<KvItem>> {
+        if limit > MAX_SCAN_LIMIT {
+            return Err(Error::InvalidInput(format!("scan limit {limit} exceeds {MAX_SCAN_LIMIT}")));
+        }
+        let (lower, upper) = if reverse { (end, start) } else { (start, end) };
+        let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, lower, upper)?;
+        let opts = read_options(ctx, version);
+        self.cm.update_max_ts(opts.ts);
+        let snap = self.snapshot(ctx).await?;
+        let Some((lower, upper)) = api_keys::clamp_to_region(bounds, &snap.region) else {
+            return Ok(vec![]);
+        };
+        if limit == 0 {
+            return Ok(vec![]);
+        }
+        self.check_memory_range(&lower, &upper, &opts)?;
+        let items = mvcc::scan(&snap.snapshot, &lower, &upper, limit as usize, key_only, reverse, &opts)?;
+        items
+            .into_iter()
+            .map(|(k, v)| Ok((api_keys::user_key(ctx, KeyMode::Txn, &k)?, v)))
+            .collect()
+    }
+
+    /// KvScanLock: locks with start ts <= `max_version` in `[start, end)` of the region.
+    pub async fn scan_lock(
+        &self,
+        ctx: &kvrpcpb::Context,
+        max_version: u64,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+    ) -> Result<Vec<kvrpcpb::LockInfo>> {
+        let bounds = if api_keys::is_v2(ctx) && start.is_empty() && end.is_empty() {
+            (None, None)
+        } else {
+            api_keys::stored_bounds(ctx, KeyMode::Txn, start, end)?
+        };
+        let snap = self.snapshot(ctx).await?;
+        let Some((lower, upper)) = api_keys::clamp_to_region(bounds, &snap.region) else {
+            return Ok(vec![]);
+        };
+        let reader = MvccReader::new(&snap.snapshot);
+        let max = TimeStamp::new(max_version);
+        let locks = reader.scan_locks(
+            Some(&lower),
+            (!upper.is_empty()).then_some(upper.as_slice()),
+            |_, lock| lock.ts <= max,
+            limit as usize,
+        )?;
+        locks
+            .into_iter()
+            .map(|(k, lock)| Ok(lock_info(&api_keys::user_key(ctx, KeyMode::Txn, &k)?, &lock)))
+            .collect()
+    }
+}
