@@ -7,8 +7,9 @@
 //! the prewrite sees the read's timestamp, so no reader can miss a transaction that commits at
 //! or before its timestamp. Memory locks live until the prewrite's write has been applied.
 //!
-//! `max_ts` is per store (a superset of every region's reads on it) and is raised from PD's
-//! TSO when the node starts, so that reads served before a restart are covered.
+//! `max_ts` is per node (a superset of every region's reads on it). Reads served by an earlier
+//! leader of a region on another node never raised it, so an async-commit or 1PC prewrite
+//! also raises it from PD's TSO after locking its keys in memory (`TxnStorage::prewrite`).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;

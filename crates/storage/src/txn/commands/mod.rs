@@ -8,10 +8,15 @@ mod read;
 mod resolve;
 mod write;
 
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
 use std::time::Instant;
 
 use atoll_proto::kvrpcpb;
 use engine_traits::{Modify, CF_LOCK};
+
+use txn_types::TimeStamp;
 
 use super::lock_wait::LockWaits;
 use crate::api_keys::{self, KeyMode};
@@ -27,6 +32,12 @@ pub use read::KvItem;
 pub use resolve::GcStats;
 pub use write::{PrewriteRequest, PrewriteResponse, SecondaryLocksStatus};
 
+/// A source of fresh timestamps (PD's TSO on a node).
+pub trait TsSource: Send + Sync + 'static {
+    /// A timestamp larger than every timestamp handed out before the call.
+    fn now(&self) -> Pin<Box<dyn Future<Output = Result<TimeStamp>> + Send + '_>>;
+}
+
 /// Transactional storage over a kv seam.
 #[derive(Clone)]
 pub struct TxnStorage<E: Engine> {
@@ -34,15 +45,20 @@ pub struct TxnStorage<E: Engine> {
     latches: Latches,
     cm: ConcurrencyManager,
     lock_waits: LockWaits,
+    ts_source: Arc<dyn TsSource>,
 }
 
 impl<E: Engine> TxnStorage<E> {
-    pub fn new(engine: E, cm: ConcurrencyManager) -> TxnStorage<E> {
+    /// `ts_source` raises the max read ts before each async-commit or 1PC prewrite picks its
+    /// commit-ts floor: reads served by an earlier leader of the region, on another node,
+    /// never raised this node's max ts.
+    pub fn new(engine: E, cm: ConcurrencyManager, ts_source: Arc<dyn TsSource>) -> TxnStorage<E> {
         TxnStorage {
             engine,
             latches: Latches::new(4096),
             cm,
             lock_waits: LockWaits::new(),
+            ts_source,
         }
     }
 

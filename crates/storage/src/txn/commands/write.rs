@@ -96,6 +96,9 @@ impl<E: Engine> TxnStorage<E> {
         let async_or_1pc = props.use_async_commit || props.try_one_pc;
         // Locks in memory first, then the max read ts: see concurrency_manager.rs.
         let mem_guard = async_or_1pc.then(|| self.cm.lock_keys(&locks));
+        if async_or_1pc {
+            self.cm.update_max_ts(self.ts_source.now().await?);
+        }
         let max_ts = self.cm.max_ts();
         let result = actions::finish_prewrite(&mut txn, props, locks.clone(), max_ts);
         if let Some(g) = &mem_guard {
