@@ -24,7 +24,8 @@ pub enum TxnStatus {
     },
 }
 
-/// KvCheckTxnStatus on primary `key` of transaction `lock_ts`.
+/// KvCheckTxnStatus on primary `key` of transaction `lock_ts`. A live lock reports a TTL of at
+/// least 1 (clients read a zero TTL as "not locked").
 #[allow(clippy::too_many_arguments)]
 pub fn check_txn_status<S: Snapshot>(
     txn: &mut MvccTxn,
@@ -36,15 +37,19 @@ pub fn check_txn_status<S: Snapshot>(
     rollback_if_not_exist: bool,
     force_sync_commit: bool,
     resolving_pessimistic_lock: bool,
+    verify_is_primary: bool,
 ) -> Result<TxnStatus> {
     use kvrpcpb::Action;
     if let Some(mut lock) = reader.load_lock(key)? {
         if lock.ts == lock_ts {
             let raw_key = raw(key)?;
+            if verify_is_primary && lock.primary != raw_key {
+                return Err(txn_err(TxnError::PrimaryMismatch(Box::new(lock_info(&raw_key, &lock)))));
+            }
             if lock.use_async_commit && !force_sync_commit {
                 // The transaction's fate is decided by its secondaries, never by the TTL.
                 return Ok(TxnStatus::Locked {
-                    ttl: lock.ttl,
+                    ttl: lock.ttl.max(1),
                     lock: Box::new(lock_info(&raw_key, &lock)),
                     action: Action::NoAction,
                 });
@@ -76,7 +81,7 @@ pub fn check_txn_status<S: Snapshot>(
                 action = Action::MinCommitTsPushed;
             }
             return Ok(TxnStatus::Locked {
-                ttl: lock.ttl,
+                ttl: lock.ttl.max(1),
                 lock: Box::new(lock_info(&raw_key, &lock)),
                 action,
             });

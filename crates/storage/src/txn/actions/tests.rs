@@ -186,7 +186,7 @@ impl Store {
 
     fn check_txn_status(&self, primary: &[u8], lock_ts: u64, caller: u64, current: u64, rollback_if_not_exist: bool) -> Result<TxnStatus> {
         self.run(|txn, reader| {
-            check_txn_status(txn, reader, &k(primary), ts(lock_ts), ts(caller), ts(current), rollback_if_not_exist, false, false)
+            check_txn_status(txn, reader, &k(primary), ts(lock_ts), ts(caller), ts(current), rollback_if_not_exist, false, false, true)
         })
     }
 }
@@ -443,7 +443,7 @@ fn async_commit_locks_are_never_rolled_back_by_ttl_unless_forced() {
         TxnStatus::Locked { .. }
     ));
     let forced = s
-        .run(|txn, reader| check_txn_status(txn, reader, &k(b"p"), ts(start), ts(0), ts(at_ms(99_000)), false, true, false))
+        .run(|txn, reader| check_txn_status(txn, reader, &k(b"p"), ts(start), ts(0), ts(at_ms(99_000)), false, true, false, true))
         .unwrap();
     assert_eq!(
         forced,
@@ -619,6 +619,16 @@ fn pessimistic_rollback_only_removes_own_pessimistic_locks() {
     let removed = s.run(|txn, reader| pessimistic_rollback(txn, reader, &k(b"b"), ts(10), ts(12))).unwrap();
     assert!(!removed, "a prewritten lock is not a pessimistic lock");
     s.must_locked(b"b", 10);
+}
+
+#[test]
+fn check_txn_status_verifies_the_primary() {
+    let s = Store::new();
+    s.must_prewrite_put(b"secondary", b"v", b"primary", 5);
+    let r = s.run(|txn, reader| {
+        check_txn_status(txn, reader, &k(b"secondary"), ts(5), ts(0), ts(0), false, false, false, true)
+    });
+    assert!(matches!(txn_error(r), TxnError::PrimaryMismatch(_)));
 }
 
 #[test]

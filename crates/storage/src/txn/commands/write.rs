@@ -218,6 +218,7 @@ impl<E: Engine> TxnStorage<E> {
             req.rollback_if_not_exist,
             req.force_sync_commit,
             req.resolving_pessimistic_lock,
+            req.verify_is_primary,
         )?;
         self.write(ctx, txn).await?;
         Ok(status)
