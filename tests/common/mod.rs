@@ -21,7 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use serde_json::Value as Json;
-use tikv_client::{Config, RawClient};
+use tikv_client::{Config, RawClient, TransactionClient};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -422,7 +422,12 @@ impl Cluster {
     fn spawn_kv(&mut self, i: usize) {
         assert!(self.kvs[i].child.is_none(), "kv-{i} is already running");
         let addr = self.kv_addr(i);
+        // Test-friendly intervals; everything else is the default.
+        let config = self.root.join(format!("kv-{i}.toml"));
+        std::fs::write(&config, "[gc]\npoll-interval = \"500ms\"\n").expect("kv config");
         let args = vec![
+            "--config".into(),
+            config.display().to_string(),
             "--addr".into(),
             addr.clone(),
             "--advertise-addr".into(),
@@ -587,6 +592,42 @@ impl Cluster {
                 .with_default_keyspace(),
         )
         .await
+    }
+
+    /// A transactional client in API V1 (no keyspace): keys spread over every region.
+    pub async fn txn_v1(&self) -> TransactionClient {
+        self.txn_client(Config::default().with_timeout(CLIENT_TIMEOUT))
+            .await
+    }
+
+    /// A transactional client in API V2, keyspace `DEFAULT` (id 0).
+    pub async fn txn_v2(&self) -> TransactionClient {
+        self.txn_client(
+            Config::default()
+                .with_timeout(CLIENT_TIMEOUT)
+                .with_default_keyspace(),
+        )
+        .await
+    }
+
+    async fn txn_client(&self, config: Config) -> TransactionClient {
+        let pd = self.pd_endpoint();
+        wait_ok(READY_TIMEOUT, "a TransactionClient connects", || {
+            TransactionClient::new_with_config(vec![pd.clone()], config.clone())
+        })
+        .await
+    }
+
+    /// The value of metric `name` (first sample whose labels contain `labels`) on node `i`.
+    pub async fn kv_metric(&self, i: usize, name: &str, labels: &str) -> Option<f64> {
+        let (_, body) = self.kv_status_get(i, "/metrics").await.ok()?;
+        let text = String::from_utf8_lossy(&body);
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .filter(|l| l.starts_with(name) && l[name.len()..].starts_with(['{', ' ']))
+            .find(|l| l.contains(labels))
+            .and_then(|l| l.rsplit(' ').next())
+            .and_then(|v| v.parse().ok())
     }
 
     async fn raw_client(&self, config: Config) -> RawClient {

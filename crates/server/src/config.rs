@@ -188,6 +188,21 @@ pub struct LogFileSection {
     pub filename: String,
 }
 
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct GcSection {
+    /// How often the GC worker reads PD's GC safe point.
+    pub poll_interval: ReadableDuration,
+}
+
+impl Default for GcSection {
+    fn default() -> Self {
+        GcSection {
+            poll_interval: ReadableDuration(Duration::from_secs(10)),
+        }
+    }
+}
+
 /// The whole node configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
@@ -196,6 +211,7 @@ pub struct Config {
     pub pd: PdSection,
     pub storage: StorageSection,
     pub raftstore: RaftstoreSection,
+    pub gc: GcSection,
     pub log: LogSection,
 }
 

@@ -1,6 +1,7 @@
 //! The one place where internal errors become protocol errors.
 
-use atoll_proto::errorpb;
+use atoll_proto::{errorpb, kvrpcpb};
+use storage::mvcc::{ConflictReason, TxnError};
 
 /// Maps a raftstore error: region errors become `errorpb.Error` (the client refreshes its
 /// region cache and retries); anything else is a storage error with a message.
@@ -82,6 +83,102 @@ pub fn split_storage_error(e: storage::Error) -> (Option<errorpb::Error>, String
     }
 }
 
+/// The `KeyError` a client receives for a transaction error.
+pub fn key_error(e: &TxnError) -> kvrpcpb::KeyError {
+    let mut ke = kvrpcpb::KeyError::default();
+    match e {
+        TxnError::KeyIsLocked(info) => ke.locked = Some((**info).clone()),
+        TxnError::WriteConflict {
+            start_ts,
+            conflict_start_ts,
+            conflict_commit_ts,
+            key,
+            primary,
+            reason,
+        } => {
+            ke.retryable = e.to_string();
+            ke.conflict = Some(kvrpcpb::WriteConflict {
+                start_ts: start_ts.into_inner(),
+                conflict_ts: conflict_start_ts.into_inner(),
+                conflict_commit_ts: conflict_commit_ts.into_inner(),
+                key: key.clone(),
+                primary: primary.clone(),
+                reason: match reason {
+                    ConflictReason::Optimistic => kvrpcpb::write_conflict::Reason::Optimistic,
+                    ConflictReason::PessimisticRetry => kvrpcpb::write_conflict::Reason::PessimisticRetry,
+                    ConflictReason::SelfRolledBack => kvrpcpb::write_conflict::Reason::SelfRolledBack,
+                } as i32,
+            });
+        }
+        TxnError::AlreadyExist { key } => ke.already_exist = Some(kvrpcpb::AlreadyExist { key: key.clone() }),
+        TxnError::TxnLockNotFound { .. } => ke.retryable = e.to_string(),
+        TxnError::TxnNotFound { start_ts, key } => {
+            ke.txn_not_found = Some(kvrpcpb::TxnNotFound {
+                start_ts: start_ts.into_inner(),
+                primary_key: key.clone(),
+            })
+        }
+        TxnError::CommitTsExpired {
+            start_ts,
+            commit_ts,
+            key,
+            min_commit_ts,
+        } => {
+            ke.commit_ts_expired = Some(kvrpcpb::CommitTsExpired {
+                start_ts: start_ts.into_inner(),
+                attempted_commit_ts: commit_ts.into_inner(),
+                key: key.clone(),
+                min_commit_ts: min_commit_ts.into_inner(),
+            })
+        }
+        TxnError::Deadlock {
+            lock_ts,
+            lock_key,
+            deadlock_key_hash,
+            ..
+        } => {
+            ke.deadlock = Some(kvrpcpb::Deadlock {
+                lock_ts: lock_ts.into_inner(),
+                lock_key: lock_key.clone(),
+                deadlock_key_hash: *deadlock_key_hash,
+            })
+        }
+        TxnError::CommitTsTooLarge { commit_ts } => {
+            ke.commit_ts_too_large = Some(kvrpcpb::CommitTsTooLarge {
+                commit_ts: commit_ts.into_inner(),
+            })
+        }
+        TxnError::PrimaryMismatch(info) => {
+            ke.primary_mismatch = Some(kvrpcpb::PrimaryMismatch {
+                lock_info: Some((**info).clone()),
+            })
+        }
+        TxnError::Committed { .. }
+        | TxnError::PessimisticLockNotFound { .. }
+        | TxnError::PessimisticLockRolledBack { .. }
+        | TxnError::Other { .. } => ke.abort = e.to_string(),
+    }
+    ke
+}
+
+/// A storage error as a transactional response carries it: a region error, or a key error
+/// (errors that are not about a key, such as bad input, become `abort`).
+pub fn split_txn_error(e: storage::Error) -> (Option<errorpb::Error>, Option<kvrpcpb::KeyError>) {
+    match e {
+        storage::Error::Txn(t) => (None, Some(key_error(&t))),
+        other => match split_storage_error(other) {
+            (Some(region), _) => (Some(region), None),
+            (None, msg) => (
+                None,
+                Some(kvrpcpb::KeyError {
+                    abort: msg,
+                    ..Default::default()
+                }),
+            ),
+        },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -121,5 +218,31 @@ mod tests {
         });
         assert!(region.is_none());
         assert!(msg.contains("too large"));
+    }
+
+    #[test]
+    fn txn_errors_map_to_key_errors() {
+        use txn_types::TimeStamp;
+        let e = storage::Error::Txn(Box::new(TxnError::WriteConflict {
+            start_ts: TimeStamp::new(5),
+            conflict_start_ts: TimeStamp::new(3),
+            conflict_commit_ts: TimeStamp::new(7),
+            key: b"k".to_vec(),
+            primary: b"p".to_vec(),
+            reason: ConflictReason::Optimistic,
+        }));
+        let (region, ke) = split_txn_error(e);
+        assert!(region.is_none());
+        let c = ke.expect("key error").conflict.expect("conflict");
+        assert_eq!((c.start_ts, c.conflict_ts, c.conflict_commit_ts), (5, 3, 7));
+        let (_, ke) = split_txn_error(storage::Error::InvalidInput("bad".into()));
+        assert!(ke.expect("key error").abort.contains("bad"));
+        let (region, ke) = split_txn_error(raftstore_error(raftstore::Error::RegionNotFound(4)));
+        assert!(region.is_some() && ke.is_none());
+        let ke = key_error(&TxnError::TxnNotFound {
+            start_ts: TimeStamp::new(9),
+            key: b"p".to_vec(),
+        });
+        assert_eq!(ke.txn_not_found.map(|t| t.start_ts), Some(9));
     }
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod errors;
+mod gc_worker;
 pub mod metrics;
 pub mod node;
 mod pd_worker;
@@ -14,6 +15,7 @@ pub mod raftkv;
 pub mod service;
 pub mod status_server;
 mod transport;
+mod tso;
 
 pub use config::Config;
 pub use node::{run, NodeError};

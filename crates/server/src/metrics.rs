@@ -33,3 +33,20 @@ pub static STORE_SIZE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     )
     .expect("metric")
 });
+
+pub static GC_KEYS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "tikv_gcworker_gc_keys",
+        "Keys scanned and versions deleted by the GC worker",
+        &["tag"]
+    )
+    .expect("metric")
+});
+
+pub static GC_SAFE_POINT: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "tikv_gcworker_autogc_safe_point",
+        "The GC safe point this node follows"
+    )
+    .expect("metric")
+});

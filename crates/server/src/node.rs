@@ -249,7 +249,21 @@ pub async fn run(
         ident.store_id,
         stop_signal(stop_rx.clone()),
     ));
-    let kv_service = KvService::new(RaftKv::new(router.clone(), ident.store_id));
+    let raftkv = RaftKv::new(router.clone(), ident.store_id, kv.clone());
+    let kv_service = KvService::new(
+        raftkv,
+        storage::ConcurrencyManager::default(),
+        std::sync::Arc::new(crate::tso::PdTso(pd.clone())),
+    );
+    let gc_task = tokio::spawn(
+        crate::gc_worker::GcWorker {
+            pd: pd.clone(),
+            router: router.clone(),
+            txn: kv_service.txn_storage().clone(),
+            poll_interval: config.gc.poll_interval.0,
+        }
+        .run(),
+    );
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .add_service(TikvServer::new(kv_service).max_decoding_message_size(64 << 20))
@@ -272,6 +286,7 @@ pub async fn run(
         .await
         .ok();
     pd_task.abort();
+    gc_task.abort();
     kv.sync()?;
     tracing::info!("stopped");
     Ok(())

@@ -1,10 +1,11 @@
 //! Storage's kv seam on top of raftstore: where `storage` and `raftstore` meet.
 
 use atoll_proto::kvrpcpb;
-use engine_rocks::RocksSnapshot;
-use engine_traits::Modify;
+use engine_rocks::{RocksEngine, RocksSnapshot};
+use engine_traits::{KvEngine, Modify, WriteBatch, CF_DEFAULT, CF_LOCK, CF_WRITE};
 use raftstore::{CmdHeader, Router};
 use storage::kv::{Engine, RegionSnapshot};
+use txn_types::keys::{data_end_key, data_key};
 
 use crate::errors::raftstore_error;
 
@@ -13,11 +14,13 @@ use crate::errors::raftstore_error;
 pub struct RaftKv {
     router: Router<RocksSnapshot>,
     store_id: u64,
+    /// The node's KV engine, for the one operation that bypasses Raft (unsafe destroy range).
+    kv: RocksEngine,
 }
 
 impl RaftKv {
-    pub fn new(router: Router<RocksSnapshot>, store_id: u64) -> RaftKv {
-        RaftKv { router, store_id }
+    pub fn new(router: Router<RocksSnapshot>, store_id: u64, kv: RocksEngine) -> RaftKv {
+        RaftKv { router, store_id, kv }
     }
 
     fn header(&self, ctx: &kvrpcpb::Context) -> storage::Result<CmdHeader> {
@@ -54,5 +57,17 @@ impl Engine for RaftKv {
     async fn write(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>) -> storage::Result<()> {
         let header = self.header(ctx)?;
         self.router.write(header, modifies).await.map_err(raftstore_error)
+    }
+
+    async fn unsafe_destroy_range(&self, start: &[u8], end: &[u8]) -> storage::Result<()> {
+        let mut wb = WriteBatch::new();
+        for cf in [CF_DEFAULT, CF_LOCK, CF_WRITE] {
+            wb.delete_range_cf(cf, data_key(start), data_end_key(end));
+        }
+        let kv = self.kv.clone();
+        tokio::task::spawn_blocking(move || kv.write(&wb, true))
+            .await
+            .map_err(|e| storage::Error::Engine(e.to_string()))??;
+        Ok(())
     }
 }

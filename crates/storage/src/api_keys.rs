@@ -103,7 +103,9 @@ pub fn stored_bounds(ctx: &kvrpcpb::Context, mode: KeyMode, lower: &[u8], upper:
     }
     let anchor = if !lower.is_empty() { lower } else { upper };
     if anchor.is_empty() {
-        return Err(Error::InvalidInput("an API V2 range must name its keyspace".into()));
+        return Err(Error::InvalidInput(
+            "an API V2 range must name its keyspace".into(),
+        ));
     }
     let first = anchor[..4].to_vec();
     let id = u32::from_be_bytes([0, anchor[1], anchor[2], anchor[3]]);

@@ -13,3 +13,18 @@ pub static COMMAND_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     )
     .expect("metric")
 });
+
+/// Pessimistic lock requests waiting for another transaction's lock.
+pub static LOCK_WAITERS: LazyLock<prometheus::IntGauge> = LazyLock::new(|| {
+    prometheus::register_int_gauge!(
+        "tikv_lock_manager_waiter_count",
+        "Pessimistic lock requests waiting for a lock"
+    )
+    .expect("metric")
+});
+
+/// Deadlocks detected between waiting transactions.
+pub static DEADLOCKS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!("tikv_lock_manager_deadlock_detect_total", "Deadlocks detected")
+        .expect("metric")
+});

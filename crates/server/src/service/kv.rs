@@ -1,30 +1,42 @@
 //! `tikvpb.Tikv`: the client-facing service. Each handler turns the request into a storage call
 //! and the outcome into the response; region errors travel in `region_error`, other failures in
 //! `error` (or, for responses without an `error` field, as an `InvalidArgument` status).
-//! Methods not served yet answer gRPC `Unimplemented`.
+//! Transactional handlers live in `service::txn`. Methods not served yet answer gRPC
+//! `Unimplemented`.
 
 use std::time::Instant;
 
 use atoll_proto::kvrpcpb::{self, *};
 use atoll_proto::tikvpb::tikv_server::Tikv;
+use std::sync::Arc;
 use storage::raw::RawStorage;
+
+use storage::txn::{TsSource, TxnStorage};
+use storage::ConcurrencyManager;
 use tonic::{Request, Response, Status};
 
 use crate::errors::split_storage_error;
 use crate::metrics::GRPC_MSG_DURATION;
 use crate::raftkv::RaftKv;
+use crate::service::txn;
 
-/// Serves the raw API (and, later, transactions) over storage.
+/// Serves the raw and transactional APIs over storage.
 #[derive(Clone)]
 pub struct KvService {
     raw: RawStorage<RaftKv>,
+    txn: TxnStorage<RaftKv>,
 }
 
 impl KvService {
-    pub fn new(engine: RaftKv) -> KvService {
+    pub fn new(engine: RaftKv, cm: ConcurrencyManager, ts_source: Arc<dyn TsSource>) -> KvService {
         KvService {
-            raw: RawStorage::new(engine),
+            raw: RawStorage::new(engine.clone()),
+            txn: TxnStorage::new(engine, cm, ts_source),
         }
+    }
+
+    pub fn txn_storage(&self) -> &TxnStorage<RaftKv> {
+        &self.txn
     }
 }
 
@@ -83,111 +95,143 @@ fn not_served(method: &str) -> Status {
 
 #[tonic::async_trait]
 impl Tikv for KvService {
-    // Transactions and the coprocessor are not served yet: `Unimplemented`, never a wrong answer.
-    async fn kv_get(&self, _req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
-        Err(not_served("kv_get"))
+    async fn kv_get(&self, req: Request<GetRequest>) -> Result<Response<GetResponse>, Status> {
+        let _t = Timer::new("kv_get");
+        Ok(Response::new(txn::get(&self.txn, req.into_inner()).await))
     }
 
-    async fn kv_scan(&self, _req: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
-        Err(not_served("kv_scan"))
+    async fn kv_scan(&self, req: Request<ScanRequest>) -> Result<Response<ScanResponse>, Status> {
+        let _t = Timer::new("kv_scan");
+        Ok(Response::new(txn::scan(&self.txn, req.into_inner()).await))
     }
 
-    async fn kv_prewrite(
-        &self,
-        _req: Request<PrewriteRequest>,
-    ) -> Result<Response<PrewriteResponse>, Status> {
-        Err(not_served("kv_prewrite"))
+    async fn kv_prewrite(&self, req: Request<PrewriteRequest>) -> Result<Response<PrewriteResponse>, Status> {
+        let _t = Timer::new("kv_prewrite");
+        Ok(Response::new(txn::prewrite(&self.txn, req.into_inner()).await))
     }
 
     async fn kv_pessimistic_lock(
         &self,
-        _req: Request<PessimisticLockRequest>,
+        req: Request<PessimisticLockRequest>,
     ) -> Result<Response<PessimisticLockResponse>, Status> {
-        Err(not_served("kv_pessimistic_lock"))
+        let _t = Timer::new("kv_pessimistic_lock");
+        Ok(Response::new(
+            txn::pessimistic_lock(&self.txn, req.into_inner()).await,
+        ))
     }
 
     async fn kv_pessimistic_rollback(
         &self,
-        _req: Request<PessimisticRollbackRequest>,
+        req: Request<PessimisticRollbackRequest>,
     ) -> Result<Response<PessimisticRollbackResponse>, Status> {
-        Err(not_served("kv_pessimistic_rollback"))
+        let _t = Timer::new("kv_pessimistic_rollback");
+        Ok(Response::new(
+            txn::pessimistic_rollback(&self.txn, req.into_inner()).await,
+        ))
     }
 
     async fn kv_txn_heart_beat(
         &self,
-        _req: Request<TxnHeartBeatRequest>,
+        req: Request<TxnHeartBeatRequest>,
     ) -> Result<Response<TxnHeartBeatResponse>, Status> {
-        Err(not_served("kv_txn_heart_beat"))
+        let _t = Timer::new("kv_txn_heart_beat");
+        Ok(Response::new(
+            txn::txn_heart_beat(&self.txn, req.into_inner()).await,
+        ))
     }
 
     async fn kv_check_txn_status(
         &self,
-        _req: Request<CheckTxnStatusRequest>,
+        req: Request<CheckTxnStatusRequest>,
     ) -> Result<Response<CheckTxnStatusResponse>, Status> {
-        Err(not_served("kv_check_txn_status"))
+        let _t = Timer::new("kv_check_txn_status");
+        Ok(Response::new(
+            txn::check_txn_status(&self.txn, req.into_inner()).await,
+        ))
     }
 
     async fn kv_check_secondary_locks(
         &self,
-        _req: Request<CheckSecondaryLocksRequest>,
+        req: Request<CheckSecondaryLocksRequest>,
     ) -> Result<Response<CheckSecondaryLocksResponse>, Status> {
-        Err(not_served("kv_check_secondary_locks"))
+        let _t = Timer::new("kv_check_secondary_locks");
+        Ok(Response::new(
+            txn::check_secondary_locks(&self.txn, req.into_inner()).await,
+        ))
     }
 
-    async fn kv_commit(&self, _req: Request<CommitRequest>) -> Result<Response<CommitResponse>, Status> {
-        Err(not_served("kv_commit"))
+    async fn kv_commit(&self, req: Request<CommitRequest>) -> Result<Response<CommitResponse>, Status> {
+        let _t = Timer::new("kv_commit");
+        Ok(Response::new(txn::commit(&self.txn, req.into_inner()).await))
     }
 
-    async fn kv_cleanup(&self, _req: Request<CleanupRequest>) -> Result<Response<CleanupResponse>, Status> {
-        Err(not_served("kv_cleanup"))
+    async fn kv_cleanup(&self, req: Request<CleanupRequest>) -> Result<Response<CleanupResponse>, Status> {
+        let _t = Timer::new("kv_cleanup");
+        Ok(Response::new(txn::cleanup(&self.txn, req.into_inner()).await))
     }
 
     async fn kv_batch_get(
         &self,
-        _req: Request<BatchGetRequest>,
+        req: Request<BatchGetRequest>,
     ) -> Result<Response<BatchGetResponse>, Status> {
-        Err(not_served("kv_batch_get"))
+        let _t = Timer::new("kv_batch_get");
+        Ok(Response::new(txn::batch_get(&self.txn, req.into_inner()).await))
     }
 
     async fn kv_batch_rollback(
         &self,
-        _req: Request<BatchRollbackRequest>,
+        req: Request<BatchRollbackRequest>,
     ) -> Result<Response<BatchRollbackResponse>, Status> {
-        Err(not_served("kv_batch_rollback"))
+        let _t = Timer::new("kv_batch_rollback");
+        Ok(Response::new(
+            txn::batch_rollback(&self.txn, req.into_inner()).await,
+        ))
     }
 
     async fn kv_scan_lock(
         &self,
-        _req: Request<ScanLockRequest>,
+        req: Request<ScanLockRequest>,
     ) -> Result<Response<ScanLockResponse>, Status> {
-        Err(not_served("kv_scan_lock"))
+        let _t = Timer::new("kv_scan_lock");
+        Ok(Response::new(txn::scan_lock(&self.txn, req.into_inner()).await))
     }
 
     async fn kv_resolve_lock(
         &self,
-        _req: Request<ResolveLockRequest>,
+        req: Request<ResolveLockRequest>,
     ) -> Result<Response<ResolveLockResponse>, Status> {
-        Err(not_served("kv_resolve_lock"))
+        let _t = Timer::new("kv_resolve_lock");
+        Ok(Response::new(
+            txn::resolve_lock(&self.txn, req.into_inner()).await,
+        ))
     }
 
-    async fn kv_gc(&self, _req: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
-        Err(not_served("kv_gc"))
+    async fn kv_gc(&self, req: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        let _t = Timer::new("kv_gc");
+        Ok(Response::new(txn::gc(&self.txn, req.into_inner()).await))
     }
 
     async fn kv_delete_range(
         &self,
-        _req: Request<DeleteRangeRequest>,
+        req: Request<DeleteRangeRequest>,
     ) -> Result<Response<DeleteRangeResponse>, Status> {
-        Err(not_served("kv_delete_range"))
+        let _t = Timer::new("kv_delete_range");
+        Ok(Response::new(
+            txn::delete_range(&self.txn, req.into_inner()).await,
+        ))
     }
 
     async fn unsafe_destroy_range(
         &self,
-        _req: Request<UnsafeDestroyRangeRequest>,
+        req: Request<UnsafeDestroyRangeRequest>,
     ) -> Result<Response<UnsafeDestroyRangeResponse>, Status> {
-        Err(not_served("unsafe_destroy_range"))
+        let _t = Timer::new("unsafe_destroy_range");
+        Ok(Response::new(
+            txn::unsafe_destroy_range(&self.txn, req.into_inner()).await,
+        ))
     }
 
+    // The coprocessor is not served yet: `Unimplemented`, never a wrong answer.
     async fn coprocessor(
         &self,
         _req: Request<atoll_proto::coprocessor::Request>,

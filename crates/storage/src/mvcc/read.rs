@@ -72,14 +72,22 @@ pub fn check_lock_for_read(key: &[u8], lock: Lock, opts: &ReadOptions) -> Result
     if ts == TimeStamp::max() && raw_key == lock.primary && !lock.use_async_commit {
         return Ok(LockRead::Ignore);
     }
-    Err(Error::Txn(Box::new(TxnError::KeyIsLocked(Box::new(lock_info(&raw_key, &lock))))))
+    Err(Error::Txn(Box::new(TxnError::KeyIsLocked(Box::new(lock_info(
+        &raw_key, &lock,
+    ))))))
 }
 
-fn value_of_committed_lock<S: Snapshot>(reader: &MvccReader<'_, S>, key: &[u8], lock: &Lock) -> Result<Option<Vec<u8>>> {
+fn value_of_committed_lock<S: Snapshot>(
+    reader: &MvccReader<'_, S>,
+    key: &[u8],
+    lock: &Lock,
+) -> Result<Option<Vec<u8>>> {
     match lock.lock_type {
         LockType::Put => match &lock.short_value {
             Some(v) => Ok(Some(v.clone())),
-            None => reader.load_data(key, &txn_types::Write::new(WriteType::Put, lock.ts, None)).map(Some),
+            None => reader
+                .load_data(key, &txn_types::Write::new(WriteType::Put, lock.ts, None))
+                .map(Some),
         },
         _ => Ok(None),
     }
@@ -123,7 +131,8 @@ pub fn scan<S: Snapshot>(
     let mut out = vec![];
     while (w_valid || l_valid) && (limit == 0 || out.len() < limit) {
         let w_key = if w_valid {
-            let versioned = origin_key(writes.key()).ok_or_else(|| Error::Corrupted("non-data key".into()))?;
+            let versioned =
+                origin_key(writes.key()).ok_or_else(|| Error::Corrupted("non-data key".into()))?;
             Some(mvcc_key::split_ts(versioned)?.0.to_vec())
         } else {
             None
@@ -169,7 +178,11 @@ pub fn scan<S: Snapshot>(
             if item.is_none() {
                 if let Some((_, w)) = reader.get_write(&key, opts.ts)? {
                     if w.write_type == WriteType::Put {
-                        item = Some(if key_only { Ok(vec![]) } else { reader.load_data(&key, &w) });
+                        item = Some(if key_only {
+                            Ok(vec![])
+                        } else {
+                            reader.load_data(&key, &w)
+                        });
                     }
                 }
             }

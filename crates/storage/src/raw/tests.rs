@@ -3,8 +3,8 @@
 use atoll_proto::kvrpcpb;
 
 use super::*;
-use txn_types::memcomparable;
 use crate::test_engine::TestEngine;
+use txn_types::memcomparable;
 
 fn storage(start: &[u8], end: &[u8]) -> RawStorage<TestEngine> {
     RawStorage::new(TestEngine::new(start, end))

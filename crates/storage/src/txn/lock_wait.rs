@@ -70,6 +70,7 @@ impl LockWaits {
     pub fn register(&self, key: &[u8], start_ts: u64, lock_ts: u64) -> Result<Waiter, Deadlock> {
         let mut s = self.inner.lock();
         if s.reaches(lock_ts, start_ts) {
+            crate::metrics::DEADLOCKS.inc();
             return Err(Deadlock { lock_ts });
         }
         s.next_id += 1;
@@ -80,6 +81,7 @@ impl LockWaits {
             .or_default()
             .push((id, notify.clone()));
         s.edges.insert(id, (start_ts, lock_ts));
+        crate::metrics::LOCK_WAITERS.inc();
         Ok(Waiter {
             waits: self.clone(),
             id,
@@ -116,14 +118,18 @@ impl LockWaits {
 impl Waiter {
     /// Waits until woken or `timeout`; true when woken.
     pub async fn wait(&self, timeout: Duration) -> bool {
-        tokio::time::timeout(timeout, self.notify.notified()).await.is_ok()
+        tokio::time::timeout(timeout, self.notify.notified())
+            .await
+            .is_ok()
     }
 }
 
 impl Drop for Waiter {
     fn drop(&mut self) {
         let mut s = self.waits.inner.lock();
-        s.edges.remove(&self.id);
+        if s.edges.remove(&self.id).is_some() {
+            crate::metrics::LOCK_WAITERS.dec();
+        }
         if let Some(ws) = s.waiters.get_mut(&self.key) {
             ws.retain(|(id, _)| *id != self.id);
             if ws.is_empty() {

@@ -44,7 +44,9 @@ pub fn check_txn_status<S: Snapshot>(
         if lock.ts == lock_ts {
             let raw_key = raw(key)?;
             if verify_is_primary && lock.primary != raw_key {
-                return Err(txn_err(TxnError::PrimaryMismatch(Box::new(lock_info(&raw_key, &lock)))));
+                return Err(txn_err(TxnError::PrimaryMismatch(Box::new(lock_info(
+                    &raw_key, &lock,
+                )))));
             }
             if lock.use_async_commit && !force_sync_commit {
                 // The transaction's fate is decided by its secondaries, never by the TTL.
@@ -88,7 +90,9 @@ pub fn check_txn_status<S: Snapshot>(
         }
     }
     match reader.get_txn_commit_record(key, lock_ts)? {
-        TxnCommitRecord::SingleRecord { commit_ts, write } if write.write_type != txn_types::WriteType::Rollback => {
+        TxnCommitRecord::SingleRecord { commit_ts, write }
+            if write.write_type != txn_types::WriteType::Rollback =>
+        {
             Ok(TxnStatus::Committed { commit_ts })
         }
         record if record.is_rolled_back() => Ok(TxnStatus::RolledBack {
@@ -118,9 +122,11 @@ pub fn check_txn_status<S: Snapshot>(
             })
         }
         // Unreachable: the arms above cover committed, rolled back and absent.
-        TxnCommitRecord::SingleRecord { .. } | TxnCommitRecord::OverlappedRollback { .. } => Ok(TxnStatus::RolledBack {
-            action: Action::NoAction,
-        }),
+        TxnCommitRecord::SingleRecord { .. } | TxnCommitRecord::OverlappedRollback { .. } => {
+            Ok(TxnStatus::RolledBack {
+                action: Action::NoAction,
+            })
+        }
     }
 }
 
@@ -173,7 +179,9 @@ pub fn check_secondary_lock<S: Snapshot>(
         }
     }
     match reader.get_txn_commit_record(key, start_ts)? {
-        TxnCommitRecord::SingleRecord { commit_ts, write } if write.write_type != txn_types::WriteType::Rollback => {
+        TxnCommitRecord::SingleRecord { commit_ts, write }
+            if write.write_type != txn_types::WriteType::Rollback =>
+        {
             Ok(SecondaryStatus::Committed(commit_ts))
         }
         record if record.is_rolled_back() => Ok(SecondaryStatus::RolledBack),

@@ -35,7 +35,9 @@ fn write_rollback_record<S: Snapshot>(
             write.has_overlapped_rollback = true;
             txn.put_write(key, start_ts, &write);
         }
-        TxnCommitRecord::None { overlapped_write: None } => {
+        TxnCommitRecord::None {
+            overlapped_write: None,
+        } => {
             txn.put_write(key, start_ts, &Write::new_rollback(start_ts));
         }
         // Already committed or rolled back: callers check before.
@@ -92,7 +94,10 @@ pub fn cleanup<S: Snapshot>(
 ) -> Result<bool> {
     if let Some(lock) = reader.load_lock(key)? {
         if lock.ts == start_ts && !current_ts.is_zero() && !lock_expired(lock.ts, lock.ttl, current_ts) {
-            return Err(txn_err(TxnError::KeyIsLocked(Box::new(lock_info(&raw(key)?, &lock)))));
+            return Err(txn_err(TxnError::KeyIsLocked(Box::new(lock_info(
+                &raw(key)?,
+                &lock,
+            )))));
         }
     }
     rollback(txn, reader, key, start_ts)

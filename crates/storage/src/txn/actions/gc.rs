@@ -8,7 +8,12 @@ use crate::Result;
 /// older than the newest data change at or before the safe point, that change itself if it is
 /// a delete, and `Lock`/`Rollback` records at or before the safe point. Returns how many
 /// versions were removed.
-pub fn gc_key<S: Snapshot>(txn: &mut MvccTxn, reader: &MvccReader<'_, S>, key: &[u8], safe_point: TimeStamp) -> Result<usize> {
+pub fn gc_key<S: Snapshot>(
+    txn: &mut MvccTxn,
+    reader: &MvccReader<'_, S>,
+    key: &[u8],
+    safe_point: TimeStamp,
+) -> Result<usize> {
     let mut removed = 0;
     let mut kept_visible = false;
     for (commit_ts, write) in reader.all_versions(key)? {

@@ -10,12 +10,18 @@ mod prewrite;
 #[cfg(test)]
 mod tests;
 
-pub use check_txn_status::{check_secondary_lock, check_txn_status, txn_heart_beat, SecondaryStatus, TxnStatus};
+pub use check_txn_status::{
+    check_secondary_lock, check_txn_status, txn_heart_beat, SecondaryStatus, TxnStatus,
+};
 pub use cleanup::{cleanup, rollback};
 pub use commit::commit;
 pub use gc::gc_key;
-pub use pessimistic::{acquire_pessimistic_lock, pessimistic_rollback, PessimisticLockOptions, PessimisticLockResult};
-pub use prewrite::{finish_prewrite, prewrite, Mutation, MutationOp, PrewriteOutcome, PrewriteResult, TxnProps};
+pub use pessimistic::{
+    acquire_pessimistic_lock, pessimistic_rollback, PessimisticLockOptions, PessimisticLockResult,
+};
+pub use prewrite::{
+    finish_prewrite, prewrite, Mutation, MutationOp, PrewriteOutcome, PrewriteResult, TxnProps,
+};
 
 use txn_types::{mvcc_key, TimeStamp};
 

@@ -48,7 +48,10 @@ pub fn acquire_pessimistic_lock<S: Snapshot>(
     };
     if let Some(mut lock) = reader.load_lock(key)? {
         if lock.ts != start_ts {
-            return Err(txn_err(TxnError::KeyIsLocked(Box::new(lock_info(&raw(key)?, &lock)))));
+            return Err(txn_err(TxnError::KeyIsLocked(Box::new(lock_info(
+                &raw(key)?,
+                &lock,
+            )))));
         }
         let result = read_value(reader)?;
         if lock.lock_type == LockType::Pessimistic && lock.for_update_ts < opts.for_update_ts {
@@ -83,7 +86,12 @@ pub fn acquire_pessimistic_lock<S: Snapshot>(
     if opts.lock_only_if_exists && !result.exists {
         return Ok(result);
     }
-    let mut lock = Lock::new(LockType::Pessimistic, opts.primary.clone(), start_ts, opts.lock_ttl);
+    let mut lock = Lock::new(
+        LockType::Pessimistic,
+        opts.primary.clone(),
+        start_ts,
+        opts.lock_ttl,
+    );
     lock.for_update_ts = opts.for_update_ts;
     lock.min_commit_ts = opts.min_commit_ts;
     txn.put_lock(key, &lock);

@@ -80,7 +80,10 @@ pub fn prewrite<S: Snapshot>(
     let mut had_pessimistic_lock = false;
     if let Some(lock) = reader.load_lock(key)? {
         if lock.ts != start_ts {
-            return Err(txn_err(TxnError::KeyIsLocked(Box::new(lock_info(&raw(key)?, &lock)))));
+            return Err(txn_err(TxnError::KeyIsLocked(Box::new(lock_info(
+                &raw(key)?,
+                &lock,
+            )))));
         }
         if lock.lock_type != LockType::Pessimistic {
             return Ok(PrewriteOutcome::Duplicate(lock));
@@ -170,10 +173,15 @@ pub fn finish_prewrite(
         }
         return PrewriteResult::default();
     }
-    let min_commit_ts = [props.min_commit_ts, max_ts.next(), props.start_ts.next(), props.for_update_ts.next()]
-        .into_iter()
-        .max()
-        .unwrap_or_default();
+    let min_commit_ts = [
+        props.min_commit_ts,
+        max_ts.next(),
+        props.start_ts.next(),
+        props.for_update_ts.next(),
+    ]
+    .into_iter()
+    .max()
+    .unwrap_or_default();
     if !props.max_commit_ts.is_zero() && min_commit_ts > props.max_commit_ts {
         for (key, lock) in &mut locks {
             lock.use_async_commit = false;
@@ -222,7 +230,8 @@ fn check_conflict<S: Snapshot>(reader: &MvccReader<'_, S>, key: &[u8], props: &T
             }));
         }
         if commit_ts == start_ts
-            && ((write.write_type == WriteType::Rollback && write.start_ts == start_ts) || write.has_overlapped_rollback)
+            && ((write.write_type == WriteType::Rollback && write.start_ts == start_ts)
+                || write.has_overlapped_rollback)
         {
             return Err(txn_err(TxnError::WriteConflict {
                 start_ts,

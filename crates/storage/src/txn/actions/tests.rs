@@ -63,7 +63,13 @@ impl Store {
         }
     }
 
-    fn prewrite_with(&self, props: &TxnProps, key: &[u8], op: MutationOp, pessimistic: bool) -> Result<PrewriteResult> {
+    fn prewrite_with(
+        &self,
+        props: &TxnProps,
+        key: &[u8],
+        op: MutationOp,
+        pessimistic: bool,
+    ) -> Result<PrewriteResult> {
         self.run(|txn, reader| {
             let m = Mutation { key: k(key), op };
             let locks = match prewrite(txn, reader, props, &m, pessimistic, false)? {
@@ -84,11 +90,13 @@ impl Store {
     }
 
     fn must_prewrite_delete(&self, key: &[u8], primary: &[u8], start: u64) {
-        self.prewrite(key, MutationOp::Delete, primary, start).expect("prewrite delete");
+        self.prewrite(key, MutationOp::Delete, primary, start)
+            .expect("prewrite delete");
     }
 
     fn must_prewrite_lock(&self, key: &[u8], primary: &[u8], start: u64) {
-        self.prewrite(key, MutationOp::Lock, primary, start).expect("prewrite lock");
+        self.prewrite(key, MutationOp::Lock, primary, start)
+            .expect("prewrite lock");
     }
 
     fn must_prewrite_put_err(&self, key: &[u8], value: &[u8], primary: &[u8], start: u64) -> TxnError {
@@ -148,7 +156,10 @@ impl Store {
 
     fn must_unlocked(&self, key: &[u8]) {
         let snap = self.engine.snapshot();
-        assert_eq!(MvccReader::new(&snap).load_lock(&k(key)).expect("load lock"), None);
+        assert_eq!(
+            MvccReader::new(&snap).load_lock(&k(key)).expect("load lock"),
+            None
+        );
     }
 
     fn must_written(&self, key: &[u8], start: u64, commit_ts: u64, write_type: WriteType) {
@@ -157,15 +168,27 @@ impl Store {
             .seek_write(&k(key), ts(commit_ts))
             .expect("seek write")
             .expect("a write record");
-        assert_eq!((found_ts, w.start_ts, w.write_type), (ts(commit_ts), ts(start), write_type));
+        assert_eq!(
+            (found_ts, w.start_ts, w.write_type),
+            (ts(commit_ts), ts(start), write_type)
+        );
     }
 
     fn versions(&self, key: &[u8]) -> usize {
         let snap = self.engine.snapshot();
-        MvccReader::new(&snap).all_versions(&k(key)).expect("versions").len()
+        MvccReader::new(&snap)
+            .all_versions(&k(key))
+            .expect("versions")
+            .len()
     }
 
-    fn pessimistic_lock(&self, key: &[u8], primary: &[u8], start: u64, for_update: u64) -> Result<PessimisticLockResult> {
+    fn pessimistic_lock(
+        &self,
+        key: &[u8],
+        primary: &[u8],
+        start: u64,
+        for_update: u64,
+    ) -> Result<PessimisticLockResult> {
         let opts = PessimisticLockOptions {
             start_ts: ts(start),
             for_update_ts: ts(for_update),
@@ -177,16 +200,41 @@ impl Store {
         self.run(|txn, reader| acquire_pessimistic_lock(txn, reader, &k(key), &opts))
     }
 
-    fn must_pessimistic_prewrite_put(&self, key: &[u8], value: &[u8], primary: &[u8], start: u64, for_update: u64) {
+    fn must_pessimistic_prewrite_put(
+        &self,
+        key: &[u8],
+        value: &[u8],
+        primary: &[u8],
+        start: u64,
+        for_update: u64,
+    ) {
         let mut props = self.props(primary, start);
         props.for_update_ts = ts(for_update);
         self.prewrite_with(&props, key, MutationOp::Put(value.to_vec()), true)
             .expect("pessimistic prewrite");
     }
 
-    fn check_txn_status(&self, primary: &[u8], lock_ts: u64, caller: u64, current: u64, rollback_if_not_exist: bool) -> Result<TxnStatus> {
+    fn check_txn_status(
+        &self,
+        primary: &[u8],
+        lock_ts: u64,
+        caller: u64,
+        current: u64,
+        rollback_if_not_exist: bool,
+    ) -> Result<TxnStatus> {
         self.run(|txn, reader| {
-            check_txn_status(txn, reader, &k(primary), ts(lock_ts), ts(caller), ts(current), rollback_if_not_exist, false, false, true)
+            check_txn_status(
+                txn,
+                reader,
+                &k(primary),
+                ts(lock_ts),
+                ts(caller),
+                ts(current),
+                rollback_if_not_exist,
+                false,
+                false,
+                true,
+            )
         })
     }
 }
@@ -231,7 +279,10 @@ fn long_values_live_in_default_and_leave_with_rollback() {
     let snap = s.engine.snapshot();
     let default_key = data_key(&mvcc_key::append_ts(&k(b"big"), ts(8)));
     use engine_traits::Peekable;
-    assert_eq!(snap.get_cf(engine_traits::CF_DEFAULT, &default_key).unwrap(), None);
+    assert_eq!(
+        snap.get_cf(engine_traits::CF_DEFAULT, &default_key).unwrap(),
+        None
+    );
     s.must_get(b"big", 20, &long);
 }
 
@@ -267,7 +318,8 @@ fn write_conflict_and_lock_conflict() {
 #[test]
 fn insert_and_check_not_exists() {
     let s = Store::new();
-    s.prewrite(b"k", MutationOp::Insert(b"v".to_vec()), b"k", 5).unwrap();
+    s.prewrite(b"k", MutationOp::Insert(b"v".to_vec()), b"k", 5)
+        .unwrap();
     s.must_commit(b"k", 5, 6);
     match txn_error(s.prewrite(b"k", MutationOp::Insert(b"w".to_vec()), b"k", 7)) {
         TxnError::AlreadyExist { key } => assert_eq!(key, b"k".to_vec()),
@@ -281,7 +333,8 @@ fn insert_and_check_not_exists() {
     s.must_commit(b"k", 8, 9);
     s.prewrite(b"k", MutationOp::CheckNotExists, b"k", 10).unwrap();
     s.must_unlocked(b"k");
-    s.prewrite(b"k", MutationOp::Insert(b"again".to_vec()), b"k", 10).unwrap();
+    s.prewrite(b"k", MutationOp::Insert(b"again".to_vec()), b"k", 10)
+        .unwrap();
     s.must_commit(b"k", 10, 11);
     s.must_get(b"k", 11, b"again");
 }
@@ -294,7 +347,11 @@ fn commit_is_idempotent_and_needs_the_lock() {
     s.must_commit(b"k", 5, 10);
     assert_eq!(s.versions(b"k"), 1);
     match s.must_commit_err(b"never", 7, 8) {
-        TxnError::TxnLockNotFound { start_ts, commit_ts, key } => {
+        TxnError::TxnLockNotFound {
+            start_ts,
+            commit_ts,
+            key,
+        } => {
             assert_eq!((start_ts, commit_ts, key), (ts(7), ts(8), b"never".to_vec()))
         }
         other => panic!("{other:?}"),
@@ -302,7 +359,10 @@ fn commit_is_idempotent_and_needs_the_lock() {
     // Commit after rollback.
     s.must_prewrite_put(b"r", b"v", b"r", 20);
     s.must_rollback(b"r", 20);
-    assert!(matches!(s.must_commit_err(b"r", 20, 21), TxnError::TxnLockNotFound { .. }));
+    assert!(matches!(
+        s.must_commit_err(b"r", 20, 21),
+        TxnError::TxnLockNotFound { .. }
+    ));
     s.must_get_none(b"r", 30);
 }
 
@@ -336,9 +396,14 @@ fn rollback_at_another_commit_ts_is_recorded_in_place() {
     s.must_get(b"k", 10, b"a");
     assert_eq!(s.versions(b"k"), 1);
     let snap = s.engine.snapshot();
-    let record = MvccReader::new(&snap).get_txn_commit_record(&k(b"k"), ts(10)).unwrap();
+    let record = MvccReader::new(&snap)
+        .get_txn_commit_record(&k(b"k"), ts(10))
+        .unwrap();
     assert!(record.is_rolled_back());
-    assert!(matches!(s.must_prewrite_put_err(b"k", b"late", b"k", 10), TxnError::WriteConflict { .. }));
+    assert!(matches!(
+        s.must_prewrite_put_err(b"k", b"late", b"k", 10),
+        TxnError::WriteConflict { .. }
+    ));
 
     // The other order: a lock that may commit at a rolled-back ts remembers the rollback.
     s.must_prewrite_put(b"j", b"b", b"j", 15);
@@ -346,7 +411,10 @@ fn rollback_at_another_commit_ts_is_recorded_in_place() {
     assert_eq!(s.must_locked(b"j", 15).rollback_ts, vec![ts(20)]);
     s.must_commit(b"j", 15, 20);
     let snap = s.engine.snapshot();
-    let (_, w) = MvccReader::new(&snap).seek_write(&k(b"j"), ts(20)).unwrap().unwrap();
+    let (_, w) = MvccReader::new(&snap)
+        .seek_write(&k(b"j"), ts(20))
+        .unwrap()
+        .unwrap();
     assert!(w.has_overlapped_rollback);
     s.must_get(b"j", 20, b"b");
 }
@@ -356,7 +424,8 @@ fn commit_ts_expired() {
     let s = Store::new();
     let mut props = s.props(b"k", 5);
     props.min_commit_ts = ts(20);
-    s.prewrite_with(&props, b"k", MutationOp::Put(b"v".to_vec()), false).unwrap();
+    s.prewrite_with(&props, b"k", MutationOp::Put(b"v".to_vec()), false)
+        .unwrap();
     match s.must_commit_err(b"k", 5, 15) {
         TxnError::CommitTsExpired { min_commit_ts, .. } => assert_eq!(min_commit_ts, ts(20)),
         other => panic!("{other:?}"),
@@ -383,7 +452,10 @@ fn check_txn_status_shapes() {
     let start = at_ms(1000);
     s.must_prewrite_put(b"p", b"v", b"p", start);
     // Alive: locked, and a reader's start ts pushes the commit ts.
-    match s.check_txn_status(b"p", start, start + 7, at_ms(2000), false).unwrap() {
+    match s
+        .check_txn_status(b"p", start, start + 7, at_ms(2000), false)
+        .unwrap()
+    {
         TxnStatus::Locked { ttl, lock, action } => {
             assert_eq!((ttl, action), (3000, Action::MinCommitTsPushed));
             assert_eq!(lock.min_commit_ts, at_ms(2000));
@@ -423,7 +495,10 @@ fn check_txn_status_shapes() {
             action: Action::LockNotExistRollback
         }
     );
-    assert!(matches!(s.must_prewrite_put_err(b"m", b"late", b"m", 70), TxnError::WriteConflict { .. }));
+    assert!(matches!(
+        s.must_prewrite_put_err(b"m", b"late", b"m", 70),
+        TxnError::WriteConflict { .. }
+    ));
 }
 
 #[test]
@@ -433,7 +508,9 @@ fn async_commit_locks_are_never_rolled_back_by_ttl_unless_forced() {
     let mut props = s.props(b"p", start);
     props.use_async_commit = true;
     props.secondaries = vec![b"s".to_vec()];
-    let r = s.prewrite_with(&props, b"p", MutationOp::Put(b"v".to_vec()), false).unwrap();
+    let r = s
+        .prewrite_with(&props, b"p", MutationOp::Put(b"v".to_vec()), false)
+        .unwrap();
     assert_eq!(r.min_commit_ts, ts(start + 1));
     let lock = s.must_locked(b"p", start);
     assert!(lock.use_async_commit);
@@ -443,7 +520,20 @@ fn async_commit_locks_are_never_rolled_back_by_ttl_unless_forced() {
         TxnStatus::Locked { .. }
     ));
     let forced = s
-        .run(|txn, reader| check_txn_status(txn, reader, &k(b"p"), ts(start), ts(0), ts(at_ms(99_000)), false, true, false, true))
+        .run(|txn, reader| {
+            check_txn_status(
+                txn,
+                reader,
+                &k(b"p"),
+                ts(start),
+                ts(0),
+                ts(at_ms(99_000)),
+                false,
+                true,
+                false,
+                true,
+            )
+        })
         .unwrap();
     assert_eq!(
         forced,
@@ -456,14 +546,21 @@ fn async_commit_locks_are_never_rolled_back_by_ttl_unless_forced() {
     let start2 = at_ms(2000);
     let mut props = s.props(b"p2", start2);
     props.use_async_commit = true;
-    s.prewrite_with(&props, b"s1", MutationOp::Put(b"v".to_vec()), false).unwrap();
-    let status = s.run(|txn, reader| check_secondary_lock(txn, reader, &k(b"s1"), ts(start2))).unwrap();
+    s.prewrite_with(&props, b"s1", MutationOp::Put(b"v".to_vec()), false)
+        .unwrap();
+    let status = s
+        .run(|txn, reader| check_secondary_lock(txn, reader, &k(b"s1"), ts(start2)))
+        .unwrap();
     assert!(matches!(status, SecondaryStatus::Locked(_)));
-    let status = s.run(|txn, reader| check_secondary_lock(txn, reader, &k(b"s2"), ts(start2))).unwrap();
+    let status = s
+        .run(|txn, reader| check_secondary_lock(txn, reader, &k(b"s2"), ts(start2)))
+        .unwrap();
     assert_eq!(status, SecondaryStatus::RolledBack);
     s.must_written(b"s2", start2, start2, WriteType::Rollback);
     s.must_commit(b"s1", start2, start2 + 5);
-    let status = s.run(|txn, reader| check_secondary_lock(txn, reader, &k(b"s1"), ts(start2))).unwrap();
+    let status = s
+        .run(|txn, reader| check_secondary_lock(txn, reader, &k(b"s1"), ts(start2)))
+        .unwrap();
     assert_eq!(status, SecondaryStatus::Committed(ts(start2 + 5)));
 }
 
@@ -486,7 +583,10 @@ fn async_commit_floor_comes_from_max_read_ts_and_falls_back_above_max_commit_ts(
         .unwrap();
     assert_eq!(r.min_commit_ts, ts(41));
     assert_eq!(s.must_locked(b"k", 10).min_commit_ts, ts(41));
-    assert!(matches!(s.must_commit_err(b"k", 10, 40), TxnError::CommitTsExpired { .. }));
+    assert!(matches!(
+        s.must_commit_err(b"k", 10, 40),
+        TxnError::CommitTsExpired { .. }
+    ));
     // The read at 41 must not see the transaction it may have missed: the lock blocks it.
     let _ = s.must_get_locked(b"k", 41);
     s.must_get_none(b"k", 40);
@@ -542,13 +642,28 @@ fn pessimistic_lock_then_prewrite_then_commit() {
     s.must_prewrite_put(b"k", b"old", b"k", 1);
     s.must_commit(b"k", 1, 2);
     let r = s.pessimistic_lock(b"k", b"k", 10, 10).unwrap();
-    assert_eq!(r, PessimisticLockResult { value: Some(b"old".to_vec()), exists: true });
+    assert_eq!(
+        r,
+        PessimisticLockResult {
+            value: Some(b"old".to_vec()),
+            exists: true
+        }
+    );
     let lock = s.must_locked(b"k", 10);
-    assert_eq!((lock.lock_type, lock.for_update_ts), (LockType::Pessimistic, ts(10)));
+    assert_eq!(
+        (lock.lock_type, lock.for_update_ts),
+        (LockType::Pessimistic, ts(10))
+    );
     // Readers are not blocked by a pessimistic lock; writers are.
     s.must_get(b"k", 20, b"old");
-    assert!(matches!(s.must_prewrite_put_err(b"k", b"x", b"k", 11), TxnError::KeyIsLocked(_)));
-    assert!(matches!(txn_error(s.pessimistic_lock(b"k", b"k", 12, 12)), TxnError::KeyIsLocked(_)));
+    assert!(matches!(
+        s.must_prewrite_put_err(b"k", b"x", b"k", 11),
+        TxnError::KeyIsLocked(_)
+    ));
+    assert!(matches!(
+        txn_error(s.pessimistic_lock(b"k", b"k", 12, 12)),
+        TxnError::KeyIsLocked(_)
+    ));
     // Locking again with a newer for_update_ts refreshes it.
     s.pessimistic_lock(b"k", b"k", 10, 15).unwrap();
     assert_eq!(s.must_locked(b"k", 10).for_update_ts, ts(15));
@@ -564,8 +679,15 @@ fn pessimistic_lock_conflicts_and_missing_locks() {
     s.must_prewrite_put(b"k", b"v", b"k", 5);
     s.must_commit(b"k", 5, 30);
     match txn_error(s.pessimistic_lock(b"k", b"k", 10, 20)) {
-        TxnError::WriteConflict { reason, conflict_commit_ts, .. } => {
-            assert_eq!((reason, conflict_commit_ts), (ConflictReason::PessimisticRetry, ts(30)))
+        TxnError::WriteConflict {
+            reason,
+            conflict_commit_ts,
+            ..
+        } => {
+            assert_eq!(
+                (reason, conflict_commit_ts),
+                (ConflictReason::PessimisticRetry, ts(30))
+            )
         }
         other => panic!("{other:?}"),
     }
@@ -601,7 +723,9 @@ fn pessimistic_lock_conflicts_and_missing_locks() {
     opts.should_not_exist = false;
     opts.need_value = true;
     opts.lock_only_if_exists = true;
-    let r = s.run(|txn, reader| acquire_pessimistic_lock(txn, reader, &k(b"absent"), &opts)).unwrap();
+    let r = s
+        .run(|txn, reader| acquire_pessimistic_lock(txn, reader, &k(b"absent"), &opts))
+        .unwrap();
     assert!(!r.exists);
     s.must_unlocked(b"absent");
 }
@@ -611,12 +735,18 @@ fn pessimistic_rollback_only_removes_own_pessimistic_locks() {
     let s = Store::new();
     s.pessimistic_lock(b"a", b"a", 10, 12).unwrap();
     s.must_prewrite_put(b"b", b"v", b"b", 10);
-    let removed = s.run(|txn, reader| pessimistic_rollback(txn, reader, &k(b"a"), ts(10), ts(11))).unwrap();
+    let removed = s
+        .run(|txn, reader| pessimistic_rollback(txn, reader, &k(b"a"), ts(10), ts(11)))
+        .unwrap();
     assert!(!removed, "a lock taken at a later for_update_ts stays");
-    let removed = s.run(|txn, reader| pessimistic_rollback(txn, reader, &k(b"a"), ts(10), ts(12))).unwrap();
+    let removed = s
+        .run(|txn, reader| pessimistic_rollback(txn, reader, &k(b"a"), ts(10), ts(12)))
+        .unwrap();
     assert!(removed);
     s.must_unlocked(b"a");
-    let removed = s.run(|txn, reader| pessimistic_rollback(txn, reader, &k(b"b"), ts(10), ts(12))).unwrap();
+    let removed = s
+        .run(|txn, reader| pessimistic_rollback(txn, reader, &k(b"b"), ts(10), ts(12)))
+        .unwrap();
     assert!(!removed, "a prewritten lock is not a pessimistic lock");
     s.must_locked(b"b", 10);
 }
@@ -626,7 +756,18 @@ fn check_txn_status_verifies_the_primary() {
     let s = Store::new();
     s.must_prewrite_put(b"secondary", b"v", b"primary", 5);
     let r = s.run(|txn, reader| {
-        check_txn_status(txn, reader, &k(b"secondary"), ts(5), ts(0), ts(0), false, false, false, true)
+        check_txn_status(
+            txn,
+            reader,
+            &k(b"secondary"),
+            ts(5),
+            ts(0),
+            ts(0),
+            false,
+            false,
+            false,
+            true,
+        )
     });
     assert!(matches!(txn_error(r), TxnError::PrimaryMismatch(_)));
 }
@@ -635,9 +776,13 @@ fn check_txn_status_verifies_the_primary() {
 fn heart_beat_extends_ttl() {
     let s = Store::new();
     s.must_prewrite_put(b"p", b"v", b"p", 5);
-    let ttl = s.run(|txn, reader| txn_heart_beat(txn, reader, &k(b"p"), ts(5), 10_000)).unwrap();
+    let ttl = s
+        .run(|txn, reader| txn_heart_beat(txn, reader, &k(b"p"), ts(5), 10_000))
+        .unwrap();
     assert_eq!(ttl, 10_000);
-    let ttl = s.run(|txn, reader| txn_heart_beat(txn, reader, &k(b"p"), ts(5), 1)).unwrap();
+    let ttl = s
+        .run(|txn, reader| txn_heart_beat(txn, reader, &k(b"p"), ts(5), 1))
+        .unwrap();
     assert_eq!(ttl, 10_000);
     assert_eq!(s.must_locked(b"p", 5).ttl, 10_000);
     assert!(matches!(
@@ -659,10 +804,16 @@ fn reads_skip_locks_that_cannot_affect_them() {
         bypass_locks: vec![10],
         ..Default::default()
     };
-    assert_eq!(mvcc::point_get(&snap, &k(b"k"), &opts).unwrap(), Some(b"v0".to_vec()));
+    assert_eq!(
+        mvcc::point_get(&snap, &k(b"k"), &opts).unwrap(),
+        Some(b"v0".to_vec())
+    );
     opts.bypass_locks.clear();
     opts.access_locks = vec![10];
-    assert_eq!(mvcc::point_get(&snap, &k(b"k"), &opts).unwrap(), Some(b"v1".to_vec()));
+    assert_eq!(
+        mvcc::point_get(&snap, &k(b"k"), &opts).unwrap(),
+        Some(b"v1".to_vec())
+    );
     // A read lock (Op::Lock) never blocks reads.
     s.must_prewrite_lock(b"l", b"l", 10);
     s.must_get_none(b"l", 20);
@@ -694,11 +845,20 @@ fn scans_see_versions_at_their_ts_in_both_directions() {
             .collect::<Vec<_>>()
     };
     let some = |key: &[u8], v: &[u8]| (key.to_vec(), Some(v.to_vec()));
-    assert_eq!(scan(35, false, 0), vec![some(b"a", b"0"), some(b"b", b"1"), some(b"c", b"2")]);
+    assert_eq!(
+        scan(35, false, 0),
+        vec![some(b"a", b"0"), some(b"b", b"1"), some(b"c", b"2")]
+    );
     assert_eq!(scan(35, true, 2), vec![some(b"c", b"2"), some(b"b", b"1")]);
     // At 200: b is deleted; c's lock (start 110) blocks c and is reported in place.
-    assert_eq!(scan(200, false, 0), vec![some(b"a", b"0"), (b"c".to_vec(), None), some(b"d", b"3")]);
-    assert_eq!(scan(200, true, 0), vec![some(b"d", b"3"), (b"c".to_vec(), None), some(b"a", b"0")]);
+    assert_eq!(
+        scan(200, false, 0),
+        vec![some(b"a", b"0"), (b"c".to_vec(), None), some(b"d", b"3")]
+    );
+    assert_eq!(
+        scan(200, true, 0),
+        vec![some(b"d", b"3"), (b"c".to_vec(), None), some(b"a", b"0")]
+    );
 }
 
 #[test]
@@ -720,7 +880,8 @@ fn gc_keeps_the_newest_visible_version() {
     // A delete at or before the safe point takes every older version with it.
     s.must_prewrite_delete(b"k", b"k", 20);
     s.must_commit(b"k", 20, 21);
-    s.run(|txn, reader| gc_key(txn, reader, &k(b"k"), ts(30))).unwrap();
+    s.run(|txn, reader| gc_key(txn, reader, &k(b"k"), ts(30)))
+        .unwrap();
     assert_eq!(s.versions(b"k"), 0);
     s.must_get_none(b"k", 40);
 }

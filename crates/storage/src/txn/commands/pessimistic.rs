@@ -93,7 +93,10 @@ impl<E: Engine> TxnStorage<E> {
                 return Err(err);
             }
             // Register while still holding the latch, so the lock's release cannot be missed.
-            let waiter = match self.lock_waits.register(&key, opts.start_ts.into_inner(), lock_ts) {
+            let waiter = match self
+                .lock_waits
+                .register(&key, opts.start_ts.into_inner(), lock_ts)
+            {
                 Ok(w) => w,
                 Err(d) => {
                     return Err(Error::Txn(Box::new(TxnError::Deadlock {

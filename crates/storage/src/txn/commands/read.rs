@@ -29,16 +29,18 @@ impl<E: Engine> TxnStorage<E> {
     fn check_memory_locks(&self, keys: &[Vec<u8>], opts: &ReadOptions) -> Result<()> {
         self.cm.update_max_ts(opts.ts);
         for key in keys {
-            self.cm
-                .read_key_check(key, |lock| check_lock_for_read(key, lock.clone(), opts).map(|_| ()))?;
+            self.cm.read_key_check(key, |lock| {
+                check_lock_for_read(key, lock.clone(), opts).map(|_| ())
+            })?;
         }
         Ok(())
     }
 
     fn check_memory_range(&self, start: &[u8], end: &[u8], opts: &ReadOptions) -> Result<()> {
         self.cm.update_max_ts(opts.ts);
-        self.cm
-            .read_range_check(start, end, |key, lock| check_lock_for_read(key, lock.clone(), opts).map(|_| ()))
+        self.cm.read_range_check(start, end, |key, lock| {
+            check_lock_for_read(key, lock.clone(), opts).map(|_| ())
+        })
     }
 
     /// KvGet: the value of `key` at `version`.
@@ -52,7 +54,12 @@ impl<E: Engine> TxnStorage<E> {
     }
 
     /// KvBatchGet: pairs of the keys that exist, or carry a lock error, in request order.
-    pub async fn batch_get(&self, ctx: &kvrpcpb::Context, keys: &[Vec<u8>], version: u64) -> Result<Vec<KvItem>> {
+    pub async fn batch_get(
+        &self,
+        ctx: &kvrpcpb::Context,
+        keys: &[Vec<u8>],
+        version: u64,
+    ) -> Result<Vec<KvItem>> {
         let stored = stored_keys(ctx, keys)?;
         let opts = read_options(ctx, version);
         self.cm.update_max_ts(opts.ts);
@@ -92,7 +99,9 @@ impl<E: Engine> TxnStorage<E> {
         reverse: bool,
     ) -> Result<Vec<KvItem>> {
         if limit > MAX_SCAN_LIMIT {
-            return Err(Error::InvalidInput(format!("scan limit {limit} exceeds {MAX_SCAN_LIMIT}")));
+            return Err(Error::InvalidInput(format!(
+                "scan limit {limit} exceeds {MAX_SCAN_LIMIT}"
+            )));
         }
         let (lower, upper) = if reverse { (end, start) } else { (start, end) };
         let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, lower, upper)?;
@@ -106,7 +115,15 @@ impl<E: Engine> TxnStorage<E> {
             return Ok(vec![]);
         }
         self.check_memory_range(&lower, &upper, &opts)?;
-        let items = mvcc::scan(&snap.snapshot, &lower, &upper, limit as usize, key_only, reverse, &opts)?;
+        let items = mvcc::scan(
+            &snap.snapshot,
+            &lower,
+            &upper,
+            limit as usize,
+            key_only,
+            reverse,
+            &opts,
+        )?;
         items
             .into_iter()
             .map(|(k, v)| Ok((api_keys::user_key(ctx, KeyMode::Txn, &k)?, v)))

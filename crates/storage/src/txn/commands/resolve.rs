@@ -40,7 +40,9 @@ impl<E: Engine> TxnStorage<E> {
         }
         if !keys.is_empty() {
             if txns.len() != 1 {
-                return Err(Error::InvalidInput("resolve lock with keys names one transaction".into()));
+                return Err(Error::InvalidInput(
+                    "resolve lock with keys names one transaction".into(),
+                ));
             }
             let keys = super::stored_keys(ctx, keys)?;
             return self.resolve_keys(ctx, txns, keys).await;
@@ -66,7 +68,12 @@ impl<E: Engine> TxnStorage<E> {
         }
     }
 
-    async fn resolve_keys(&self, ctx: &kvrpcpb::Context, txns: &HashMap<u64, u64>, keys: Vec<Vec<u8>>) -> Result<()> {
+    async fn resolve_keys(
+        &self,
+        ctx: &kvrpcpb::Context,
+        txns: &HashMap<u64, u64>,
+        keys: Vec<Vec<u8>>,
+    ) -> Result<()> {
         let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
         let snap = self.snapshot(ctx).await?;
         let reader = MvccReader::new(&snap.snapshot);
@@ -143,11 +150,19 @@ impl<E: Engine> TxnStorage<E> {
 
     /// KvDeleteRange: deletes every version and lock of user keys in `[start, end)` within the
     /// addressed region, through Raft. `notify_only` deletes nothing.
-    pub async fn delete_range(&self, ctx: &kvrpcpb::Context, start: &[u8], end: &[u8], notify_only: bool) -> Result<()> {
+    pub async fn delete_range(
+        &self,
+        ctx: &kvrpcpb::Context,
+        start: &[u8],
+        end: &[u8],
+        notify_only: bool,
+    ) -> Result<()> {
         let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, start, end)?;
         if let (Some(s), Some(e)) = &bounds {
             if s >= e {
-                return Err(Error::InvalidInput("delete range start must be less than end".into()));
+                return Err(Error::InvalidInput(
+                    "delete range start must be less than end".into(),
+                ));
             }
         }
         if notify_only {
@@ -174,10 +189,16 @@ impl<E: Engine> TxnStorage<E> {
     /// every region of this node, bypassing Raft.
     pub async fn unsafe_destroy_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
         if !end.is_empty() && start >= end {
-            return Err(Error::InvalidInput("destroy range start must be less than end".into()));
+            return Err(Error::InvalidInput(
+                "destroy range start must be less than end".into(),
+            ));
         }
         let start = memcomparable::encode_bytes(start);
-        let end = if end.is_empty() { vec![] } else { memcomparable::encode_bytes(end) };
+        let end = if end.is_empty() {
+            vec![]
+        } else {
+            memcomparable::encode_bytes(end)
+        };
         self.engine.unsafe_destroy_range(&start, &end).await
     }
 }

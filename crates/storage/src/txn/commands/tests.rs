@@ -71,7 +71,10 @@ fn key_error(e: Error) -> TxnError {
 
 async fn must_commit_txn(s: &TxnStorage<TestEngine>, kvs: &[(&[u8], &[u8])], start: u64, commit: u64) {
     let muts = kvs.iter().map(|(k, v)| put(k, v)).collect();
-    let r = s.prewrite(&ctx(), prewrite_req(muts, kvs[0].0, start)).await.unwrap();
+    let r = s
+        .prewrite(&ctx(), prewrite_req(muts, kvs[0].0, start))
+        .await
+        .unwrap();
     assert!(r.errors.is_empty(), "{:?}", r.errors);
     let keys: Vec<Vec<u8>> = kvs.iter().map(|(k, _)| k.to_vec()).collect();
     s.commit(&ctx(), &keys, start, commit).await.unwrap();
@@ -80,10 +83,16 @@ async fn must_commit_txn(s: &TxnStorage<TestEngine>, kvs: &[(&[u8], &[u8])], sta
 #[tokio::test]
 async fn prewrite_reports_every_locked_key_and_writes_nothing() {
     let s = storage();
-    let r = s.prewrite(&ctx(), prewrite_req(vec![put(b"a", b"1")], b"a", 10)).await.unwrap();
+    let r = s
+        .prewrite(&ctx(), prewrite_req(vec![put(b"a", b"1")], b"a", 10))
+        .await
+        .unwrap();
     assert!(r.errors.is_empty());
     let r = s
-        .prewrite(&ctx(), prewrite_req(vec![put(b"b", b"2"), put(b"a", b"2")], b"b", 11))
+        .prewrite(
+            &ctx(),
+            prewrite_req(vec![put(b"b", b"2"), put(b"a", b"2")], b"b", 11),
+        )
         .await
         .unwrap();
     assert_eq!(r.errors.len(), 1);
@@ -106,7 +115,10 @@ async fn commit_must_follow_start() {
 async fn scans_and_batch_get_through_commands() {
     let s = storage();
     must_commit_txn(&s, &[(b"a", b"1"), (b"b", b"2"), (b"c", b"3")], 10, 11).await;
-    let r = s.prewrite(&ctx(), prewrite_req(vec![put(b"b", b"x")], b"b", 20)).await.unwrap();
+    let r = s
+        .prewrite(&ctx(), prewrite_req(vec![put(b"b", b"x")], b"b", 20))
+        .await
+        .unwrap();
     assert!(r.errors.is_empty());
     let items = s.scan(&ctx(), b"a", b"", 10, 30, false, false).await.unwrap();
     let keys: Vec<_> = items.iter().map(|(k, _)| k.clone()).collect();
@@ -121,7 +133,10 @@ async fn scans_and_batch_get_through_commands() {
         .await
         .unwrap();
     let got: Vec<_> = got.into_iter().map(|(k, v)| (k, v.unwrap())).collect();
-    assert_eq!(got, vec![(b"c".to_vec(), b"3".to_vec()), (b"a".to_vec(), b"1".to_vec())]);
+    assert_eq!(
+        got,
+        vec![(b"c".to_vec(), b"3".to_vec()), (b"a".to_vec(), b"1".to_vec())]
+    );
 }
 
 #[tokio::test]
@@ -132,10 +147,16 @@ async fn api_v2_requires_the_transactional_keyspace() {
         api_version: ApiVersion::V2 as i32,
         ..Default::default()
     };
-    assert!(matches!(s.get(&v2, b"rkey", 10).await, Err(Error::InvalidKeyMode(_))));
+    assert!(matches!(
+        s.get(&v2, b"rkey", 10).await,
+        Err(Error::InvalidKeyMode(_))
+    ));
     let mut req = prewrite_req(vec![put(b"x\0\0\0k", b"v")], b"x\0\0\0k", 10);
     req.mutations.push(put(b"raw", b"v"));
-    assert!(matches!(s.prewrite(&v2, req).await, Err(Error::InvalidKeyMode(_))));
+    assert!(matches!(
+        s.prewrite(&v2, req).await,
+        Err(Error::InvalidKeyMode(_))
+    ));
     let req = prewrite_req(vec![put(b"x\0\0\0k", b"v")], b"x\0\0\0k", 10);
     assert!(s.prewrite(&v2, req).await.unwrap().errors.is_empty());
     s.commit(&v2, &[b"x\0\0\0k".to_vec()], 10, 11).await.unwrap();
@@ -143,7 +164,10 @@ async fn api_v2_requires_the_transactional_keyspace() {
     // A V2 scan never leaves its keyspace.
     let items = s.scan(&v2, b"x\0\0\0", b"", 10, 12, false, false).await.unwrap();
     assert_eq!(items.len(), 1);
-    let items = s.scan(&v2, b"x\0\0\x01", b"", 10, 12, false, false).await.unwrap();
+    let items = s
+        .scan(&v2, b"x\0\0\x01", b"", 10, 12, false, false)
+        .await
+        .unwrap();
     assert!(items.is_empty());
 }
 
@@ -178,7 +202,9 @@ async fn pessimistic_lock_waits_for_the_holder_and_then_sees_its_commit() {
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     assert_eq!(s.lock_waiters(), 1);
-    s.pessimistic_rollback(&ctx(), &[b"k".to_vec()], 10, 10).await.unwrap();
+    s.pessimistic_rollback(&ctx(), &[b"k".to_vec()], 10, 10)
+        .await
+        .unwrap();
     let r = waiter.await.unwrap();
     assert!(r.is_ok(), "{r:?}");
     assert_eq!(s.lock_waiters(), 0);
@@ -188,9 +214,15 @@ async fn pessimistic_lock_waits_for_the_holder_and_then_sees_its_commit() {
 async fn lock_wait_times_out_with_the_lock_and_no_wait_fails_at_once() {
     let s = storage();
     s.pessimistic_lock(&ctx(), &lock_req(b"k", 10, 0)).await.unwrap();
-    let e = s.pessimistic_lock(&ctx(), &lock_req(b"k", 20, -1)).await.unwrap_err();
+    let e = s
+        .pessimistic_lock(&ctx(), &lock_req(b"k", 20, -1))
+        .await
+        .unwrap_err();
     assert!(e.is_key_locked());
-    let e = s.pessimistic_lock(&ctx(), &lock_req(b"k", 20, 20)).await.unwrap_err();
+    let e = s
+        .pessimistic_lock(&ctx(), &lock_req(b"k", 20, 20))
+        .await
+        .unwrap_err();
     assert!(e.is_key_locked());
     assert_eq!(s.lock_waiters(), 0);
 }
@@ -217,13 +249,17 @@ async fn deadlock_between_two_waiters_is_detected() {
     let mut req = lock_req(b"a", 20, 1000);
     req.options.primary = b"b".to_vec();
     match key_error(s.pessimistic_lock(&ctx(), &req).await.unwrap_err()) {
-        TxnError::Deadlock { lock_ts, lock_key, .. } => {
+        TxnError::Deadlock {
+            lock_ts, lock_key, ..
+        } => {
             assert_eq!((lock_ts, lock_key), (TimeStamp::new(10), b"a".to_vec()))
         }
         other => panic!("{other:?}"),
     }
     // The victim gives up; the survivor gets its lock.
-    s.pessimistic_rollback(&ctx(), &[b"b".to_vec()], 20, 20).await.unwrap();
+    s.pessimistic_rollback(&ctx(), &[b"b".to_vec()], 20, 20)
+        .await
+        .unwrap();
     assert!(first.await.unwrap().is_ok());
 }
 
@@ -246,7 +282,9 @@ async fn async_commit_floor_covers_reads_and_the_tso() {
     let r = s.prewrite(&ctx(), req).await.unwrap();
     assert!(r.one_pc_commit_ts > TimeStamp::new(5000));
     assert_eq!(
-        s.get(&ctx(), b"one", r.one_pc_commit_ts.into_inner()).await.unwrap(),
+        s.get(&ctx(), b"one", r.one_pc_commit_ts.into_inner())
+            .await
+            .unwrap(),
         Some(b"v".to_vec())
     );
 }
@@ -256,18 +294,32 @@ async fn resolve_lock_settles_a_whole_region_and_gc_and_delete_range_clean_it() 
     let s = storage();
     for i in 0..300u32 {
         let key = format!("k{i:04}").into_bytes();
-        let r = s.prewrite(&ctx(), prewrite_req(vec![put(&key, b"v")], b"k0000", 10)).await.unwrap();
+        let r = s
+            .prewrite(&ctx(), prewrite_req(vec![put(&key, b"v")], b"k0000", 10))
+            .await
+            .unwrap();
         assert!(r.errors.is_empty());
     }
-    let other = s.prewrite(&ctx(), prewrite_req(vec![put(b"o", b"v")], b"o", 11)).await.unwrap();
+    let other = s
+        .prewrite(&ctx(), prewrite_req(vec![put(b"o", b"v")], b"o", 11))
+        .await
+        .unwrap();
     assert!(other.errors.is_empty());
-    s.resolve_lock(&ctx(), &HashMap::from([(10, 20)]), &[]).await.unwrap();
+    s.resolve_lock(&ctx(), &HashMap::from([(10, 20)]), &[])
+        .await
+        .unwrap();
     let locks = s.scan_lock(&ctx(), u64::MAX, b"", b"", 0).await.unwrap();
     assert_eq!(locks.len(), 1, "only the other transaction's lock is left");
     assert_eq!(s.get(&ctx(), b"k0299", 25).await.unwrap(), Some(b"v".to_vec()));
     // Roll back the other one by keys.
-    s.resolve_lock(&ctx(), &HashMap::from([(11, 0)]), &[b"o".to_vec()]).await.unwrap();
-    assert!(s.scan_lock(&ctx(), u64::MAX, b"", b"", 0).await.unwrap().is_empty());
+    s.resolve_lock(&ctx(), &HashMap::from([(11, 0)]), &[b"o".to_vec()])
+        .await
+        .unwrap();
+    assert!(s
+        .scan_lock(&ctx(), u64::MAX, b"", b"", 0)
+        .await
+        .unwrap()
+        .is_empty());
 
     must_commit_txn(&s, &[(b"k0000", b"new")], 30, 31).await;
     let stats = s.gc_region(&ctx(), 40).await.unwrap();

@@ -8,7 +8,9 @@ use super::{check_keys_in_region, stored_keys, TxnStorage};
 use crate::api_keys::{self, KeyMode};
 use crate::kv::Engine;
 use crate::mvcc::{MvccReader, MvccTxn};
-use crate::txn::actions::{self, Mutation, MutationOp, PrewriteOutcome, SecondaryStatus, TxnProps, TxnStatus};
+use crate::txn::actions::{
+    self, Mutation, MutationOp, PrewriteOutcome, SecondaryStatus, TxnProps, TxnStatus,
+};
 use crate::{Error, Result};
 
 /// A KvPrewrite request, decoded.
@@ -48,7 +50,9 @@ fn mutation_op(m: &kvrpcpb::Mutation) -> Result<MutationOp> {
         Op::Insert => MutationOp::Insert(m.value.clone()),
         Op::CheckNotExists => MutationOp::CheckNotExists,
         Op::Rollback | Op::PessimisticLock => {
-            return Err(Error::InvalidInput(format!("mutation op {op:?} cannot be prewritten")))
+            return Err(Error::InvalidInput(format!(
+                "mutation op {op:?} cannot be prewritten"
+            )))
         }
     })
 }
@@ -152,7 +156,12 @@ impl<E: Engine> TxnStorage<E> {
     }
 
     /// KvBatchRollback: rolls back the transaction on every key.
-    pub async fn batch_rollback(&self, ctx: &kvrpcpb::Context, keys: &[Vec<u8>], start_ts: u64) -> Result<()> {
+    pub async fn batch_rollback(
+        &self,
+        ctx: &kvrpcpb::Context,
+        keys: &[Vec<u8>],
+        start_ts: u64,
+    ) -> Result<()> {
         let start_ts = TimeStamp::new(start_ts);
         let keys = stored_keys(ctx, keys)?;
         let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
@@ -168,14 +177,26 @@ impl<E: Engine> TxnStorage<E> {
 
     /// KvCleanup: rolls back `key` of transaction `start_ts` unless its lock is alive at
     /// `current_ts`. A committed transaction gives `TxnError::Committed`.
-    pub async fn cleanup(&self, ctx: &kvrpcpb::Context, key: &[u8], start_ts: u64, current_ts: u64) -> Result<()> {
+    pub async fn cleanup(
+        &self,
+        ctx: &kvrpcpb::Context,
+        key: &[u8],
+        start_ts: u64,
+        current_ts: u64,
+    ) -> Result<()> {
         let key = api_keys::stored_key(ctx, KeyMode::Txn, key)?;
         let _guard = self.latches.acquire([key.as_slice()]).await;
         let snap = self.snapshot(ctx).await?;
         api_keys::check_in_region(&snap.region, &key)?;
         let reader = MvccReader::new(&snap.snapshot);
         let mut txn = MvccTxn::new();
-        actions::cleanup(&mut txn, &reader, &key, TimeStamp::new(start_ts), TimeStamp::new(current_ts))?;
+        actions::cleanup(
+            &mut txn,
+            &reader,
+            &key,
+            TimeStamp::new(start_ts),
+            TimeStamp::new(current_ts),
+        )?;
         self.write(ctx, txn).await
     }
 
@@ -199,7 +220,11 @@ impl<E: Engine> TxnStorage<E> {
     }
 
     /// KvCheckTxnStatus on the transaction's primary key.
-    pub async fn check_txn_status(&self, ctx: &kvrpcpb::Context, req: &kvrpcpb::CheckTxnStatusRequest) -> Result<TxnStatus> {
+    pub async fn check_txn_status(
+        &self,
+        ctx: &kvrpcpb::Context,
+        req: &kvrpcpb::CheckTxnStatusRequest,
+    ) -> Result<TxnStatus> {
         let key = api_keys::stored_key(ctx, KeyMode::Txn, &req.primary_key)?;
         // The caller will read at caller_start_ts once the lock is resolved or pushed.
         self.cm.update_max_ts(TimeStamp::new(req.caller_start_ts));
