@@ -25,7 +25,8 @@ fn read_options(ctx: &kvrpcpb::Context, version: u64) -> ReadOptions {
 
 impl<E: Engine> TxnStorage<E> {
     /// Raises the max read ts, then fails if an in-flight async-commit/1PC prewrite holds a
-    /// memory lock on one of `keys` that blocks the read.
+    /// memory lock on one of `keys` that blocks the read. Must run before the snapshot is
+    /// taken: a memory lock released after this check belongs to a write the snapshot sees.
     fn check_memory_locks(&self, keys: &[Vec<u8>], opts: &ReadOptions) -> Result<()> {
         self.cm.update_max_ts(opts.ts);
         for key in keys {
@@ -34,13 +35,6 @@ impl<E: Engine> TxnStorage<E> {
             })?;
         }
         Ok(())
-    }
-
-    fn check_memory_range(&self, start: &[u8], end: &[u8], opts: &ReadOptions) -> Result<()> {
-        self.cm.update_max_ts(opts.ts);
-        self.cm.read_range_check(start, end, |key, lock| {
-            check_lock_for_read(key, lock.clone(), opts).map(|_| ())
-        })
     }
 
     /// KvGet: the value of `key` at `version`.
@@ -63,13 +57,18 @@ impl<E: Engine> TxnStorage<E> {
         let stored = stored_keys(ctx, keys)?;
         let opts = read_options(ctx, version);
         self.cm.update_max_ts(opts.ts);
+        // Memory locks first (see check_memory_locks), one answer per key.
+        let memory: Vec<Result<()>> = stored
+            .iter()
+            .map(|s| {
+                self.cm
+                    .read_key_check(s, |lock| check_lock_for_read(s, lock.clone(), &opts).map(|_| ()))
+            })
+            .collect();
         let snap = self.snapshot(ctx).await?;
         check_keys_in_region::<E>(&snap, &stored)?;
         let mut out = Vec::with_capacity(keys.len());
-        for (key, s) in keys.iter().zip(&stored) {
-            let memory = self
-                .cm
-                .read_key_check(s, |lock| check_lock_for_read(s, lock.clone(), &opts).map(|_| ()));
+        for ((key, s), memory) in keys.iter().zip(&stored).zip(memory) {
             let item = match memory {
                 Err(e @ Error::Txn(_)) => Err(e),
                 Err(e) => return Err(e),
@@ -107,6 +106,20 @@ impl<E: Engine> TxnStorage<E> {
         let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, lower, upper)?;
         let opts = read_options(ctx, version);
         self.cm.update_max_ts(opts.ts);
+        // Memory locks first (see check_memory_locks); only those in the region count.
+        let mut memory_locked = vec![];
+        let (mem_lower, mem_upper) = (
+            bounds.0.clone().unwrap_or_default(),
+            bounds.1.clone().unwrap_or_default(),
+        );
+        let collected: std::result::Result<(), std::convert::Infallible> =
+            self.cm.read_range_check(&mem_lower, &mem_upper, |key, lock| {
+                if let Err(e) = check_lock_for_read(key, lock.clone(), &opts) {
+                    memory_locked.push((key.to_vec(), e));
+                }
+                Ok(())
+            });
+        let Ok(()) = collected;
         let snap = self.snapshot(ctx).await?;
         let Some((lower, upper)) = api_keys::clamp_to_region(bounds, &snap.region) else {
             return Ok(vec![]);
@@ -114,7 +127,12 @@ impl<E: Engine> TxnStorage<E> {
         if limit == 0 {
             return Ok(vec![]);
         }
-        self.check_memory_range(&lower, &upper, &opts)?;
+        if let Some((_, e)) = memory_locked
+            .into_iter()
+            .find(|(k, _)| txn_types::keys::in_range(k, &lower, &upper))
+        {
+            return Err(e);
+        }
         let items = mvcc::scan(
             &snap.snapshot,
             &lower,

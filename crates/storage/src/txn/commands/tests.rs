@@ -334,3 +334,26 @@ async fn resolve_lock_settles_a_whole_region_and_gc_and_delete_range_clean_it() 
     assert_eq!(s.get(&ctx(), b"k0250", 50).await.unwrap(), None);
     assert_eq!(s.get(&ctx(), b"k0099", 50).await.unwrap(), Some(b"v".to_vec()));
 }
+
+#[tokio::test]
+async fn memory_locks_of_in_flight_async_prewrites_block_reads() {
+    use txn_types::{mvcc_key, Lock, LockType};
+    let s = storage();
+    must_commit_txn(&s, &[(b"m", b"old")], 1, 2).await;
+    let lock = Lock::new(LockType::Put, b"m".to_vec(), TimeStamp::new(5), 3000);
+    let guard = s
+        .concurrency_manager()
+        .lock_keys(&[(mvcc_key::encode(b"m"), lock)]);
+    assert!(s.get(&ctx(), b"m", 10).await.unwrap_err().is_key_locked());
+    assert!(s
+        .scan(&ctx(), b"", b"", 10, 10, false, false)
+        .await
+        .unwrap_err()
+        .is_key_locked());
+    let got = s.batch_get(&ctx(), &[b"m".to_vec()], 10).await.unwrap();
+    assert!(got[0].1.as_ref().is_err_and(|e| e.is_key_locked()));
+    // Reads before the lock's start are not blocked.
+    assert_eq!(s.get(&ctx(), b"m", 4).await.unwrap(), Some(b"old".to_vec()));
+    drop(guard);
+    assert_eq!(s.get(&ctx(), b"m", 10).await.unwrap(), Some(b"old".to_vec()));
+}
