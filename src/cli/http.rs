@@ -1,8 +1,8 @@
 //! A deliberately small HTTP/1.1 client for talking to PD's JSON API and the nodes' status
-//! servers on loopback: plain `http://` only, `GET` only, one request per connection
-//! (`Connection: close`). It understands `Content-Length`, `Transfer-Encoding: chunked` and
-//! close-delimited bodies. The parsing is pure (byte slices in, values out) so it is unit
-//! tested without sockets; [`get`] is the only function doing I/O.
+//! servers on loopback: plain `http://` only, `GET` and `POST` of a JSON body, one request per
+//! connection (`Connection: close`). It understands `Content-Length`, `Transfer-Encoding:
+//! chunked` and close-delimited bodies. The parsing is pure (byte slices in, values out) so it is
+//! unit tested without sockets; [`get`] and [`post_json`] are the only functions doing I/O.
 
 use std::fmt;
 use std::time::Duration;
@@ -143,17 +143,30 @@ impl Response {
 
 /// The bytes of a `GET path` request for `endpoint`.
 pub fn build_get_request(endpoint: &Endpoint, path: &str) -> Vec<u8> {
+    build_request("GET", endpoint, path, None)
+}
+
+/// The bytes of a `method path` request for `endpoint`, with a JSON `body` if given.
+pub fn build_request(method: &str, endpoint: &Endpoint, path: &str, body: Option<&[u8]>) -> Vec<u8> {
     let path = if path.starts_with('/') {
         path.to_string()
     } else {
         format!("/{path}")
     };
-    format!(
-        "GET {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: atoll-cli\r\nAccept: application/json\r\n\
-         Connection: close\r\n\r\n",
+    let body_headers = body.map_or_else(String::new, |b| {
+        format!(
+            "Content-Type: application/json\r\nContent-Length: {}\r\n",
+            b.len()
+        )
+    });
+    let mut bytes = format!(
+        "{method} {path} HTTP/1.1\r\nHost: {}\r\nUser-Agent: atoll-cli\r\nAccept: application/json\r\n\
+         {body_headers}Connection: close\r\n\r\n",
         endpoint.authority()
     )
-    .into_bytes()
+    .into_bytes();
+    bytes.extend_from_slice(body.unwrap_or_default());
+    bytes
 }
 
 /// Parses `HTTP/1.1 200 OK` into `(200, "OK")`. The reason phrase may be empty or absent.
@@ -318,21 +331,37 @@ pub fn parse_response(buf: &[u8], eof: bool) -> Result<Option<Response>, HttpErr
 
 /// `GET http://endpoint/path`, the whole exchange bounded by `timeout`.
 pub async fn get(endpoint: &Endpoint, path: &str, timeout: Duration) -> Result<Response, HttpError> {
-    match tokio::time::timeout(timeout, get_inner(endpoint, path)).await {
+    exchange(endpoint, build_get_request(endpoint, path), timeout).await
+}
+
+/// `POST http://endpoint/path` with a JSON `body`, the whole exchange bounded by `timeout`.
+pub async fn post_json(
+    endpoint: &Endpoint,
+    path: &str,
+    body: &[u8],
+    timeout: Duration,
+) -> Result<Response, HttpError> {
+    exchange(
+        endpoint,
+        build_request("POST", endpoint, path, Some(body)),
+        timeout,
+    )
+    .await
+}
+
+async fn exchange(endpoint: &Endpoint, request: Vec<u8>, timeout: Duration) -> Result<Response, HttpError> {
+    match tokio::time::timeout(timeout, exchange_inner(endpoint, &request)).await {
         Ok(result) => result,
         Err(_) => Err(HttpError::Timeout(timeout)),
     }
 }
 
-async fn get_inner(endpoint: &Endpoint, path: &str) -> Result<Response, HttpError> {
+async fn exchange_inner(endpoint: &Endpoint, request: &[u8]) -> Result<Response, HttpError> {
     let io = |e: std::io::Error| HttpError::Io(format!("{endpoint}: {e}"));
     let mut stream = TcpStream::connect((endpoint.host.as_str(), endpoint.port))
         .await
         .map_err(io)?;
-    stream
-        .write_all(&build_get_request(endpoint, path))
-        .await
-        .map_err(io)?;
+    stream.write_all(request).await.map_err(io)?;
     let mut buf = Vec::with_capacity(16 * 1024);
     let mut chunk = vec![0u8; 16 * 1024];
     loop {
@@ -395,6 +424,13 @@ mod tests {
         assert!(req.contains("\r\nHost: 127.0.0.1:2379\r\n"));
         assert!(req.contains("\r\nConnection: close\r\n"));
         assert!(req.ends_with("\r\n\r\n"));
+        assert!(!req.contains("Content-Length"));
+        let body = br#"{"retention":"10m"}"#;
+        let req =
+            String::from_utf8(build_request("POST", &ep, "/pd/api/v1/gc/safepoint", Some(body))).unwrap();
+        assert!(req.starts_with("POST /pd/api/v1/gc/safepoint HTTP/1.1\r\n"));
+        assert!(req.contains("\r\nContent-Type: application/json\r\nContent-Length: 19\r\n"));
+        assert!(req.ends_with("\r\n\r\n{\"retention\":\"10m\"}"));
     }
 
     #[test]

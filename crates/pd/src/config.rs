@@ -121,6 +121,27 @@ impl Default for PdServerConfig {
     }
 }
 
+/// The `[gc]` section (Atoll's own; PD has no such section): PD advances the GC safe point by
+/// itself, acting as the `gc_worker` service, so no outside GC driver (TiDB) is needed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct GcConfig {
+    /// How much MVCC history is kept: the GC safe point follows `now - retention`, held back by
+    /// every unexpired service safe point. `"0s"` disables the automatic advance.
+    pub retention: ReadableDuration,
+    /// How often the automatic advance runs.
+    pub advance_interval: ReadableDuration,
+}
+
+impl Default for GcConfig {
+    fn default() -> Self {
+        GcConfig {
+            retention: ReadableDuration::secs(10 * 60),
+            advance_interval: ReadableDuration::secs(10),
+        }
+    }
+}
+
 /// The whole PD configuration.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
@@ -140,6 +161,7 @@ pub struct PdConfig {
     pub schedule: ScheduleConfig,
     pub replication: ReplicationConfig,
     pub pd_server: PdServerConfig,
+    pub gc: GcConfig,
 }
 
 impl Default for PdConfig {
@@ -154,6 +176,7 @@ impl Default for PdConfig {
             schedule: ScheduleConfig::default(),
             replication: ReplicationConfig::default(),
             pd_server: PdServerConfig::default(),
+            gc: GcConfig::default(),
         }
     }
 }
@@ -233,6 +256,11 @@ impl PdConfig {
                 "replication.max-replicas must be at least 1".into(),
             ));
         }
+        if !self.gc.retention.0.is_zero() && self.gc.advance_interval.0.is_zero() {
+            return Err(Error::Config(
+                "gc.advance-interval must be positive when gc.retention is not 0s".into(),
+            ));
+        }
         self.listen_addr()?;
         Ok(())
     }
@@ -301,6 +329,28 @@ mod tests {
         );
         assert_eq!(c.listen_addr().unwrap(), "127.0.0.1:2379".parse().unwrap());
         assert_eq!(c.schedule.max_store_down_time.0, Duration::from_secs(1800));
+        assert_eq!(c.gc.retention.0, Duration::from_secs(600));
+        assert_eq!(c.gc.advance_interval.0, Duration::from_secs(10));
+    }
+
+    #[test]
+    fn gc_section() {
+        let (mut c, unknown) =
+            PdConfig::from_toml_str("[gc]\nretention = \"1h30m\"\nadvance-interval = \"500ms\"").unwrap();
+        assert!(unknown.is_empty(), "{unknown:?}");
+        c.adjust().unwrap();
+        assert_eq!(c.gc.retention.0, Duration::from_secs(5400));
+        assert_eq!(c.gc.advance_interval.0, Duration::from_millis(500));
+        // "0s" disables the advance; the interval then does not matter.
+        let (mut c, _) =
+            PdConfig::from_toml_str("[gc]\nretention = \"0s\"\nadvance-interval = \"0s\"").unwrap();
+        c.adjust().unwrap();
+        assert!(c.gc.retention.0.is_zero());
+        let (mut c, _) = PdConfig::from_toml_str("[gc]\nadvance-interval = \"0s\"").unwrap();
+        assert!(c.adjust().is_err());
+        assert!(PdConfig::from_toml_str("[gc]\nretention = \"ten minutes\"").is_err());
+        let (_, unknown) = PdConfig::from_toml_str("[gc]\nlife-time = \"10m\"").unwrap();
+        assert_eq!(unknown, vec!["gc.life-time"]);
     }
 
     #[test]

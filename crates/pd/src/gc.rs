@@ -3,16 +3,102 @@
 //! Invariants: the GC safe point never moves back; a service safe point is only accepted if it
 //! is not below the current minimum; `gc_worker`'s entry always exists (created at 0, or at the
 //! minimum of the other services) and never expires.
+//!
+//! Advancing without an outside driver ([`GcManager::advance`], used by `gc_driver` and the HTTP
+//! API): PD itself plays TiDB's GC worker. A target is held back by every unexpired service safe
+//! point but `gc_worker`'s own, then, if it is ahead of the GC safe point, becomes both
+//! `gc_worker`'s service safe point and the GC safe point, under one lock, so a service can not
+//! register a safe point below it in between. The decisions are the pure functions
+//! [`retention_safe_point`], [`next_safe_point`], [`clamp_forward`] and [`check_requested`].
 
 use std::collections::BTreeMap;
+use std::time::Duration;
 
 use parking_lot::Mutex;
 
 use crate::error::Result;
 use crate::storage::{MetaStorage, ServiceSafePoint};
+use crate::tso::LOGICAL_BITS;
 
 /// The service id TiDB's GC worker uses.
 pub const GC_WORKER_SERVICE_ID: &str = "gc_worker";
+
+/// The timestamp `retention` before `now_ts` (logical 0); `None` if that is before the epoch.
+pub fn retention_safe_point(now_ts: u64, retention: Duration) -> Option<u64> {
+    let physical = now_ts >> LOGICAL_BITS;
+    let ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
+    let back = physical.checked_sub(ms)?;
+    back.checked_mul(1 << LOGICAL_BITS)
+}
+
+/// `target` held back by the minimum service safe point, if that is ahead of `current`.
+pub fn clamp_forward(target: u64, current: u64, service_min: Option<u64>) -> Option<u64> {
+    let target = service_min.map_or(target, |m| m.min(target));
+    (target > current).then_some(target)
+}
+
+/// The automatic advance: where the GC safe point should move at `now_ts` with `retention`
+/// (zero disables it), given the `current` GC safe point and the minimum unexpired service safe
+/// point (`gc_worker`'s excluded). `None`: stay.
+pub fn next_safe_point(
+    now_ts: u64,
+    retention: Duration,
+    current: u64,
+    service_min: Option<u64>,
+) -> Option<u64> {
+    if retention.is_zero() {
+        return None;
+    }
+    clamp_forward(retention_safe_point(now_ts, retention)?, current, service_min)
+}
+
+/// Whether an explicitly requested safe point is acceptable: not behind the `current` GC safe
+/// point and not ahead of the timestamp oracle's `now_ts`.
+pub fn check_requested(requested: u64, now_ts: u64, current: u64) -> std::result::Result<(), GcAdvanceError> {
+    if requested < current {
+        return Err(GcAdvanceError::MovesBack { requested, current });
+    }
+    if requested > now_ts {
+        return Err(GcAdvanceError::InFuture {
+            requested,
+            now: now_ts,
+        });
+    }
+    Ok(())
+}
+
+/// Why a requested advance of the GC safe point was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum GcAdvanceError {
+    /// The GC safe point never moves back.
+    #[error("gc safe point {requested} is behind the current gc safe point {current}; it never moves back")]
+    MovesBack { requested: u64, current: u64 },
+    /// Nothing may be collected that a transaction could still read.
+    #[error("gc safe point {requested} is ahead of the current timestamp {now}")]
+    InFuture { requested: u64, now: u64 },
+    /// Storage or the timestamp oracle failed.
+    #[error(transparent)]
+    Internal(#[from] crate::error::Error),
+}
+
+/// The result of [`GcManager::advance`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Advance {
+    /// The target asked for.
+    pub requested: u64,
+    /// The GC safe point before.
+    pub previous: u64,
+    /// The GC safe point after (equal to `previous` if it did not move).
+    pub safe_point: u64,
+    /// The service safe point that held the target back, if one did.
+    pub blocked_by: Option<ServiceSafePoint>,
+}
+
+impl Advance {
+    pub fn advanced(&self) -> bool {
+        self.safe_point > self.previous
+    }
+}
 
 struct State {
     safe_point: u64,
@@ -105,6 +191,57 @@ impl GcManager {
         Ok(ServiceUpdate { min, updated: true })
     }
 
+    /// Moves the GC safe point towards `target`, held back by the unexpired service safe points
+    /// other than `gc_worker`'s, and sets `gc_worker`'s service safe point along (see the module
+    /// doc). With `strict`, a `target` behind the GC safe point is an error instead of a no-op.
+    /// `now` is unix seconds (for service safe point expiry).
+    pub fn advance(
+        &self,
+        target: u64,
+        strict: bool,
+        now: i64,
+    ) -> std::result::Result<Advance, GcAdvanceError> {
+        let mut st = self.state.lock();
+        let previous = st.safe_point;
+        if strict && target < previous {
+            return Err(GcAdvanceError::MovesBack {
+                requested: target,
+                current: previous,
+            });
+        }
+        self.load_min(&mut st, now)?;
+        let holder = st
+            .services
+            .values()
+            .filter(|s| s.service_id != GC_WORKER_SERVICE_ID)
+            .min_by_key(|s| s.safe_point)
+            .cloned();
+        if let Some(new) = clamp_forward(target, previous, holder.as_ref().map(|h| h.safe_point)) {
+            let worker_behind = st
+                .services
+                .get(GC_WORKER_SERVICE_ID)
+                .is_none_or(|w| w.safe_point < new);
+            if worker_behind {
+                let ssp = ServiceSafePoint {
+                    service_id: GC_WORKER_SERVICE_ID.to_string(),
+                    expired_at: i64::MAX,
+                    safe_point: new,
+                };
+                self.storage.save_service_safe_point(&ssp)?;
+                st.services.insert(ssp.service_id.clone(), ssp);
+            }
+            self.storage.save_gc_safe_point(new)?;
+            st.safe_point = new;
+            tracing::debug!(previous, safe_point = new, target, "advanced gc safe point");
+        }
+        Ok(Advance {
+            requested: target,
+            previous,
+            safe_point: st.safe_point,
+            blocked_by: holder.filter(|h| h.safe_point < target),
+        })
+    }
+
     /// Prunes expired entries and returns the minimum, creating `gc_worker`'s entry if missing.
     fn load_min(&self, st: &mut State, now: i64) -> Result<ServiceSafePoint> {
         if st.services.is_empty() {
@@ -161,6 +298,102 @@ mod tests {
         let gc = GcManager::new(MetaStorage::new(engine)).unwrap();
         assert_eq!(gc.safe_point(), 120);
         assert_eq!(gc.update_safe_point(1).unwrap(), 120);
+    }
+
+    const MS: u64 = 1 << LOGICAL_BITS;
+
+    #[test]
+    fn retention_decisions() {
+        let now = 1_000_000 * MS + 77;
+        let ten_s = Duration::from_secs(10);
+        assert_eq!(retention_safe_point(now, ten_s), Some(990_000 * MS));
+        assert_eq!(retention_safe_point(now, Duration::ZERO), Some(1_000_000 * MS));
+        assert_eq!(retention_safe_point(now, Duration::from_secs(1001)), None);
+        // Forward only.
+        assert_eq!(next_safe_point(now, ten_s, 0, None), Some(990_000 * MS));
+        assert_eq!(next_safe_point(now, ten_s, 990_000 * MS, None), None);
+        assert_eq!(next_safe_point(now, ten_s, 995_000 * MS, None), None);
+        // Held back by a service safe point, and never behind the current one.
+        assert_eq!(next_safe_point(now, ten_s, 0, Some(500)), Some(500));
+        assert_eq!(next_safe_point(now, ten_s, 600, Some(500)), None);
+        assert_eq!(next_safe_point(now, ten_s, 0, Some(u64::MAX)), Some(990_000 * MS));
+        // Zero retention disables; retention longer than the epoch does nothing.
+        assert_eq!(next_safe_point(now, Duration::ZERO, 0, None), None);
+        assert_eq!(next_safe_point(now, Duration::from_secs(u64::MAX), 0, None), None);
+        assert_eq!(clamp_forward(10, 5, Some(7)), Some(7));
+        assert_eq!(clamp_forward(10, 5, Some(3)), None);
+    }
+
+    #[test]
+    fn requested_safe_point_checks() {
+        assert!(check_requested(10, 100, 10).is_ok());
+        assert!(check_requested(100, 100, 10).is_ok());
+        assert!(matches!(
+            check_requested(9, 100, 10),
+            Err(GcAdvanceError::MovesBack {
+                requested: 9,
+                current: 10
+            })
+        ));
+        assert!(matches!(
+            check_requested(101, 100, 10),
+            Err(GcAdvanceError::InFuture {
+                requested: 101,
+                now: 100
+            })
+        ));
+    }
+
+    #[test]
+    fn advance_acts_as_gc_worker_and_respects_services() {
+        let engine = MemEngine::new();
+        let gc = GcManager::new(MetaStorage::new(engine.clone())).unwrap();
+        let now = 1000;
+        // No service: straight to the target; gc_worker follows.
+        let a = gc.advance(100, false, now).unwrap();
+        assert!(a.advanced());
+        assert_eq!((a.previous, a.safe_point, a.blocked_by), (0, 100, None));
+        let worker = |gc: &GcManager| {
+            gc.service_safe_points()
+                .into_iter()
+                .find(|s| s.service_id == GC_WORKER_SERVICE_ID)
+                .unwrap()
+        };
+        assert_eq!((worker(&gc).safe_point, worker(&gc).expired_at), (100, i64::MAX));
+        // A service below gc_worker's safe point is refused; at or above it, accepted.
+        assert!(!gc.update_service_safe_point("br", 50, 60, now).unwrap().updated);
+        assert!(gc.update_service_safe_point("br", 150, 60, now).unwrap().updated);
+        // br holds the advance back.
+        let a = gc.advance(300, false, now).unwrap();
+        assert_eq!((a.previous, a.safe_point), (100, 150));
+        assert_eq!(a.blocked_by.as_ref().map(|b| b.service_id.as_str()), Some("br"));
+        assert_eq!(worker(&gc).safe_point, 150);
+        let a = gc.advance(300, false, now).unwrap();
+        assert!(!a.advanced());
+        // Behind: a no-op, or an error when strict.
+        let a = gc.advance(120, false, now).unwrap();
+        assert_eq!((a.safe_point, a.blocked_by), (150, None));
+        assert!(matches!(
+            gc.advance(120, true, now),
+            Err(GcAdvanceError::MovesBack {
+                requested: 120,
+                current: 150
+            })
+        ));
+        // br expires: nothing holds the target back any more.
+        let a = gc.advance(300, true, now + 61).unwrap();
+        assert_eq!((a.safe_point, a.blocked_by), (300, None));
+        assert!(gc.service_safe_points().iter().all(|s| s.service_id != "br"));
+        // gc_worker set higher by someone else is not moved back, nor does it hold PD back.
+        gc.update_service_safe_point(GC_WORKER_SERVICE_ID, 1000, i64::MAX, now + 61)
+            .unwrap();
+        let a = gc.advance(400, false, now + 61).unwrap();
+        assert_eq!(a.safe_point, 400);
+        assert_eq!(worker(&gc).safe_point, 1000);
+        // Persisted.
+        let gc = GcManager::new(MetaStorage::new(engine)).unwrap();
+        assert_eq!(gc.safe_point(), 400);
+        assert_eq!(worker(&gc).safe_point, 1000);
     }
 
     #[test]

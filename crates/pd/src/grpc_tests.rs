@@ -12,11 +12,13 @@ use tonic::transport::Channel;
 
 use crate::{PdConfig, PdServer};
 
+/// A server without the automatic GC safe point advance (tests of it configure their own).
 async fn start(engine: MemEngine) -> (PdServer, PdClient<Channel>, u64) {
-    let config = PdConfig {
+    let mut config = PdConfig {
         client_urls: "http://127.0.0.1:0".into(),
         ..Default::default()
     };
+    config.gc.retention = crate::duration::ReadableDuration::secs(0);
     let server = PdServer::start(config, engine).await.unwrap();
     let client = PdClient::connect(format!("http://{}", server.local_addr()))
         .await
@@ -510,5 +512,143 @@ async fn http_on_the_same_port() {
     tcp.read_to_string(&mut buf).await.unwrap();
     assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");
     assert!(buf.contains(&format!("\"id\": {cid}")), "{buf}");
+    server.stop().await.unwrap();
+}
+
+/// A fresh timestamp from the server, composed.
+async fn now_ts(c: &mut PdClient<Channel>, cid: u64) -> u64 {
+    let ts = c
+        .get_min_ts(pdpb::GetMinTsRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .timestamp
+        .unwrap();
+    ((ts.physical as u64) << 18) | ts.logical as u64
+}
+
+async fn gc_safe_point(c: &mut PdClient<Channel>, cid: u64) -> u64 {
+    c.get_gc_safe_point(pdpb::GetGcSafePointRequest { header: header(cid) })
+        .await
+        .unwrap()
+        .into_inner()
+        .safe_point
+}
+
+/// Polls the GC safe point until `done` holds, checking `always` on every value seen.
+async fn wait_gc(
+    c: &mut PdClient<Channel>,
+    cid: u64,
+    what: &str,
+    always: impl Fn(u64) -> bool,
+    done: impl Fn(u64) -> bool,
+) -> u64 {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let sp = gc_safe_point(c, cid).await;
+        assert!(always(sp), "{what}: unexpected gc safe point {sp}");
+        if done(sp) {
+            return sp;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "{what}: still {sp}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test]
+async fn gc_safe_point_advances_by_itself_behind_service_safe_points() {
+    let mut config = PdConfig {
+        client_urls: "http://127.0.0.1:0".into(),
+        ..Default::default()
+    };
+    config.gc.retention = crate::duration::ReadableDuration::secs(1);
+    config.gc.advance_interval = crate::duration::ReadableDuration::millis(20);
+    let server = PdServer::start(config, MemEngine::new()).await.unwrap();
+    let mut c = PdClient::connect(format!("http://{}", server.local_addr()))
+        .await
+        .unwrap();
+    let cid = server.cluster_id();
+    must_bootstrap(&mut c, cid).await;
+
+    // It moves on its own, and stays at least the retention behind now.
+    let first = wait_gc(&mut c, cid, "first advance", |_| true, |sp| sp > 0).await;
+    assert!(first <= now_ts(&mut c, cid).await - (1000 << 18));
+
+    // A service safe point ahead of it holds it back: it reaches the service's, never passes.
+    let br = now_ts(&mut c, cid).await;
+    let resp = c
+        .update_service_gc_safe_point(pdpb::UpdateServiceGcSafePointRequest {
+            header: header(cid),
+            service_id: b"br".to_vec(),
+            ttl: 60,
+            safe_point: br,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(error_type(&resp.header), None);
+    assert_eq!(resp.service_id, b"gc_worker".to_vec());
+    assert!(resp.min_safe_point >= first && resp.min_safe_point < br);
+    wait_gc(&mut c, cid, "held by br", |sp| sp <= br, |sp| sp == br).await;
+    // A service can no longer register behind it (gc_worker followed the safe point).
+    let late = c
+        .update_service_gc_safe_point(pdpb::UpdateServiceGcSafePointRequest {
+            header: header(cid),
+            service_id: b"cdc".to_vec(),
+            ttl: 60,
+            safe_point: first,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(late.min_safe_point, br);
+    // Once br is gone it moves on.
+    c.update_service_gc_safe_point(pdpb::UpdateServiceGcSafePointRequest {
+        header: header(cid),
+        service_id: b"br".to_vec(),
+        ttl: 0,
+        safe_point: 0,
+    })
+    .await
+    .unwrap();
+    let after = wait_gc(&mut c, cid, "after br", |sp| sp >= br, |sp| sp > br).await;
+    // Never back, whoever asks.
+    let back = c
+        .update_gc_safe_point(pdpb::UpdateGcSafePointRequest {
+            header: header(cid),
+            safe_point: first,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(back.new_safe_point >= after);
+    // Stopping ends the driver too.
+    tokio::time::timeout(Duration::from_secs(5), server.stop())
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+#[tokio::test]
+async fn gc_retention_zero_disables_the_advance_not_manual_ones() {
+    // `start` sets gc.retention = "0s".
+    let (server, mut c, cid) = start(MemEngine::new()).await;
+    must_bootstrap(&mut c, cid).await;
+    assert_eq!(gc_safe_point(&mut c, cid).await, 0);
+    // Manual advances still work (HTTP), through the real port.
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let target = now_ts(&mut c, cid).await - (5000 << 18);
+    let body = format!(r#"{{"safe_point": {target}}}"#);
+    let mut tcp = tokio::net::TcpStream::connect(server.local_addr()).await.unwrap();
+    let req = format!(
+        "POST /pd/api/v1/gc/safepoint HTTP/1.1\r\nHost: pd\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+    tcp.write_all(req.as_bytes()).await.unwrap();
+    let mut buf = String::new();
+    tcp.read_to_string(&mut buf).await.unwrap();
+    assert!(buf.starts_with("HTTP/1.1 200"), "{buf}");
+    assert_eq!(gc_safe_point(&mut c, cid).await, target);
     server.stop().await.unwrap();
 }

@@ -6,7 +6,7 @@
 //! * identity: a stable, persisted, non-zero cluster id and member id;
 //! * the timestamp oracle ([`tso`]) and the cluster-wide id allocator ([`id_alloc`]);
 //! * stores, regions (the [`region_tree`]) and bootstrap state ([`cluster`]);
-//! * GC safe points ([`gc`]) and keyspaces ([`keyspace`]);
+//! * GC safe points ([`gc`], advanced by PD itself in [`gc_driver`]) and keyspaces ([`keyspace`]);
 //! * gRPC `pdpb.PD` and `keyspacepb.Keyspace`, PD's HTTP JSON API and `/metrics`, all on one
 //!   port ([`server`]).
 //!
@@ -33,6 +33,7 @@ pub mod context;
 pub mod duration;
 pub mod error;
 pub mod gc;
+pub mod gc_driver;
 pub mod hb_streams;
 mod http;
 pub mod id_alloc;

@@ -84,6 +84,8 @@ pub struct PdServer {
     shutdown_tx: watch::Sender<bool>,
     done_rx: watch::Receiver<bool>,
     serve: JoinHandle<std::io::Result<()>>,
+    /// The automatic GC safe point advance (none if disabled).
+    gc_driver: Option<JoinHandle<()>>,
 }
 
 impl PdServer {
@@ -107,6 +109,7 @@ impl PdServer {
             MetaStorage::new(engine),
             shutdown_rx.clone(),
         )?);
+        let gc_driver = crate::gc_driver::spawn(ctx.clone(), shutdown_rx.clone());
         let app = build_router(ctx.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let listener = listener.tap_io(|tcp| {
@@ -126,6 +129,7 @@ impl PdServer {
             shutdown_tx,
             done_rx,
             serve,
+            gc_driver,
         })
     }
 
@@ -152,6 +156,10 @@ impl PdServer {
     /// Stops accepting, ends long-lived streams, and waits (bounded) for connections to drain.
     pub async fn stop(self) -> Result<()> {
         let _ = self.shutdown_tx.send(true);
+        if let Some(gc_driver) = self.gc_driver {
+            // It ends at the next select on the shutdown signal; a panic there is not ours.
+            let _ = gc_driver.await;
+        }
         let mut serve = self.serve;
         match tokio::time::timeout(STOP_TIMEOUT, &mut serve).await {
             Ok(Ok(r)) => r.map_err(Error::Io),

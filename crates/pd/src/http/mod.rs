@@ -1,6 +1,10 @@
 //! PD's HTTP JSON API (the subset `pd-ctl`-like tools read) and `/metrics`.
 //!
 //! Bodies are indented JSON like PD's; errors are JSON strings with PD's error text.
+//!
+//! Atoll's own addition: `POST /pd/api/v1/gc/safepoint` advances the GC safe point (body
+//! `{"safe_point": <ts>}`, `{"retention": "10m"}`, or `{}` for the configured `gc.retention`);
+//! see [`gc_advance`].
 
 mod format;
 mod model;
@@ -8,19 +12,23 @@ mod model;
 use std::sync::Arc;
 use std::time::SystemTime;
 
+use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::context::{PdContext, PD_RELEASE_VERSION};
+use crate::duration::ReadableDuration;
+use crate::gc::GcAdvanceError;
+use crate::gc_driver::{self, Target};
 use crate::metrics;
 use crate::store_info::StoreStateName;
 use model::{
-    ClusterJson, GcSafePointJson, HeaderJson, HealthJson, MemberJson, MembersJson, RegionJson, RegionsJson,
-    StoreJson, StoresJson, VersionJson,
+    ClusterJson, GcAdvanceJson, GcSafePointJson, HeaderJson, HealthJson, MemberJson, MembersJson, RegionJson,
+    RegionsJson, StoreJson, StoresJson, VersionJson,
 };
 
 type Ctx = State<Arc<PdContext>>;
@@ -75,7 +83,7 @@ pub fn router(ctx: Arc<PdContext>) -> Router {
         .route("/pd/api/v1/regions/count", get(region_count))
         .route("/pd/api/v1/region/id/{id}", get(region_by_id))
         .route("/pd/api/v1/region/key/{key}", get(region_by_key))
-        .route("/pd/api/v1/gc/safepoint", get(gc_safe_point))
+        .route("/pd/api/v1/gc/safepoint", get(gc_safe_point).post(gc_advance))
         .route("/metrics", get(metrics_text))
         .with_state(ctx)
 }
@@ -210,6 +218,10 @@ async fn config(State(ctx): Ctx) -> Response {
         "schedule": schedule_json(&ctx),
         "replication": replication_json(&ctx),
         "pd-server": pd_server_json(&ctx),
+        "gc": {
+            "retention": c.gc.retention.to_string(),
+            "advance-interval": c.gc.advance_interval.to_string(),
+        },
     }))
 }
 
@@ -317,12 +329,82 @@ async fn region_by_key(State(ctx): Ctx, Path(key): Path<String>) -> Response {
 
 async fn gc_safe_point(State(ctx): Ctx) -> Response {
     let ssps = ctx.gc.service_safe_points();
-    let min = ssps.iter().map(|s| s.safe_point).min().unwrap_or(0);
+    // Like PD, expired entries (not pruned yet) are listed but do not count for the minimum.
+    let now = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    let min = ssps
+        .iter()
+        .filter(|s| s.expired_at > now)
+        .map(|s| s.safe_point)
+        .min()
+        .unwrap_or(0);
     ok(&GcSafePointJson {
         service_gc_safe_points: ssps,
         min_service_gc_safe_point: min,
         gc_safe_point: ctx.gc.safe_point(),
     })
+}
+
+/// The body of `POST /pd/api/v1/gc/safepoint`: at most one of the two fields.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GcAdvanceBody {
+    safe_point: Option<u64>,
+    retention: Option<String>,
+}
+
+fn gc_target(ctx: &PdContext, body: &[u8]) -> Result<Target, String> {
+    let body: GcAdvanceBody = if body.iter().all(u8::is_ascii_whitespace) {
+        GcAdvanceBody::default()
+    } else {
+        serde_json::from_slice(body).map_err(|e| format!("invalid request body: {e}"))?
+    };
+    match (body.safe_point, body.retention) {
+        (Some(_), Some(_)) => Err("give either safe_point or retention, not both".into()),
+        (Some(ts), None) => Ok(Target::SafePoint(ts)),
+        (None, Some(r)) => ReadableDuration::parse(&r)
+            .map(|d| Target::Retention(d.0))
+            .map_err(|e| format!("invalid retention: {e}")),
+        (None, None) if ctx.config.gc.retention.0.is_zero() => {
+            Err("no safe_point or retention given, and gc.retention is 0s".into())
+        }
+        (None, None) => Ok(Target::Retention(ctx.config.gc.retention.0)),
+    }
+}
+
+/// Advances the GC safe point (Atoll's addition to PD's API). `safe_point` must be neither
+/// behind the GC safe point (409 Conflict) nor ahead of the current TSO (400); `retention`
+/// (or, with an empty body, `gc.retention`) asks for `now - retention` and is a no-op when that
+/// is behind. Either way the unexpired service safe points hold the target back, and the answer
+/// (200) names the one that did.
+async fn gc_advance(State(ctx): Ctx, body: Bytes) -> Response {
+    let target = match gc_target(&ctx, &body) {
+        Ok(t) => t,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    match gc_driver::advance(&ctx, target) {
+        Ok(a) => {
+            tracing::info!(
+                ?target,
+                previous = a.previous,
+                safe_point = a.safe_point,
+                blocked_by = a.blocked_by.as_ref().map(|b| b.service_id.as_str()),
+                "gc safe point advance requested over http"
+            );
+            ok(&GcAdvanceJson {
+                advanced: a.advanced(),
+                requested_safe_point: a.requested,
+                previous_gc_safe_point: a.previous,
+                gc_safe_point: a.safe_point,
+                blocked_by: a.blocked_by,
+            })
+        }
+        Err(e @ GcAdvanceError::MovesBack { .. }) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ GcAdvanceError::InFuture { .. }) => error(StatusCode::BAD_REQUEST, e.to_string()),
+        Err(e @ GcAdvanceError::Internal(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+    }
 }
 
 async fn metrics_text(State(ctx): Ctx) -> Response {

@@ -383,3 +383,17 @@ pub struct GcSafePointJson {
     pub min_service_gc_safe_point: u64,
     pub gc_safe_point: u64,
 }
+
+/// `POST /pd/api/v1/gc/safepoint` (Atoll's own).
+#[derive(Debug, Serialize)]
+pub struct GcAdvanceJson {
+    /// Whether the GC safe point moved.
+    pub advanced: bool,
+    /// The target: the given safe point, or `now - retention`.
+    pub requested_safe_point: u64,
+    pub previous_gc_safe_point: u64,
+    pub gc_safe_point: u64,
+    /// The service safe point that held the target back.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub blocked_by: Option<crate::storage::ServiceSafePoint>,
+}

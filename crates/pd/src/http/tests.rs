@@ -257,3 +257,117 @@ async fn metrics_and_gc() {
     assert_eq!(gc["gc_safe_point"], 10);
     assert!(gc["service_gc_safe_points"].as_array().unwrap().is_empty());
 }
+
+async fn post(ctx: &Arc<PdContext>, uri: &str, body: &str) -> (StatusCode, Value) {
+    let resp = crate::server::build_router(ctx.clone())
+        .oneshot(
+            Request::post(uri)
+                .header(header::CONTENT_TYPE, "application/json")
+                .body(Body::from(body.to_string()))
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let status = resp.status();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 24).await.unwrap();
+    (status, serde_json::from_slice(&body).unwrap())
+}
+
+const GC: &str = "/pd/api/v1/gc/safepoint";
+
+#[tokio::test]
+async fn gc_advance_by_safe_point() {
+    let (ctx, _tx) = new_ctx();
+    let now = ctx.tso.generate(1).unwrap().compose();
+    let target = now - (60_000 << 18);
+    let (status, a) = post(&ctx, GC, &format!(r#"{{"safe_point": {target}}}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(a["advanced"], true);
+    assert_eq!(a["previous_gc_safe_point"], 0);
+    assert_eq!(a["gc_safe_point"], target);
+    assert!(a.get("blocked_by").is_none());
+    assert_eq!(ctx.gc.safe_point(), target);
+    // The same again: accepted, nothing moves.
+    let (status, a) = post(&ctx, GC, &format!(r#"{{"safe_point": {target}}}"#)).await;
+    assert_eq!((status, &a["advanced"]), (StatusCode::OK, &Value::Bool(false)));
+    // Back: 409.
+    let (status, e) = post(&ctx, GC, &format!(r#"{{"safe_point": {}}}"#, target - 1)).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert!(e.as_str().unwrap().contains("never moves back"), "{e}");
+    // Ahead of the TSO: 400.
+    let future = ctx.tso.generate(1).unwrap().compose() + (3_600_000 << 18);
+    let (status, e) = post(&ctx, GC, &format!(r#"{{"safe_point": {future}}}"#)).await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    assert!(
+        e.as_str().unwrap().contains("ahead of the current timestamp"),
+        "{e}"
+    );
+    assert_eq!(ctx.gc.safe_point(), target);
+    // gc_worker follows; the listing shows it.
+    let gc = get_json(&ctx, GC).await;
+    assert_eq!(gc["gc_safe_point"], target);
+    assert_eq!(gc["service_gc_safe_points"][0]["service_id"], "gc_worker");
+    assert_eq!(gc["service_gc_safe_points"][0]["safe_point"], target);
+    assert_eq!(gc["min_service_gc_safe_point"], target);
+}
+
+#[tokio::test]
+async fn gc_advance_by_retention_is_held_back_by_services() {
+    let (ctx, _tx) = new_ctx();
+    ctx.gc.update_safe_point(1 << 18).unwrap();
+    let now_secs = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let held = 2 << 18;
+    assert!(
+        ctx.gc
+            .update_service_safe_point("br", held, 3600, now_secs)
+            .unwrap()
+            .updated
+    );
+    let (status, a) = post(&ctx, GC, r#"{"retention": "1m"}"#).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(a["gc_safe_point"], held);
+    assert_eq!(a["blocked_by"]["service_id"], "br");
+    assert_eq!(a["blocked_by"]["safe_point"], held);
+    let now = ctx.tso.generate(1).unwrap().compose();
+    let requested = a["requested_safe_point"].as_u64().unwrap();
+    assert!(requested <= now - (60_000 << 18) && requested > now - (70_000 << 18));
+    // Without br, an empty body uses gc.retention (10m by default).
+    ctx.gc.update_service_safe_point("br", 0, 0, now_secs).unwrap();
+    let (status, a) = post(&ctx, GC, "").await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    let sp = a["gc_safe_point"].as_u64().unwrap();
+    let after = ctx.tso.generate(1).unwrap().compose();
+    // `now - retention` in whole milliseconds (logical 0), "now" being between the two.
+    assert_eq!(sp % (1 << 18), 0);
+    assert!(
+        (now >> 18) - 600_000 <= sp >> 18 && sp <= after - (600_000 << 18),
+        "{a}"
+    );
+    // A retention longer than before asks for an older safe point: a no-op, not an error.
+    let (status, a) = post(&ctx, GC, r#"{"retention": "1h"}"#).await;
+    assert_eq!((status, &a["advanced"]), (StatusCode::OK, &Value::Bool(false)));
+    assert_eq!(a["gc_safe_point"], sp);
+}
+
+#[tokio::test]
+async fn gc_advance_bad_bodies() {
+    let (ctx, _tx) = new_ctx();
+    for body in [
+        r#"{"retention": "10m", "safe_point": 1}"#,
+        r#"{"retention": "ten"}"#,
+        r#"{"safe_point": -1}"#,
+        r#"{"life_time": "10m"}"#,
+        "not json",
+    ] {
+        let (status, e) = post(&ctx, GC, body).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}: {e}");
+        assert!(e.is_string(), "{e}");
+    }
+    assert_eq!(ctx.gc.safe_point(), 0);
+    let cfg = get_json(&ctx, "/pd/api/v1/config").await;
+    assert_eq!(cfg["gc"]["retention"], "10m0s");
+    assert_eq!(cfg["gc"]["advance-interval"], "10s");
+}
