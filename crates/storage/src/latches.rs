@@ -37,10 +37,12 @@ impl Latches {
         let mut slots: Vec<usize> = keys.into_iter().map(|k| self.slot(k)).collect();
         slots.sort_unstable();
         slots.dedup();
+        let start = std::time::Instant::now();
         let mut held = Vec::with_capacity(slots.len());
         for s in slots {
             held.push(self.slots[s].clone().lock_owned().await);
         }
+        crate::metrics::LATCH_WAIT.observe(start.elapsed().as_secs_f64());
         Guard { _held: held }
     }
 }

@@ -28,3 +28,13 @@ pub static DEADLOCKS: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
     prometheus::register_int_counter!("tikv_lock_manager_deadlock_detect_total", "Deadlocks detected")
         .expect("metric")
 });
+
+/// Time a command waits for its key latches (other commands on the same keys).
+pub static LATCH_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
+    prometheus::register_histogram!(
+        "tikv_scheduler_latch_wait_duration_seconds",
+        "Time waiting for key latches",
+        exponential_buckets(0.00001, 2.0, 22).unwrap_or_default()
+    )
+    .expect("metric")
+});
