@@ -32,6 +32,18 @@ impl Error {
     }
 }
 
+impl Error {
+    /// Errors a prewrite retried after its transaction committed would meet on a key
+    /// (its own commit record looks like a conflict; its lock is gone).
+    pub fn is_retry_after_commit(&self) -> bool {
+        use crate::mvcc::TxnError as T;
+        matches!(self, Error::Txn(e) if matches!(
+            **e,
+            T::KeyIsLocked(_) | T::WriteConflict { .. } | T::PessimisticLockNotFound { .. }
+        ))
+    }
+}
+
 impl From<engine_traits::Error> for Error {
     fn from(e: engine_traits::Error) -> Self {
         Error::Engine(e.to_string())

@@ -206,9 +206,10 @@ impl Tikv for KvService {
         ))
     }
 
-    async fn kv_gc(&self, req: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
-        let _t = Timer::new("kv_gc");
-        Ok(Response::new(txn::gc(&self.txn, req.into_inner()).await))
+    // Deprecated in TiKV, which answers `Unimplemented`: GC follows PD's safe point instead (a
+    // client-chosen safe point could remove versions running transactions still read).
+    async fn kv_gc(&self, _req: Request<GcRequest>) -> Result<Response<GcResponse>, Status> {
+        Err(not_served("kv_gc"))
     }
 
     async fn kv_delete_range(

@@ -12,6 +12,23 @@ use txn_types::TimeStamp;
 use crate::errors::split_txn_error;
 use crate::raftkv::RaftKv;
 
+/// Fills `region_error` and `error` of a read response that also carries per-pair errors:
+/// tikv-client reads key errors of scans and batch gets only from `pairs`, so a key error is
+/// put in both places, as TiKV does.
+macro_rules! fill_pairs_err {
+    ($resp:ident, $e:expr) => {{
+        let (region_error, error) = split_txn_error($e);
+        $resp.region_error = region_error;
+        if let Some(error) = &error {
+            $resp.pairs = vec![KvPair {
+                error: Some(error.clone()),
+                ..Default::default()
+            }];
+        }
+        $resp.error = error;
+    }};
+}
+
 /// Fills `region_error` and `error` (a `KeyError`) of a response from a storage error.
 macro_rules! fill_key_err {
     ($resp:ident, $e:expr) => {{
@@ -67,7 +84,7 @@ pub async fn batch_get(s: &TxnStorage<RaftKv>, req: BatchGetRequest) -> BatchGet
         .and_then(kv_pairs)
     {
         Ok(pairs) => resp.pairs = pairs,
-        Err(e) => fill_key_err!(resp, e),
+        Err(e) => fill_pairs_err!(resp, e),
     }
     resp
 }
@@ -88,7 +105,7 @@ pub async fn scan(s: &TxnStorage<RaftKv>, req: ScanRequest) -> ScanResponse {
         .and_then(kv_pairs);
     match r {
         Ok(pairs) => resp.pairs = pairs,
-        Err(e) => fill_key_err!(resp, e),
+        Err(e) => fill_pairs_err!(resp, e),
     }
     resp
 }
@@ -350,14 +367,6 @@ pub async fn resolve_lock(s: &TxnStorage<RaftKv>, req: ResolveLockRequest) -> Re
         req.txn_infos.iter().map(|t| (t.txn, t.status)).collect()
     };
     if let Err(e) = s.resolve_lock(&ctx(&req.context), &txns, &req.keys).await {
-        fill_key_err!(resp, e);
-    }
-    resp
-}
-
-pub async fn gc(s: &TxnStorage<RaftKv>, req: GcRequest) -> GcResponse {
-    let mut resp = GcResponse::default();
-    if let Err(e) = s.gc_region(&ctx(&req.context), req.safe_point).await {
         fill_key_err!(resp, e);
     }
     resp

@@ -160,22 +160,25 @@ pub fn scan<S: Snapshot>(
             (None, None) => break,
         };
         let mut item = None;
+        // Set when the lock decided the key (an error, or a committed lock's value or delete).
+        let mut decided = false;
         if l_key.as_deref() == Some(key.as_slice()) {
             let lock = Lock::decode(locks.value())?;
             match check_lock_for_read(&key, lock, opts) {
                 Ok(LockRead::Ignore) => {}
                 Ok(LockRead::Committed(lock)) => {
-                    item = Some(value_of_committed_lock(&reader, &key, &lock).map(|v| v.unwrap_or_default()));
-                    if matches!(lock.lock_type, LockType::Delete) {
-                        item = None;
-                    }
+                    decided = true;
+                    item = value_of_committed_lock(&reader, &key, &lock).transpose();
                 }
-                Err(e) => item = Some(Err(e)),
+                Err(e) => {
+                    decided = true;
+                    item = Some(Err(e));
+                }
             }
             l_valid = if reverse { locks.prev()? } else { locks.next()? };
         }
         if w_key.as_deref() == Some(key.as_slice()) {
-            if item.is_none() {
+            if !decided {
                 if let Some((_, w)) = reader.get_write(&key, opts.ts)? {
                     if w.write_type == WriteType::Put {
                         item = Some(if key_only {

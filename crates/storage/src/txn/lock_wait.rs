@@ -105,6 +105,18 @@ impl LockWaits {
         }
     }
 
+    /// Wakes every waiter on a key in `[start, end)` (`end` empty: unbounded).
+    pub fn wake_range(&self, start: &[u8], end: &[u8]) {
+        let s = self.inner.lock();
+        for (key, ws) in &s.waiters {
+            if key.as_slice() >= start && (end.is_empty() || key.as_slice() < end) {
+                for (_, n) in ws {
+                    n.notify_one();
+                }
+            }
+        }
+    }
+
     /// Number of registered waiters (for metrics and tests).
     pub fn len(&self) -> usize {
         self.inner.lock().edges.len()

@@ -1,6 +1,6 @@
 use atoll_proto::kvrpcpb;
 use engine_traits::Snapshot;
-use txn_types::{LockType, TimeStamp, Write};
+use txn_types::{LockType, TimeStamp};
 
 use super::cleanup::rollback_lock;
 use super::{lock_expired, raw, txn_err};
@@ -68,10 +68,9 @@ pub fn check_txn_status<S: Snapshot>(
                     action: Action::TtlExpireRollback,
                 });
             }
-            let mut action = Action::NoAction;
-            // Push the commit ts past the caller's snapshot so that the caller need not wait.
-            if lock.lock_type != LockType::Pessimistic
-                && !caller_start_ts.is_zero()
+            // Push the commit ts past the caller's snapshot so that the caller need not wait
+            // (only locks that carry a min_commit_ts: their commit checks it).
+            if !lock.min_commit_ts.is_zero()
                 && caller_start_ts != TimeStamp::max()
                 && lock.min_commit_ts <= caller_start_ts
             {
@@ -80,8 +79,12 @@ pub fn check_txn_status<S: Snapshot>(
                     lock.min_commit_ts = current_ts;
                 }
                 txn.put_lock(key, &lock);
-                action = Action::MinCommitTsPushed;
             }
+            let action = if caller_start_ts == TimeStamp::max() || lock.min_commit_ts > caller_start_ts {
+                Action::MinCommitTsPushed
+            } else {
+                Action::NoAction
+            };
             return Ok(TxnStatus::Locked {
                 ttl: lock.ttl.max(1),
                 lock: Box::new(lock_info(&raw_key, &lock)),
@@ -98,25 +101,21 @@ pub fn check_txn_status<S: Snapshot>(
         record if record.is_rolled_back() => Ok(TxnStatus::RolledBack {
             action: Action::NoAction,
         }),
-        TxnCommitRecord::None { overlapped_write } => {
-            if resolving_pessimistic_lock {
-                return Ok(TxnStatus::RolledBack {
-                    action: Action::LockNotExistDoNothing,
-                });
-            }
+        TxnCommitRecord::None { .. } => {
             if !rollback_if_not_exist {
                 return Err(txn_err(TxnError::TxnNotFound {
                     start_ts: lock_ts,
                     key: raw(key)?,
                 }));
             }
-            match overlapped_write {
-                Some(mut w) => {
-                    w.has_overlapped_rollback = true;
-                    txn.put_write(key, lock_ts, &w);
-                }
-                None => txn.put_write(key, lock_ts, &Write::new_rollback(lock_ts)),
+            if resolving_pessimistic_lock {
+                return Ok(TxnStatus::RolledBack {
+                    action: Action::LockNotExistDoNothing,
+                });
             }
+            // Leaves the rollback record (and marks another transaction's lock on the key
+            // that could commit at exactly `lock_ts`).
+            super::rollback(txn, reader, key, lock_ts)?;
             Ok(TxnStatus::RolledBack {
                 action: Action::LockNotExistRollback,
             })

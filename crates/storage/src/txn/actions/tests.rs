@@ -450,7 +450,21 @@ fn cleanup_respects_ttl() {
 fn check_txn_status_shapes() {
     let s = Store::new();
     let start = at_ms(1000);
-    s.must_prewrite_put(b"p", b"v", b"p", start);
+    // A lock without a min_commit_ts is never pushed.
+    s.must_prewrite_put(b"old", b"v", b"old", start);
+    match s
+        .check_txn_status(b"old", start, start + 7, at_ms(2000), false)
+        .unwrap()
+    {
+        TxnStatus::Locked { action, lock, .. } => {
+            assert_eq!((action, lock.min_commit_ts), (Action::NoAction, 0))
+        }
+        other => panic!("{other:?}"),
+    }
+    let mut props = s.props(b"p", start);
+    props.min_commit_ts = ts(start + 1);
+    s.prewrite_with(&props, b"p", MutationOp::Put(b"v".to_vec()), false)
+        .unwrap();
     // Alive: locked, and a reader's start ts pushes the commit ts.
     match s
         .check_txn_status(b"p", start, start + 7, at_ms(2000), false)
@@ -495,6 +509,50 @@ fn check_txn_status_shapes() {
             action: Action::LockNotExistRollback
         }
     );
+    // Resolving a pessimistic lock whose primary is gone: not found unless asked to roll back,
+    // then nothing is written.
+    let r = s.run(|txn, reader| {
+        check_txn_status(
+            txn,
+            reader,
+            &k(b"n"),
+            ts(80),
+            ts(0),
+            ts(0),
+            false,
+            false,
+            true,
+            true,
+        )
+    });
+    assert!(matches!(txn_error(r), TxnError::TxnNotFound { .. }));
+    let r = s
+        .run(|txn, reader| {
+            check_txn_status(
+                txn,
+                reader,
+                &k(b"n"),
+                ts(80),
+                ts(0),
+                ts(0),
+                true,
+                false,
+                true,
+                true,
+            )
+        })
+        .unwrap();
+    assert_eq!(
+        r,
+        TxnStatus::RolledBack {
+            action: Action::LockNotExistDoNothing
+        }
+    );
+    // A rollback decided for a transaction whose primary holds another (older) transaction's
+    // lock is remembered in that lock, so its commit cannot overwrite the rollback record.
+    s.must_prewrite_put(b"q", b"v", b"q", 90);
+    s.check_txn_status(b"q", 95, 0, 0, true).unwrap();
+    assert_eq!(s.must_locked(b"q", 90).rollback_ts, vec![ts(95)]);
     assert!(matches!(
         s.must_prewrite_put_err(b"m", b"late", b"m", 70),
         TxnError::WriteConflict { .. }

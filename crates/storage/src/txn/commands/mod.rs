@@ -93,6 +93,15 @@ impl<E: Engine> TxnStorage<E> {
                 _ => None,
             })
             .collect();
+        let released_ranges: Vec<(Vec<u8>, Vec<u8>)> = modifies
+            .iter()
+            .filter_map(|m| match m {
+                Modify::DeleteRange { cf, start, end } if *cf == CF_LOCK => {
+                    Some((start.clone(), end.clone()))
+                }
+                _ => None,
+            })
+            .collect();
         let t = Instant::now();
         let r = self.engine.write(ctx, modifies).await;
         COMMAND_DURATION
@@ -100,6 +109,9 @@ impl<E: Engine> TxnStorage<E> {
             .observe(t.elapsed().as_secs_f64());
         r?;
         self.lock_waits.wake(released.iter().map(|k| k.as_slice()));
+        for (start, end) in &released_ranges {
+            self.lock_waits.wake_range(start, end);
+        }
         Ok(())
     }
 }

@@ -12,9 +12,6 @@ use crate::{Error, Result};
 /// One key of a read result: its value, or the key error (a lock) that hides it.
 pub type KvItem = (Vec<u8>, Result<Vec<u8>>);
 
-/// Largest scan limit accepted in one request.
-const MAX_SCAN_LIMIT: u32 = 100_000;
-
 fn read_options(ctx: &kvrpcpb::Context, version: u64) -> ReadOptions {
     ReadOptions {
         ts: TimeStamp::new(version),
@@ -97,11 +94,6 @@ impl<E: Engine> TxnStorage<E> {
         key_only: bool,
         reverse: bool,
     ) -> Result<Vec<KvItem>> {
-        if limit > MAX_SCAN_LIMIT {
-            return Err(Error::InvalidInput(format!(
-                "scan limit {limit} exceeds {MAX_SCAN_LIMIT}"
-            )));
-        }
         let (lower, upper) = if reverse { (end, start) } else { (start, end) };
         let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, lower, upper)?;
         let opts = read_options(ctx, version);

@@ -38,6 +38,14 @@ impl<E: Engine> TxnStorage<E> {
         if txns.is_empty() {
             return Err(Error::InvalidInput("resolve lock names no transaction".into()));
         }
+        if let Some((start, commit)) = txns
+            .iter()
+            .find(|(start, commit)| **commit != 0 && **commit <= **start)
+        {
+            return Err(Error::InvalidInput(format!(
+                "commit ts {commit} must be greater than start ts {start}"
+            )));
+        }
         if !keys.is_empty() {
             if txns.len() != 1 {
                 return Err(Error::InvalidInput(

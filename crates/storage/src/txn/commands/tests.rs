@@ -274,8 +274,15 @@ async fn async_commit_floor_covers_reads_and_the_tso() {
     let r = s.prewrite(&ctx(), req.clone()).await.unwrap();
     assert_eq!(r.min_commit_ts, TimeStamp::new(5001));
     // A retried request reports the same floor.
-    let r2 = s.prewrite(&ctx(), req).await.unwrap();
-    assert!(r2.min_commit_ts >= r.min_commit_ts);
+    let r2 = s.prewrite(&ctx(), req.clone()).await.unwrap();
+    assert_eq!(r2.min_commit_ts, r.min_commit_ts);
+    // Retried after the transaction committed: the commit is reported, nothing is written.
+    s.commit(&ctx(), &[b"k".to_vec()], 10, r.min_commit_ts.into_inner())
+        .await
+        .unwrap();
+    let r3 = s.prewrite(&ctx(), req).await.unwrap();
+    assert!(r3.errors.is_empty());
+    assert_eq!(r3.min_commit_ts, r.min_commit_ts);
     // 1PC commits at once.
     let mut req = prewrite_req(vec![put(b"one", b"v")], b"one", 20);
     req.props.try_one_pc = true;
@@ -286,6 +293,13 @@ async fn async_commit_floor_covers_reads_and_the_tso() {
             .await
             .unwrap(),
         Some(b"v".to_vec())
+    );
+    let mut again = prewrite_req(vec![put(b"one", b"v")], b"one", 20);
+    again.props.try_one_pc = true;
+    let r2 = s.prewrite(&ctx(), again).await.unwrap();
+    assert_eq!(
+        r2.one_pc_commit_ts, r.one_pc_commit_ts,
+        "a retried 1PC reports its commit"
     );
 }
 

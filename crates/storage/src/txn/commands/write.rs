@@ -78,6 +78,8 @@ impl<E: Engine> TxnStorage<E> {
         let mut locks = vec![];
         let mut lock_errors = vec![];
         let mut duplicate_min_commit_ts = TimeStamp::zero();
+        let mut duplicates = 0;
+        let mut duplicate_fell_back = false;
         for (i, m) in mutations.iter().enumerate() {
             let pessimistic = req.pessimistic_checks.get(i).copied().unwrap_or(false);
             let constraint = req.constraint_checks.get(i).copied().unwrap_or(false);
@@ -85,9 +87,37 @@ impl<E: Engine> TxnStorage<E> {
                 Ok(PrewriteOutcome::Locked(Some(lock))) => locks.push((m.key.clone(), lock)),
                 Ok(PrewriteOutcome::Locked(None)) => {}
                 Ok(PrewriteOutcome::Duplicate(lock)) => {
+                    duplicates += 1;
+                    duplicate_fell_back |= !lock.use_async_commit;
                     duplicate_min_commit_ts = duplicate_min_commit_ts.max(lock.min_commit_ts);
                 }
-                Err(e) if e.is_key_locked() => lock_errors.push(e),
+                Err(e) if e.is_retry_after_commit() => {
+                    // A retried request of a transaction that has committed meanwhile (e.g. a
+                    // 1PC or async-commit prewrite whose answer was lost): report its commit.
+                    if let Some(commit_ts) = reader
+                        .get_txn_commit_record(&m.key, props.start_ts)?
+                        .committed_ts()
+                    {
+                        return Ok(PrewriteResponse {
+                            errors: vec![],
+                            min_commit_ts: if props.use_async_commit {
+                                commit_ts
+                            } else {
+                                TimeStamp::zero()
+                            },
+                            one_pc_commit_ts: if props.try_one_pc {
+                                commit_ts
+                            } else {
+                                TimeStamp::zero()
+                            },
+                        });
+                    }
+                    if e.is_key_locked() {
+                        lock_errors.push(e);
+                    } else {
+                        return Err(e);
+                    }
+                }
                 Err(e) => return Err(e),
             }
         }
@@ -95,6 +125,20 @@ impl<E: Engine> TxnStorage<E> {
             return Ok(PrewriteResponse {
                 errors: lock_errors,
                 ..Default::default()
+            });
+        }
+        // A retry that found every key already prewritten reports what the first attempt
+        // wrote (a fresh floor would not match the locks a resolver reads).
+        if locks.is_empty() && duplicates > 0 && props.use_async_commit {
+            self.write(ctx, txn).await?;
+            return Ok(PrewriteResponse {
+                errors: vec![],
+                min_commit_ts: if duplicate_fell_back {
+                    TimeStamp::zero()
+                } else {
+                    duplicate_min_commit_ts
+                },
+                one_pc_commit_ts: TimeStamp::zero(),
             });
         }
         let async_or_1pc = props.use_async_commit || props.try_one_pc;
@@ -114,10 +158,10 @@ impl<E: Engine> TxnStorage<E> {
         }
         self.write(ctx, txn).await?;
         drop(mem_guard);
-        // Zero means "not async commit" (or fell back to 2PC); a retried request reports at
-        // least the floor its earlier attempt wrote.
-        let min_commit_ts = if result.min_commit_ts.is_zero() {
-            result.min_commit_ts
+        // Zero means "not async commit" (or fell back to 2PC); keys an earlier attempt already
+        // prewrote keep their floors, and the answer covers them all.
+        let min_commit_ts = if result.min_commit_ts.is_zero() || duplicate_fell_back {
+            TimeStamp::zero()
         } else {
             result.min_commit_ts.max(duplicate_min_commit_ts)
         };
@@ -164,6 +208,9 @@ impl<E: Engine> TxnStorage<E> {
     ) -> Result<()> {
         let start_ts = TimeStamp::new(start_ts);
         let keys = stored_keys(ctx, keys)?;
+        // A later async-commit prewrite must not pick a commit ts at or below a rolled-back
+        // start ts (its record would overwrite the rollback).
+        self.cm.update_max_ts(start_ts);
         let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
         let snap = self.snapshot(ctx).await?;
         check_keys_in_region::<E>(&snap, &keys)?;
@@ -185,6 +232,7 @@ impl<E: Engine> TxnStorage<E> {
         current_ts: u64,
     ) -> Result<()> {
         let key = api_keys::stored_key(ctx, KeyMode::Txn, key)?;
+        self.cm.update_max_ts(TimeStamp::new(start_ts));
         let _guard = self.latches.acquire([key.as_slice()]).await;
         let snap = self.snapshot(ctx).await?;
         api_keys::check_in_region(&snap.region, &key)?;
@@ -226,8 +274,10 @@ impl<E: Engine> TxnStorage<E> {
         req: &kvrpcpb::CheckTxnStatusRequest,
     ) -> Result<TxnStatus> {
         let key = api_keys::stored_key(ctx, KeyMode::Txn, &req.primary_key)?;
-        // The caller will read at caller_start_ts once the lock is resolved or pushed.
+        // The caller will read at caller_start_ts once the lock is resolved or pushed; a
+        // rollback of lock_ts must not be overwritten by a later async commit at lock_ts.
         self.cm.update_max_ts(TimeStamp::new(req.caller_start_ts));
+        self.cm.update_max_ts(TimeStamp::new(req.lock_ts));
         let _guard = self.latches.acquire([key.as_slice()]).await;
         let snap = self.snapshot(ctx).await?;
         api_keys::check_in_region(&snap.region, &key)?;
@@ -258,6 +308,7 @@ impl<E: Engine> TxnStorage<E> {
     ) -> Result<SecondaryLocksStatus> {
         let start_ts = TimeStamp::new(start_ts);
         let keys = stored_keys(ctx, keys)?;
+        self.cm.update_max_ts(start_ts);
         let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
         let snap = self.snapshot(ctx).await?;
         check_keys_in_region::<E>(&snap, &keys)?;
