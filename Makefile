@@ -12,7 +12,7 @@ WITH_ROCKSDB = ROCKSDB_LIB_DIR="$$(bash scripts/rocksdb-lib.sh)" ROCKSDB_STATIC=
 ARGS ?=
 DATA_DIR ?= data/playground
 
-.PHONY: setup build run test lint fmt clean-data
+.PHONY: setup build run test lint fmt clean-data bench-compare
 
 setup:
 	bash scripts/setup.sh
@@ -41,3 +41,11 @@ fmt:
 
 clean-data:
 	rm -rf $(DATA_DIR)
+
+# Atoll against etcd on this machine (bench/compare.sh): release binaries, a 3-node playground
+# and a 3-member etcd on loopback, one table. Flags in BENCH_ARGS, e.g.
+# `make bench-compare BENCH_ARGS="--duration 5s --out bench/results/new.md"`.
+BENCH_ARGS ?=
+bench-compare: setup
+	$(WITH_ROCKSDB) $(CARGO) build --release --bin atoll --bin atoll-pd --bin atoll-kv
+	ATOLL_BIN_DIR=$(CARGO_TARGET_DIR)/release bash bench/compare.sh $(BENCH_ARGS)

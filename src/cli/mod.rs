@@ -1,7 +1,9 @@
 //! The `atoll` command line: `atoll playground` runs a local cluster, `atoll ctl` reads the
-//! cluster's state through PD's HTTP API. Nothing here depends on the server crates; the
-//! tool talks to the servers only through their public interfaces (processes, HTTP).
+//! cluster's state through PD's HTTP API, `atoll bench` loads it. Nothing here depends on the
+//! server crates; the tool talks to the servers only through their public interfaces
+//! (processes, HTTP, the TiKV client protocol).
 
+pub mod bench;
 pub mod ctl;
 pub mod http;
 pub mod playground;
@@ -28,12 +30,15 @@ pub enum Command {
     Playground(playground::PlaygroundArgs),
     /// Inspect a cluster through PD's HTTP API.
     Ctl(ctl::CtlArgs),
+    /// Benchmark a TiKV-compatible cluster (or etcd) through its client protocol.
+    Bench(Box<bench::BenchArgs>),
 }
 
 pub async fn run(cli: Cli) -> Result<ExitCode> {
     match cli.command {
         Command::Playground(args) => playground::run(args).await,
         Command::Ctl(args) => ctl::run(args).await,
+        Command::Bench(args) => bench::run(*args).await,
     }
 }
 
@@ -113,6 +118,60 @@ mod tests {
         assert!(parse(&["playground", "--pd-port", "70000"]).is_err());
         assert!(parse(&["playground", "--kv-count", "-1"]).is_err());
         assert!(parse(&["playground", "--no-such-flag"]).is_err());
+    }
+
+    #[test]
+    fn bench_run_defaults_and_flags() {
+        use super::bench::{BenchCommand, PhaseArg, Target};
+        let bench = |args: &[&str]| match parse(args).unwrap().command {
+            Command::Bench(b) => b.command,
+            other => panic!("not bench: {other:?}"),
+        };
+        let BenchCommand::Run(r) = bench(&["bench", "run"]) else {
+            panic!("not run")
+        };
+        assert_eq!(r.target, Target::Raw);
+        assert_eq!((r.workload.as_str(), r.api.as_str()), ("a", "v2"));
+        assert_eq!(
+            (r.records, r.threads, r.value_size, r.txn_ops),
+            (100_000, 16, 256, 1)
+        );
+        assert_eq!(r.phase, PhaseArg::Both);
+        let BenchCommand::Run(r) = bench(&[
+            "bench",
+            "run",
+            "--target",
+            "txn",
+            "-w",
+            "f",
+            "--txn-ops",
+            "4",
+            "-t",
+            "128",
+            "-d",
+            "30s",
+            "--phase",
+            "run",
+            "--pd",
+            "a:1,b:2",
+            "--json",
+            "/tmp/x.json",
+        ]) else {
+            panic!("not run")
+        };
+        assert_eq!(r.target, Target::Txn);
+        assert_eq!(r.pd, vec!["a:1".to_owned(), "b:2".to_owned()]);
+        assert_eq!((r.txn_ops, r.threads), (4, 128));
+        assert_eq!(r.duration.as_deref(), Some("30s"));
+        assert_eq!(r.json, Some(PathBuf::from("/tmp/x.json")));
+        let BenchCommand::Compare(c) = bench(&["bench", "compare", "--etcd", "h:1,h:2"]) else {
+            panic!("not compare")
+        };
+        assert_eq!(c.clients, vec![1, 16, 128]);
+        assert_eq!(c.workloads, vec!["put", "get", "a"]);
+        assert!(parse(&["bench", "compare"]).is_err());
+        assert!(parse(&["bench", "run", "--target", "mysql"]).is_err());
+        assert!(matches!(bench(&["bench", "limits"]), BenchCommand::Limits(_)));
     }
 
     #[test]

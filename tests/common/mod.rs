@@ -212,10 +212,32 @@ pub fn parse_http_response(raw: &[u8]) -> io::Result<(u16, Vec<u8>)> {
 
 /// `GET http://{addr}{path}`: status code and body.
 pub async fn http_get(addr: &str, path: &str) -> io::Result<(u16, Vec<u8>)> {
+    http_exchange(addr, "GET", path, None).await
+}
+
+/// `POST http://{addr}{path}` with a JSON body: status code and body.
+pub async fn http_post(addr: &str, path: &str, json: &str) -> io::Result<(u16, Vec<u8>)> {
+    http_exchange(addr, "POST", path, Some(json)).await
+}
+
+async fn http_exchange(
+    addr: &str,
+    method: &str,
+    path: &str,
+    json: Option<&str>,
+) -> io::Result<(u16, Vec<u8>)> {
     let exchange = async {
         let mut stream = TcpStream::connect(addr).await?;
+        let body = json.unwrap_or_default();
+        let content = match json {
+            Some(b) => format!(
+                "Content-Type: application/json\r\nContent-Length: {}\r\n",
+                b.len()
+            ),
+            None => String::new(),
+        };
         let request = format!(
-            "GET {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\nConnection: close\r\n\r\n"
+            "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nAccept: application/json\r\n{content}Connection: close\r\n\r\n{body}"
         );
         stream.write_all(request.as_bytes()).await?;
         let mut raw = Vec::new();
@@ -226,7 +248,7 @@ pub async fn http_get(addr: &str, path: &str) -> io::Result<(u16, Vec<u8>)> {
         Ok(result) => result,
         Err(_) => Err(io::Error::new(
             io::ErrorKind::TimedOut,
-            format!("GET {addr}{path} timed out"),
+            format!("{method} {addr}{path} timed out"),
         )),
     }
 }

@@ -26,7 +26,13 @@ fn balance(v: Option<Vec<u8>>) -> i64 {
 }
 
 /// One transfer of `amount` from `from` to `to`; `Ok(false)` when the source lacks the money.
-async fn transfer(client: &TransactionClient, pessimistic: bool, from: usize, to: usize, amount: i64) -> tikv_client::Result<bool> {
+async fn transfer(
+    client: &TransactionClient,
+    pessimistic: bool,
+    from: usize,
+    to: usize,
+    amount: i64,
+) -> tikv_client::Result<bool> {
     let mut txn = if pessimistic {
         client.begin_pessimistic().await?
     } else {
@@ -39,7 +45,10 @@ async fn transfer(client: &TransactionClient, pessimistic: bool, from: usize, to
                 balance(txn.get_for_update(account(to)).await?),
             )
         } else {
-            (balance(txn.get(account(from)).await?), balance(txn.get(account(to)).await?))
+            (
+                balance(txn.get(account(from)).await?),
+                balance(txn.get(account(to)).await?),
+            )
         };
         if a < amount {
             return Ok(false);
@@ -92,7 +101,10 @@ async fn bank_transfers_keep_the_total() {
             let mut attempts = 0;
             while ok < TRANSFERS_PER_WORKER {
                 attempts += 1;
-                assert!(attempts < TRANSFERS_PER_WORKER * 40, "worker {w}: too many failed attempts");
+                assert!(
+                    attempts < TRANSFERS_PER_WORKER * 40,
+                    "worker {w}: too many failed attempts"
+                );
                 let from = rng.gen_range(0..ACCOUNTS);
                 let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
                 let amount = rng.gen_range(1..300);

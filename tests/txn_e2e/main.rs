@@ -69,7 +69,10 @@ struct Manual {
 impl Manual {
     async fn connect(cluster: &Cluster) -> Manual {
         let pd_url = cluster.pd_url();
-        let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || PdClient::connect(pd_url.clone())).await;
+        let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
+            PdClient::connect(pd_url.clone())
+        })
+        .await;
         let cluster_id = pd
             .get_members(GetMembersRequest { header: None })
             .await
@@ -79,7 +82,10 @@ impl Manual {
             .expect("header")
             .cluster_id;
         let kv_url = format!("http://{}", cluster.kv_addr(0));
-        let kv = wait_ok(Duration::from_secs(10), "connect to kv-0", || TikvClient::connect(kv_url.clone())).await;
+        let kv = wait_ok(Duration::from_secs(10), "connect to kv-0", || {
+            TikvClient::connect(kv_url.clone())
+        })
+        .await;
         Manual { kv, pd, cluster_id }
     }
 
@@ -133,7 +139,10 @@ impl Manual {
             .await
             .expect("KvPrewrite")
             .into_inner();
-        assert!(resp.region_error.is_none() && resp.errors.is_empty(), "prewrite: {resp:?}");
+        assert!(
+            resp.region_error.is_none() && resp.errors.is_empty(),
+            "prewrite: {resp:?}"
+        );
     }
 
     async fn commit(&mut self, keys: &[&[u8]], start_ts: u64, commit_ts: u64) -> kvrpcpb::CommitResponse {
@@ -165,7 +174,10 @@ impl Manual {
             .await
             .expect("KvTxnHeartBeat")
             .into_inner();
-        assert!(resp.error.is_none() && resp.region_error.is_none(), "heartbeat: {resp:?}");
+        assert!(
+            resp.error.is_none() && resp.region_error.is_none(),
+            "heartbeat: {resp:?}"
+        );
         resp.lock_ttl
     }
 }

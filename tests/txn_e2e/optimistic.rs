@@ -27,7 +27,11 @@ async fn optimistic_crud_and_scans() {
         let mut txn = client.begin_optimistic().await.expect("begin");
         txn.put("a/crud/1".to_owned(), val("1")).await.expect("put");
         txn.put("s/crud/2".to_owned(), val("2")).await.expect("put");
-        assert_eq!(txn.get("a/crud/1".to_owned()).await.expect("get"), Some(val("1")), "[{api}]");
+        assert_eq!(
+            txn.get("a/crud/1".to_owned()).await.expect("get"),
+            Some(val("1")),
+            "[{api}]"
+        );
         assert!(txn.commit().await.expect("commit").is_some(), "[{api}]");
         assert_eq!(read(&client, "a/crud/1").await, Some(val("1")), "[{api}]");
 
@@ -38,7 +42,11 @@ async fn optimistic_crud_and_scans() {
         txn.commit().await.expect("commit");
         let mut txn = client.begin_optimistic().await.expect("begin");
         let got: Vec<_> = txn
-            .batch_get(vec!["a/crud/1".to_owned(), "s/crud/2".to_owned(), "y/absent".to_owned()])
+            .batch_get(vec![
+                "a/crud/1".to_owned(),
+                "s/crud/2".to_owned(),
+                "y/absent".to_owned(),
+            ])
             .await
             .expect("batch_get")
             .map(|p| (Vec::<u8>::from(p.0), p.1))
@@ -54,9 +62,17 @@ async fn optimistic_crud_and_scans() {
         let kvs: Vec<(&str, Vec<u8>)> = all.iter().map(|k| (k.as_str(), val(k))).collect();
         put_txn(&client, &kvs).await;
         let mut txn = client.begin_optimistic().await.expect("begin");
-        let fwd = pairs_of(txn.scan("a/scan/".to_owned().."z".to_owned(), 100).await.expect("scan"));
+        let fwd = pairs_of(
+            txn.scan("a/scan/".to_owned().."z".to_owned(), 100)
+                .await
+                .expect("scan"),
+        );
         assert_eq!(fwd, expected(&all), "[{api}] forward scan across regions");
-        let limited = pairs_of(txn.scan("a/scan/005".to_owned().."z".to_owned(), 7).await.expect("scan"));
+        let limited = pairs_of(
+            txn.scan("a/scan/005".to_owned().."z".to_owned(), 7)
+                .await
+                .expect("scan"),
+        );
         assert_eq!(limited, expected(&all[5..12]), "[{api}] scan with limit");
         let rev = pairs_of(
             txn.scan_reverse("a/scan/".to_owned().."z".to_owned(), 100)
@@ -71,7 +87,11 @@ async fn optimistic_crud_and_scans() {
                 .await
                 .expect("scan_reverse"),
         );
-        assert_eq!(rev_limited, want[17..21].to_vec(), "[{api}] reverse scan with limit");
+        assert_eq!(
+            rev_limited,
+            want[17..21].to_vec(),
+            "[{api}] reverse scan with limit"
+        );
         // The transaction's own buffered writes show in its scans.
         txn.delete("s/scan/000".to_owned()).await.expect("delete");
         let keys_only: Vec<Vec<u8>> = txn
@@ -80,9 +100,17 @@ async fn optimistic_crud_and_scans() {
             .expect("scan_keys")
             .map(Vec::<u8>::from)
             .collect();
-        assert_eq!(keys_only, vec![b"s/scan/001".to_vec(), b"s/scan/002".to_vec()], "[{api}]");
+        assert_eq!(
+            keys_only,
+            vec![b"s/scan/001".to_vec(), b"s/scan/002".to_vec()],
+            "[{api}]"
+        );
         txn.rollback().await.expect("rollback");
-        assert_eq!(read(&client, "s/scan/000").await, Some(val("s/scan/000")), "[{api}] rolled back");
+        assert_eq!(
+            read(&client, "s/scan/000").await,
+            Some(val("s/scan/000")),
+            "[{api}] rolled back"
+        );
     }
 }
 
@@ -93,14 +121,21 @@ async fn duplicate_insert_and_write_conflict_fail() {
     put_txn(&client, &[("dup", val("dup"))]).await;
 
     let mut txn = client.begin_optimistic().await.expect("begin");
-    txn.insert("dup".to_owned(), val("again")).await.expect("buffered insert");
-    let err = txn.commit().await.expect_err("insert of an existing key must fail");
+    txn.insert("dup".to_owned(), val("again"))
+        .await
+        .expect("buffered insert");
+    let err = txn
+        .commit()
+        .await
+        .expect_err("insert of an existing key must fail");
     assert!(format!("{err:?}").contains("already_exist: Some"), "{err:?}");
     abandon(txn).await;
     assert_eq!(read(&client, "dup").await, Some(val("dup")));
     // Insert of a new key works.
     let mut txn = client.begin_optimistic().await.expect("begin");
-    txn.insert("fresh".to_owned(), val("fresh")).await.expect("insert");
+    txn.insert("fresh".to_owned(), val("fresh"))
+        .await
+        .expect("insert");
     txn.commit().await.expect("commit");
     assert_eq!(read(&client, "fresh").await, Some(val("fresh")));
 
@@ -130,11 +165,20 @@ async fn async_commit_and_one_pc() {
     for k in keys {
         txn.put(k.to_owned(), val(k)).await.expect("put");
     }
-    let commit_ts = txn.commit().await.expect("async commit").expect("commit ts").version();
+    let commit_ts = txn
+        .commit()
+        .await
+        .expect("async commit")
+        .expect("commit ts")
+        .version();
     // The commit ts is at least the largest max-read-ts the regions saw, so a read at any later
     // timestamp sees every key (the client commits the locks in the background; reads resolve them).
     for k in keys {
-        assert_eq!(read(&v1, k).await, Some(val(k)), "{k} after async commit at {commit_ts}");
+        assert_eq!(
+            read(&v1, k).await,
+            Some(val(k)),
+            "{k} after async commit at {commit_ts}"
+        );
     }
 
     // 1PC: a transaction in one region commits with its prewrite (V2: one keyspace, one region).
@@ -146,12 +190,21 @@ async fn async_commit_and_one_pc() {
         .expect("begin");
     txn.put("one-pc/1".to_owned(), val("1")).await.expect("put");
     txn.put("one-pc/2".to_owned(), val("2")).await.expect("put");
-    let ts = txn.commit().await.expect("1pc commit").expect("commit ts").version();
+    let ts = txn
+        .commit()
+        .await
+        .expect("1pc commit")
+        .expect("commit ts")
+        .version();
     assert!(ts > before, "1PC commit ts {ts} after {before}");
     assert_eq!(read(&v2, "one-pc/1").await, Some(val("1")));
     assert_eq!(read(&v2, "one-pc/2").await, Some(val("2")));
     let locks = v2
-        .scan_locks(&v2.current_timestamp().await.expect("tso"), "one-pc/".to_owned().., 100)
+        .scan_locks(
+            &v2.current_timestamp().await.expect("tso"),
+            "one-pc/".to_owned()..,
+            100,
+        )
         .await
         .expect("scan_locks");
     assert!(locks.is_empty(), "1PC leaves no locks: {locks:?}");

@@ -17,9 +17,16 @@ async fn pessimistic_lock_read_write_and_rollback() {
     put_txn(&client, &[("p/k", val("old")), ("p/gone", val("gone"))]).await;
 
     let mut txn = client.begin_pessimistic().await.expect("begin");
-    assert_eq!(txn.get_for_update("p/k".to_owned()).await.expect("get_for_update"), Some(val("old")));
+    assert_eq!(
+        txn.get_for_update("p/k".to_owned())
+            .await
+            .expect("get_for_update"),
+        Some(val("old"))
+    );
     txn.put("p/k".to_owned(), val("new")).await.expect("put");
-    txn.lock_keys(vec!["p/other".to_owned()]).await.expect("lock_keys");
+    txn.lock_keys(vec!["p/other".to_owned()])
+        .await
+        .expect("lock_keys");
     txn.delete("p/gone".to_owned()).await.expect("delete");
     // Readers are not blocked by pessimistic locks and still see the old data.
     assert_eq!(read(&client, "p/k").await, Some(val("old")));
@@ -29,20 +36,30 @@ async fn pessimistic_lock_read_write_and_rollback() {
 
     // Rollback releases every lock and changes nothing.
     let mut txn = client.begin_pessimistic().await.expect("begin");
-    txn.get_for_update("p/k".to_owned()).await.expect("get_for_update");
+    txn.get_for_update("p/k".to_owned())
+        .await
+        .expect("get_for_update");
     txn.put("p/k".to_owned(), val("never")).await.expect("put");
-    txn.lock_keys(vec!["p/x".to_owned(), "p/y".to_owned()]).await.expect("lock_keys");
+    txn.lock_keys(vec!["p/x".to_owned(), "p/y".to_owned()])
+        .await
+        .expect("lock_keys");
     txn.rollback().await.expect("rollback");
     assert_eq!(read(&client, "p/k").await, Some(val("new")));
     let ts = client.current_timestamp().await.expect("tso");
-    let locks = client.scan_locks(&ts, "p/".to_owned().., 100).await.expect("scan_locks");
+    let locks = client
+        .scan_locks(&ts, "p/".to_owned().., 100)
+        .await
+        .expect("scan_locks");
     assert!(locks.is_empty(), "rollback leaves no locks: {locks:?}");
 
     // A heartbeat extends the primary lock's TTL.
     let mut txn = client.begin_pessimistic().await.expect("begin");
     txn.lock_keys(vec!["p/hb".to_owned()]).await.expect("lock_keys");
     let ttl = txn.send_heart_beat().await.expect("heartbeat");
-    assert!(ttl > 20_000, "heartbeat advised more than the 20 s lock TTL: {ttl}");
+    assert!(
+        ttl > 20_000,
+        "heartbeat advised more than the 20 s lock TTL: {ttl}"
+    );
     txn.rollback().await.expect("rollback");
 }
 
@@ -50,7 +67,11 @@ async fn pessimistic_lock_read_write_and_rollback() {
 async fn lock_waits_and_deadlocks() {
     let cluster = Cluster::start(1).await;
     let client = cluster.txn_v2().await;
-    put_txn(&client, &[("w/k", val("0")), ("d/a", val("a")), ("d/b", val("b"))]).await;
+    put_txn(
+        &client,
+        &[("w/k", val("0")), ("d/a", val("a")), ("d/b", val("b"))],
+    )
+    .await;
 
     // t2 waits for t1's lock and gets it once t1 rolls back.
     let mut t1 = client.begin_pessimistic().await.expect("begin");
@@ -64,7 +85,10 @@ async fn lock_waits_and_deadlocks() {
             got
         })
     };
-    wait_until(MUST_FINISH, "t2 waits for t1's lock", || async { waiters(&cluster).await >= 1.0 }).await;
+    wait_until(MUST_FINISH, "t2 waits for t1's lock", || async {
+        waiters(&cluster).await >= 1.0
+    })
+    .await;
     t1.rollback().await.expect("rollback t1");
     let got = tokio::time::timeout(MUST_FINISH, waiter)
         .await
@@ -104,7 +128,10 @@ async fn lock_waits_and_deadlocks() {
     };
     assert!(victim_err.contains("deadlock: Some"), "{victim_err}");
     let mut survivor = survivor;
-    survivor.put("d/a".to_owned(), val("survivor")).await.expect("put");
+    survivor
+        .put("d/a".to_owned(), val("survivor"))
+        .await
+        .expect("put");
     survivor.commit().await.expect("the survivor commits");
     assert_eq!(read(&client, "d/a").await, Some(val("survivor")));
     let deadlocks = cluster

@@ -26,7 +26,11 @@ async fn abandoned_transactions_are_resolved() {
     let cluster = Cluster::start(1).await;
     let client = cluster.txn_v2().await;
     let mut manual = Manual::connect(&cluster).await;
-    put_txn(&client, &[("ab/rolled", val("before")), ("ab/committed", val("before"))]).await;
+    put_txn(
+        &client,
+        &[("ab/rolled", val("before")), ("ab/committed", val("before"))],
+    )
+    .await;
 
     // 1. Prewritten, never committed, TTL expired: a reader rolls it back and sees the old value.
     let start = client.current_timestamp().await.expect("tso").version();
@@ -47,8 +51,14 @@ async fn abandoned_transactions_are_resolved() {
     let commit_ts = client.current_timestamp().await.expect("tso").version();
     let resp = manual.commit(&[&p], start, commit_ts).await;
     assert!(resp.error.is_none() && resp.region_error.is_none(), "{resp:?}");
-    assert_eq!(read(&client, "ab/committed-2").await, Some(b"from an abandoned txn".to_vec()));
-    assert_eq!(read(&client, "ab/committed").await, Some(b"from an abandoned txn".to_vec()));
+    assert_eq!(
+        read(&client, "ab/committed-2").await,
+        Some(b"from an abandoned txn".to_vec())
+    );
+    assert_eq!(
+        read(&client, "ab/committed").await,
+        Some(b"from an abandoned txn".to_vec())
+    );
 
     // 3. Locks nobody reads: cleanup_locks finds and resolves them.
     let start = client.current_timestamp().await.expect("tso").version();
@@ -57,13 +67,19 @@ async fn abandoned_transactions_are_resolved() {
     manual.prewrite(&refs, refs[0], start, 100).await;
     wait_past(&client, start, 200).await;
     let safepoint = client.current_timestamp().await.expect("tso");
-    let locks = client.scan_locks(&safepoint, "ab/".to_owned().., 100).await.expect("scan_locks");
+    let locks = client
+        .scan_locks(&safepoint, "ab/".to_owned().., 100)
+        .await
+        .expect("scan_locks");
     assert_eq!(locks.len(), 5, "{locks:?}");
     client
         .cleanup_locks("ab/".to_owned().., &safepoint, Default::default())
         .await
         .expect("cleanup_locks");
-    let locks = client.scan_locks(&safepoint, "ab/".to_owned().., 100).await.expect("scan_locks");
+    let locks = client
+        .scan_locks(&safepoint, "ab/".to_owned().., 100)
+        .await
+        .expect("scan_locks");
     assert!(locks.is_empty(), "{locks:?}");
     assert_eq!(read(&client, "ab/cleanup/0").await, None);
 }
@@ -89,7 +105,11 @@ async fn heartbeat_keeps_a_lock_alive_past_its_ttl() {
         .expect_err("the live lock blocks the read");
     assert!(format!("{err:?}").contains("ResolveLockError"), "{err:?}");
     let locks = client
-        .scan_locks(&client.current_timestamp().await.expect("tso"), "hb/".to_owned().., 10)
+        .scan_locks(
+            &client.current_timestamp().await.expect("tso"),
+            "hb/".to_owned()..,
+            10,
+        )
         .await
         .expect("scan_locks");
     assert_eq!(locks.len(), 1, "the lock survived: {locks:?}");
@@ -97,7 +117,10 @@ async fn heartbeat_keeps_a_lock_alive_past_its_ttl() {
     let commit_ts = client.current_timestamp().await.expect("tso").version();
     let resp = manual.commit(&[&p], start, commit_ts).await;
     assert!(resp.error.is_none() && resp.region_error.is_none(), "{resp:?}");
-    assert_eq!(read(&client, "hb/primary").await, Some(b"from an abandoned txn".to_vec()));
+    assert_eq!(
+        read(&client, "hb/primary").await,
+        Some(b"from an abandoned txn".to_vec())
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,16 +135,21 @@ async fn gc_and_unsafe_destroy_range() {
     assert_eq!(snap.get("gc/k".to_owned()).await.expect("get"), Some(val("v1")));
 
     let safepoint = client.current_timestamp().await.expect("tso");
-    assert!(client.gc(safepoint.clone()).await.expect("gc"), "PD took the safe point");
+    assert!(
+        client.gc(safepoint.clone()).await.expect("gc"),
+        "PD took the safe point"
+    );
     let deleted = || async {
         cluster
             .kv_metric(0, "tikv_gcworker_gc_keys", "tag=\"deleted\"")
             .await
             .unwrap_or(0.0)
     };
-    wait_until(MUST_FINISH, "the node's GC worker removes old versions", || async {
-        deleted().await >= 1.0
-    })
+    wait_until(
+        MUST_FINISH,
+        "the node's GC worker removes old versions",
+        || async { deleted().await >= 1.0 },
+    )
     .await;
     // The newest version stays; the one it hid is gone.
     assert_eq!(read(&client, "gc/k").await, Some(val("v2")));
@@ -141,4 +169,53 @@ async fn gc_and_unsafe_destroy_range() {
         assert_eq!(read(&client, k).await, None, "{k}");
     }
     assert_eq!(read(&client, "udr0-outside").await, Some(val("kept")));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pd_resolves_locks_before_it_advances_the_gc_safe_point() {
+    let cluster = Cluster::start(1).await;
+    let client = cluster.txn_v2().await;
+    let mut manual = Manual::connect(&cluster).await;
+    // A transaction committed its primary, then its client died: the secondary stays locked.
+    let start = client.current_timestamp().await.expect("tso").version();
+    let (p, s) = (v2("gcr/primary"), v2("gcr/secondary"));
+    manual.prewrite(&[&p, &s], &p, start, 60_000).await;
+    let commit_ts = client.current_timestamp().await.expect("tso").version();
+    let resp = manual.commit(&[&p], start, commit_ts).await;
+    assert!(resp.error.is_none() && resp.region_error.is_none(), "{resp:?}");
+    // A newer version hides the primary's commit record from GC's point of view.
+    put_txn(&client, &[("gcr/primary", val("newer"))]).await;
+
+    // Advancing the safe point past the lock must resolve it first (as committed).
+    let now = client.current_timestamp().await.expect("tso").version();
+    let (status, body) = common::http_post(
+        &cluster.pd_endpoint(),
+        "/pd/api/v1/gc/safepoint",
+        &format!("{{\"safe_point\": {now}}}"),
+    )
+    .await
+    .expect("POST gc/safepoint");
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let ts = client.current_timestamp().await.expect("tso");
+    let locks = client
+        .scan_locks(&ts, "gcr/".to_owned().., 10)
+        .await
+        .expect("scan_locks");
+    assert!(
+        locks.is_empty(),
+        "PD resolved the lock before advancing: {locks:?}"
+    );
+    wait_until(MUST_FINISH, "the node's GC worker runs", || async {
+        cluster
+            .kv_metric(0, "tikv_gcworker_autogc_safe_point", "")
+            .await
+            .unwrap_or(0.0)
+            >= now as f64
+    })
+    .await;
+    assert_eq!(
+        read(&client, "gcr/secondary").await,
+        Some(b"from an abandoned txn".to_vec())
+    );
+    assert_eq!(read(&client, "gcr/primary").await, Some(val("newer")));
 }

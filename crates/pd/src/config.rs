@@ -137,7 +137,7 @@ impl Default for GcConfig {
     fn default() -> Self {
         GcConfig {
             retention: ReadableDuration::secs(10 * 60),
-            advance_interval: ReadableDuration::secs(10),
+            advance_interval: ReadableDuration::secs(600),
         }
     }
 }
@@ -330,7 +330,7 @@ mod tests {
         assert_eq!(c.listen_addr().unwrap(), "127.0.0.1:2379".parse().unwrap());
         assert_eq!(c.schedule.max_store_down_time.0, Duration::from_secs(1800));
         assert_eq!(c.gc.retention.0, Duration::from_secs(600));
-        assert_eq!(c.gc.advance_interval.0, Duration::from_secs(10));
+        assert_eq!(c.gc.advance_interval.0, Duration::from_secs(600));
     }
 
     #[test]

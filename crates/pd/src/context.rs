@@ -11,6 +11,7 @@ use crate::cluster::Cluster;
 use crate::config::PdConfig;
 use crate::error::Result;
 use crate::gc::GcManager;
+use crate::gc_resolver::GcLockResolver;
 use crate::hb_streams::HeartbeatStreams;
 use crate::id_alloc::IdAllocator;
 use crate::keyspace::KeyspaceManager;
@@ -31,6 +32,8 @@ pub struct PdContext {
     pub id_alloc: Arc<IdAllocator>,
     pub cluster: Cluster,
     pub gc: GcManager,
+    /// Resolves the locks below a GC safe point before PD publishes it.
+    pub gc_resolver: GcLockResolver,
     pub keyspaces: KeyspaceManager,
     pub hb_streams: HeartbeatStreams,
     /// Flips to `true` when the server shuts down; long-lived streams end on it.
@@ -114,6 +117,7 @@ impl PdContext {
             id_alloc,
             cluster,
             gc,
+            gc_resolver: GcLockResolver::new(),
             keyspaces,
             hb_streams: HeartbeatStreams::new(),
             shutdown,

@@ -67,6 +67,17 @@ pub fn check_requested(requested: u64, now_ts: u64, current: u64) -> std::result
     Ok(())
 }
 
+/// With `strict`, a target behind the `current` GC safe point is an error.
+fn check_strict(target: u64, current: u64, strict: bool) -> std::result::Result<(), GcAdvanceError> {
+    if strict && target < current {
+        return Err(GcAdvanceError::MovesBack {
+            requested: target,
+            current,
+        });
+    }
+    Ok(())
+}
+
 /// Why a requested advance of the GC safe point was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum GcAdvanceError {
@@ -79,6 +90,13 @@ pub enum GcAdvanceError {
     /// Storage or the timestamp oracle failed.
     #[error(transparent)]
     Internal(#[from] crate::error::Error),
+    /// Some lock at or below the new safe point could not be resolved, so it was not
+    /// published (retryable).
+    #[error("locks at or below gc safe point {safe_point} could not be resolved, the gc safe point did not move: {source}")]
+    LocksUnresolved {
+        safe_point: u64,
+        source: crate::gc_resolver::ResolveLocksError,
+    },
 }
 
 /// The result of [`GcManager::advance`].
@@ -191,6 +209,22 @@ impl GcManager {
         Ok(ServiceUpdate { min, updated: true })
     }
 
+    /// Where [`GcManager::advance`] would move the GC safe point now (`None`: it would stay),
+    /// without moving it: the safe point below which locks must be resolved first.
+    pub fn plan_advance(
+        &self,
+        target: u64,
+        strict: bool,
+        now: i64,
+    ) -> std::result::Result<Option<u64>, GcAdvanceError> {
+        let mut st = self.state.lock();
+        let previous = st.safe_point;
+        check_strict(target, previous, strict)?;
+        self.load_min(&mut st, now)?;
+        let holder = Self::holder(&st);
+        Ok(clamp_forward(target, previous, holder.map(|h| h.safe_point)))
+    }
+
     /// Moves the GC safe point towards `target`, held back by the unexpired service safe points
     /// other than `gc_worker`'s, and sets `gc_worker`'s service safe point along (see the module
     /// doc). With `strict`, a `target` behind the GC safe point is an error instead of a no-op.
@@ -201,22 +235,25 @@ impl GcManager {
         strict: bool,
         now: i64,
     ) -> std::result::Result<Advance, GcAdvanceError> {
+        self.advance_capped(target, u64::MAX, strict, now)
+    }
+
+    /// [`GcManager::advance`], never moving the GC safe point past `cap` (the safe point up to
+    /// which locks were resolved; a service safe point may have expired since).
+    pub fn advance_capped(
+        &self,
+        target: u64,
+        cap: u64,
+        strict: bool,
+        now: i64,
+    ) -> std::result::Result<Advance, GcAdvanceError> {
         let mut st = self.state.lock();
         let previous = st.safe_point;
-        if strict && target < previous {
-            return Err(GcAdvanceError::MovesBack {
-                requested: target,
-                current: previous,
-            });
-        }
+        check_strict(target, previous, strict)?;
         self.load_min(&mut st, now)?;
-        let holder = st
-            .services
-            .values()
-            .filter(|s| s.service_id != GC_WORKER_SERVICE_ID)
-            .min_by_key(|s| s.safe_point)
-            .cloned();
-        if let Some(new) = clamp_forward(target, previous, holder.as_ref().map(|h| h.safe_point)) {
+        let holder = Self::holder(&st);
+        let limit = holder.as_ref().map_or(cap, |h| h.safe_point.min(cap));
+        if let Some(new) = clamp_forward(target, previous, Some(limit)) {
             let worker_behind = st
                 .services
                 .get(GC_WORKER_SERVICE_ID)
@@ -240,6 +277,15 @@ impl GcManager {
             safe_point: st.safe_point,
             blocked_by: holder.filter(|h| h.safe_point < target),
         })
+    }
+
+    /// The service holding the GC safe point back: the lowest but `gc_worker`.
+    fn holder(st: &State) -> Option<ServiceSafePoint> {
+        st.services
+            .values()
+            .filter(|s| s.service_id != GC_WORKER_SERVICE_ID)
+            .min_by_key(|s| s.safe_point)
+            .cloned()
     }
 
     /// Prunes expired entries and returns the minimum, creating `gc_worker`'s entry if missing.
@@ -394,6 +440,33 @@ mod tests {
         let gc = GcManager::new(MetaStorage::new(engine)).unwrap();
         assert_eq!(gc.safe_point(), 400);
         assert_eq!(worker(&gc).safe_point, 1000);
+    }
+
+    #[test]
+    fn plan_then_capped_advance() {
+        let gc = GcManager::new(MetaStorage::new(MemEngine::new())).unwrap();
+        let now = 1000;
+        assert!(gc.update_service_safe_point("br", 150, 60, now).unwrap().updated);
+        // Planning moves nothing; it names the held-back target.
+        assert_eq!(gc.plan_advance(300, false, now).unwrap(), Some(150));
+        assert_eq!(gc.plan_advance(100, false, now).unwrap(), Some(100));
+        assert_eq!(gc.safe_point(), 0);
+        assert_eq!(gc.plan_advance(120, true, now).unwrap(), Some(120));
+        // br expired after the plan: the advance still stops at what was resolved.
+        let a = gc.advance_capped(300, 150, false, now + 61).unwrap();
+        assert_eq!(
+            (a.requested, a.previous, a.safe_point, a.blocked_by),
+            (300, 0, 150, None)
+        );
+        assert_eq!(gc.plan_advance(150, false, now + 61).unwrap(), None);
+        assert!(matches!(
+            gc.plan_advance(140, true, now + 61),
+            Err(GcAdvanceError::MovesBack { .. })
+        ));
+        // Capped at 0: it stays.
+        let a = gc.advance_capped(300, 0, false, now + 61).unwrap();
+        assert!(!a.advanced());
+        assert_eq!(gc.safe_point(), 150);
     }
 
     #[test]

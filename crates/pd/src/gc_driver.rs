@@ -5,6 +5,11 @@
 //! of a timestamp handed out. The safe point is held back by every unexpired service safe point
 //! and never moves back ([`crate::gc::GcManager::advance`]). The driver acts as the `gc_worker`
 //! service: with a TiDB GC worker driving GC too, set `gc.retention = "0s"`.
+//!
+//! Like TiDB's GC worker, it publishes a new safe point only after resolving every lock at or
+//! below it in every region ([`crate::gc_resolver`]); when that fails, the safe point stays and
+//! the next round tries again. The gRPC `UpdateGCSafePoint` does not go through here: its
+//! callers resolve locks themselves.
 
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -33,12 +38,14 @@ fn unix_secs() -> i64 {
         .unwrap_or(0)
 }
 
-/// One advance of the GC safe point towards `target`.
-pub fn advance(ctx: &PdContext, target: Target) -> Result<Advance, GcAdvanceError> {
+/// One advance of the GC safe point towards `target`: where it would move is computed first,
+/// every lock at or below that is resolved, then the safe point moves, never past it.
+pub async fn advance(ctx: &PdContext, target: Target) -> Result<Advance, GcAdvanceError> {
     let now_ts = ctx.tso.generate(1)?.compose();
-    match target {
-        Target::Retention(retention) => {
-            let Some(ts) = retention_safe_point(now_ts, retention) else {
+    let (requested, strict) = match target {
+        Target::Retention(retention) => match retention_safe_point(now_ts, retention) {
+            Some(ts) => (ts, false),
+            None => {
                 let current = ctx.gc.safe_point();
                 return Ok(Advance {
                     requested: 0,
@@ -46,14 +53,26 @@ pub fn advance(ctx: &PdContext, target: Target) -> Result<Advance, GcAdvanceErro
                     safe_point: current,
                     blocked_by: None,
                 });
-            };
-            ctx.gc.advance(ts, false, unix_secs())
-        }
+            }
+        },
         Target::SafePoint(ts) => {
             check_requested(ts, now_ts, ctx.gc.safe_point())?;
-            ctx.gc.advance(ts, true, unix_secs())
+            (ts, true)
         }
-    }
+    };
+    let Some(candidate) = ctx.gc.plan_advance(requested, strict, unix_secs())? else {
+        // It would not move: no lock to resolve, and capped at 0 it stays even if a service
+        // safe point expired just now.
+        return ctx.gc.advance_capped(requested, 0, strict, unix_secs());
+    };
+    ctx.gc_resolver
+        .resolve(&ctx.cluster, candidate)
+        .await
+        .map_err(|source| GcAdvanceError::LocksUnresolved {
+            safe_point: candidate,
+            source,
+        })?;
+    ctx.gc.advance_capped(requested, candidate, strict, unix_secs())
 }
 
 /// Starts the automatic advance, unless `gc.retention` is zero. The task ends when `shutdown`
@@ -77,7 +96,12 @@ pub fn spawn(ctx: Arc<PdContext>, mut shutdown: watch::Receiver<bool>) -> Option
                 _ = tick.tick() => {}
                 _ = shutdown.wait_for(|stop| *stop) => break,
             }
-            match advance(&ctx, Target::Retention(cfg.retention.0)) {
+            // Lock resolution may take a while: a shutdown abandons it (nothing is published).
+            let result = tokio::select! {
+                r = advance(&ctx, Target::Retention(cfg.retention.0)) => r,
+                _ = shutdown.wait_for(|stop| *stop) => break,
+            };
+            match result {
                 Ok(a) => {
                     if let Some(b) = a.blocked_by.as_ref().filter(|_| !a.advanced()) {
                         tracing::debug!(

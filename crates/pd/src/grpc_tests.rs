@@ -10,6 +10,7 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::Channel;
 
+use crate::gc_resolver::fake::FakeNode;
 use crate::{PdConfig, PdServer};
 
 /// A server without the automatic GC safe point advance (tests of it configure their own).
@@ -50,13 +51,36 @@ async fn alloc(c: &mut PdClient<Channel>, cid: u64) -> u64 {
 }
 
 async fn must_bootstrap(c: &mut PdClient<Channel>, cid: u64) {
+    must_bootstrap_at(c, cid, "127.0.0.1:20160").await;
+}
+
+/// Bootstraps with a fake storage node leading the only region, so that the GC safe point can
+/// move (PD resolves the locks below it first).
+async fn must_bootstrap_with_node(c: &mut PdClient<Channel>, cid: u64, server: &PdServer) -> FakeNode {
+    let node = FakeNode::start().await;
+    let region = must_bootstrap_at(c, cid, &node.addr).await;
+    let leader = region.peers[0];
+    let ctx = server.context();
+    ctx.cluster
+        .region_heartbeat(&pdpb::RegionHeartbeatRequest {
+            region: Some(region),
+            leader: Some(leader),
+            ..Default::default()
+        })
+        .unwrap();
+    node.lead(leader.store_id, ctx.cluster.regions());
+    node
+}
+
+/// Bootstraps with a store at `addr`; returns the first region.
+async fn must_bootstrap_at(c: &mut PdClient<Channel>, cid: u64, addr: &str) -> metapb::Region {
     let store_id = alloc(c, cid).await;
     let region_id = alloc(c, cid).await;
     let peer_id = alloc(c, cid).await;
     assert!(store_id < region_id && region_id < peer_id);
     let store = metapb::Store {
         id: store_id,
-        address: "127.0.0.1:20160".into(),
+        address: addr.into(),
         ..Default::default()
     };
     let region = metapb::Region {
@@ -76,13 +100,14 @@ async fn must_bootstrap(c: &mut PdClient<Channel>, cid: u64) {
         .bootstrap(pdpb::BootstrapRequest {
             header: header(cid),
             store: Some(store),
-            region: Some(region),
+            region: Some(region.clone()),
         })
         .await
         .unwrap()
         .into_inner();
     assert_eq!(error_type(&resp.header), None);
     assert_eq!(resp.header.unwrap().cluster_id, cid);
+    region
 }
 
 #[tokio::test]
@@ -568,11 +593,25 @@ async fn gc_safe_point_advances_by_itself_behind_service_safe_points() {
         .await
         .unwrap();
     let cid = server.cluster_id();
-    must_bootstrap(&mut c, cid).await;
+    let node = must_bootstrap_with_node(&mut c, cid, &server).await;
+    // A crashed transaction's lock, old enough to be resolved before the first advance.
+    let old = now_ts(&mut c, cid).await - (5000 << 18);
+    node.kv.put_commit("k", old, old + 1);
+    node.kv.put_lock("k2", "k", old);
 
     // It moves on its own, and stays at least the retention behind now.
     let first = wait_gc(&mut c, cid, "first advance", |_| true, |sp| sp > 0).await;
     assert!(first <= now_ts(&mut c, cid).await - (1000 << 18));
+    // A later round resolves the lock (it may have come after the first): its transaction
+    // committed.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while node.kv.committed("k2", old).is_none() {
+        assert!(tokio::time::Instant::now() < deadline, "lock not resolved");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(node.kv.committed("k2", old), Some(old + 1));
+    assert!(node.kv.lock_keys().is_empty());
+    wait_gc(&mut c, cid, "past the lock", |_| true, |sp| sp >= old).await;
 
     // A service safe point ahead of it holds it back: it reaches the service's, never passes.
     let br = now_ts(&mut c, cid).await;
@@ -633,7 +672,7 @@ async fn gc_safe_point_advances_by_itself_behind_service_safe_points() {
 async fn gc_retention_zero_disables_the_advance_not_manual_ones() {
     // `start` sets gc.retention = "0s".
     let (server, mut c, cid) = start(MemEngine::new()).await;
-    must_bootstrap(&mut c, cid).await;
+    let _node = must_bootstrap_with_node(&mut c, cid, &server).await;
     assert_eq!(gc_safe_point(&mut c, cid).await, 0);
     // Manual advances still work (HTTP), through the real port.
     use tokio::io::{AsyncReadExt, AsyncWriteExt};

@@ -6,7 +6,8 @@
 //! * identity: a stable, persisted, non-zero cluster id and member id;
 //! * the timestamp oracle ([`tso`]) and the cluster-wide id allocator ([`id_alloc`]);
 //! * stores, regions (the [`region_tree`]) and bootstrap state ([`cluster`]);
-//! * GC safe points ([`gc`], advanced by PD itself in [`gc_driver`]) and keyspaces ([`keyspace`]);
+//! * GC safe points ([`gc`], advanced by PD itself in [`gc_driver`] after resolving the locks
+//!   below them with [`gc_resolver`]) and keyspaces ([`keyspace`]);
 //! * gRPC `pdpb.PD` and `keyspacepb.Keyspace`, PD's HTTP JSON API and `/metrics`, all on one
 //!   port ([`server`]).
 //!
@@ -14,7 +15,9 @@
 //! [`PdServer::start`] (any [`engine_traits::KvEngine`], e.g. the in-memory one in tests).
 //!
 //! It depends on no node crate (`raftstore`, `storage`, `server`, ...): only the protocol
-//! (`atoll-proto`) and the engine seam (`engine_traits`, `engine_rocks`).
+//! (`atoll-proto`), the key codec (`txn_types`) and the engine seam (`engine_traits`,
+//! `engine_rocks`). It is a gRPC client of the nodes only to resolve locks before a GC safe
+//! point moves (`tikvpb.Tikv`, as TiDB's GC worker).
 //!
 //! Invariants:
 //! * timestamps strictly increase, across restarts too (a persisted window lies ahead of every
@@ -34,6 +37,7 @@ pub mod duration;
 pub mod error;
 pub mod gc;
 pub mod gc_driver;
+pub mod gc_resolver;
 pub mod hb_streams;
 mod http;
 pub mod id_alloc;

@@ -38,6 +38,51 @@ pub static APPLY_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
     .expect("metric")
 });
 
+pub static REQUEST_WAIT_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_request_wait_time_duration_secs",
+        "Time a write waits in the store's queue before the loop proposes it",
+        buckets()
+    )
+    .expect("metric")
+});
+
+pub static COMMIT_LOG_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_commit_log_duration_seconds",
+        "Time from proposing a write to its entry being committed (log persisted on a quorum)",
+        buckets()
+    )
+    .expect("metric")
+});
+
+pub static APPLY_WAIT_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_apply_wait_time_duration_secs",
+        "Time committed entries wait before their apply starts",
+        buckets()
+    )
+    .expect("metric")
+});
+
+pub static PROPOSE_TO_APPLY_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_propose_to_apply_duration_seconds",
+        "Time from handing a write to the router until it is applied and answered",
+        buckets()
+    )
+    .expect("metric")
+});
+
+pub static READ_INDEX_DURATION: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_read_index_duration_seconds",
+        "Time from sending a ReadIndex batch until its reads are answered",
+        buckets()
+    )
+    .expect("metric")
+});
+
 pub static LOOP_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     register_histogram_vec!(
         "tikv_raftstore_loop_duration_seconds",

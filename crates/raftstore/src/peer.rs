@@ -2,6 +2,7 @@
 //! on it, and the apply of its committed entries.
 
 use std::collections::VecDeque;
+use std::time::Instant;
 
 use atoll_proto::metapb;
 use engine_traits::{KvEngine, WriteBatch, CF_RAFT};
@@ -13,6 +14,7 @@ use txn_types::keys::{data_end_key, data_key, in_range};
 use crate::cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
 use crate::keys;
 use crate::logger::raft_logger;
+use crate::metrics;
 use crate::peer_storage::PeerStorage;
 use crate::router::{ReadResponse, RegionInfo};
 use crate::{Error, Result};
@@ -24,6 +26,9 @@ struct Proposal {
     index: u64,
     term: u64,
     cb: Option<WriteCb>,
+    /// When the write was handed to the router, and when this peer proposed it.
+    sent_at: Instant,
+    proposed_at: Instant,
 }
 
 struct ReadBatch<S> {
@@ -36,6 +41,8 @@ struct ReadBatch<S> {
 /// What applying committed entries produced, answered after the KV batch is written.
 pub(crate) struct ApplyOutcome {
     pub responses: Vec<(WriteCb, Result<()>)>,
+    /// When each applied proposal with a waiting caller was handed to the router.
+    pub answered_sent_at: Vec<Instant>,
     /// Log entries `[from, to]` may be deleted from the raft engine.
     pub compacted: Option<(u64, u64)>,
 }
@@ -141,7 +148,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         check_epoch(self.region(), header)
     }
 
-    pub fn propose(&mut self, cmd: RaftCmd, cb: WriteCb, cfg: &PeerConfig) {
+    pub fn propose(&mut self, cmd: RaftCmd, cb: WriteCb, sent_at: Instant, cfg: &PeerConfig) {
         if let Err(e) = self.check_request(&cmd.header) {
             let _ = cb.send(Err(e));
             return;
@@ -170,6 +177,8 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             index,
             term,
             cb: Some(cb),
+            sent_at,
+            proposed_at: Instant::now(),
         });
     }
 
@@ -243,6 +252,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             .is_some_and(|b| b.index.is_some_and(|i| i <= applied))
         {
             if let Some(batch) = self.reads.pop_front() {
+                metrics::READ_INDEX_DURATION.observe(batch.sent_at.elapsed().as_secs_f64());
                 for cb in batch.cbs {
                     let _ = cb.send(Ok(ReadResponse {
                         snapshot: snapshot.clone(),
@@ -302,7 +312,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         index: u64,
         term: u64,
         out: &mut Vec<(WriteCb, Result<()>)>,
-    ) -> Option<WriteCb> {
+    ) -> Option<Proposal> {
         // A proposal of an older term can never be applied once an entry of term `term` is:
         // committed entries after it have terms >= `term`. So it is stale whatever its index.
         while let Some(p) = self.proposals.front() {
@@ -311,7 +321,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             }
             let p = self.proposals.pop_front()?;
             if p.index == index && p.term == term {
-                return p.cb;
+                return Some(p);
             }
             if let Some(cb) = p.cb {
                 out.push((cb, Err(Error::StaleCommand)));
@@ -320,8 +330,15 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         None
     }
 
-    /// Applies committed `entries` into `wb`; advances the in-memory apply state.
-    pub fn apply_entries(&mut self, entries: Vec<Entry>, wb: &mut WriteBatch, outcome: &mut ApplyOutcome) {
+    /// Applies committed `entries` (seen committed at `committed_at`) into `wb`; advances the
+    /// in-memory apply state.
+    pub fn apply_entries(
+        &mut self,
+        entries: Vec<Entry>,
+        committed_at: Instant,
+        wb: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
+    ) {
         for e in entries {
             let index = e.index;
             let result = match e.get_entry_type() {
@@ -338,8 +355,16 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
                     Ok(())
                 }
             };
-            if let Some(cb) = self.take_callback(index, e.term, &mut outcome.responses) {
-                outcome.responses.push((cb, result));
+            if let Some(p) = self.take_callback(index, e.term, &mut outcome.responses) {
+                metrics::COMMIT_LOG_DURATION.observe(
+                    committed_at
+                        .saturating_duration_since(p.proposed_at)
+                        .as_secs_f64(),
+                );
+                if let Some(cb) = p.cb {
+                    outcome.responses.push((cb, result));
+                    outcome.answered_sent_at.push(p.sent_at);
+                }
             }
             let apply = self.raw.mut_store().apply_state_mut();
             apply.applied_index = index;

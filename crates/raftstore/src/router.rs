@@ -1,3 +1,5 @@
+use std::time::Instant;
+
 use atoll_proto::metapb;
 use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
@@ -36,6 +38,8 @@ pub(crate) enum Msg<S> {
     Propose {
         cmd: RaftCmd,
         cb: oneshot::Sender<Result<()>>,
+        /// When the caller handed the command to the router (for the wait-time metrics).
+        sent_at: Instant,
     },
     Read {
         header: CmdHeader,
@@ -75,6 +79,7 @@ impl<S: Send + 'static> Router<S> {
                 body: CmdBody::Write(modifies),
             },
             cb,
+            sent_at: Instant::now(),
         })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
     }

@@ -155,6 +155,8 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => break,
             }
+            // Busy time only: the wait for the first message above is not counted.
+            let busy = Instant::now();
             for _ in 0..MAX_MSGS_PER_LOOP {
                 match self.rx.try_recv() {
                     Ok(msg) => self.handle(msg),
@@ -169,7 +171,15 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 }
                 next_tick = Instant::now() + self.cfg.tick_interval;
             }
-            if let Err(e) = self.handle_readies() {
+            let ready = Instant::now();
+            metrics::LOOP_DURATION
+                .with_label_values(&["messages"])
+                .observe((ready - busy).as_secs_f64());
+            let handled = self.handle_readies();
+            metrics::LOOP_DURATION
+                .with_label_values(&["ready"])
+                .observe(ready.elapsed().as_secs_f64());
+            if let Err(e) = handled {
                 // The engines failed under us: nothing acknowledged can be trusted to persist
                 // from here on, so stop serving rather than acknowledge on a broken disk.
                 tracing::error!(error = %e, "raftstore cannot persist; stopping");
@@ -184,10 +194,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
 
     fn handle(&mut self, msg: Msg<EK::Snap>) {
         match msg {
-            Msg::Propose { cmd, cb } => match self.peers.get_mut(&cmd.header.region_id) {
+            Msg::Propose { cmd, cb, sent_at } => match self.peers.get_mut(&cmd.header.region_id) {
                 Some(peer) => {
                     metrics::PROPOSAL_TOTAL.with_label_values(&["normal"]).inc();
-                    peer.propose(cmd, cb, &self.peer_cfg)
+                    metrics::REQUEST_WAIT_DURATION.observe(sent_at.elapsed().as_secs_f64());
+                    peer.propose(cmd, cb, sent_at, &self.peer_cfg)
                 }
                 None => {
                     let _ = cb.send(Err(Error::RegionNotFound(cmd.header.region_id)));
@@ -298,7 +309,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             }
             let committed = rd.take_committed_entries();
             if !committed.is_empty() {
-                to_apply.push((*id, committed));
+                to_apply.push((*id, committed, Instant::now()));
             }
             peer.raw.mut_store().append(rd.entries(), rd.hs(), &mut raft_wb)?;
             peer.on_read_states(rd.take_read_states());
@@ -322,7 +333,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             let msgs = light.take_messages();
             let committed = light.take_committed_entries();
             if !committed.is_empty() {
-                to_apply.push((id, committed));
+                to_apply.push((id, committed, Instant::now()));
             }
             self.send_messages(id, persisted);
             self.send_messages(id, msgs);
@@ -365,7 +376,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             .set(leaders as i64);
     }
 
-    fn apply(&mut self, to_apply: Vec<(u64, Vec<raft::eraftpb::Entry>)>) -> Result<()> {
+    fn apply(&mut self, to_apply: Vec<(u64, Vec<raft::eraftpb::Entry>, Instant)>) -> Result<()> {
         if to_apply.is_empty() {
             return Ok(());
         }
@@ -373,15 +384,17 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let mut kv_wb = WriteBatch::new();
         let mut outcomes = Vec::with_capacity(to_apply.len());
         let mut applied = Vec::with_capacity(to_apply.len());
-        for (id, entries) in to_apply {
+        for (id, entries, committed_at) in to_apply {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
+            metrics::APPLY_WAIT_DURATION.observe(t.saturating_duration_since(committed_at).as_secs_f64());
             let mut outcome = ApplyOutcome {
                 responses: vec![],
+                answered_sent_at: vec![],
                 compacted: None,
             };
-            peer.apply_entries(entries, &mut kv_wb, &mut outcome);
+            peer.apply_entries(entries, committed_at, &mut kv_wb, &mut outcome);
             applied.push(id);
             outcomes.push((id, outcome));
         }
@@ -398,6 +411,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         for (id, outcome) in outcomes {
             for (cb, res) in outcome.responses {
                 let _ = cb.send(res);
+            }
+            for sent_at in outcome.answered_sent_at {
+                metrics::PROPOSE_TO_APPLY_DURATION.observe(sent_at.elapsed().as_secs_f64());
             }
             if let (Some((from, to)), Some(peer)) = (outcome.compacted, self.peers.get(&id)) {
                 peer.raw.store().compact_to(from, to, &mut log_gc_wb);

@@ -70,6 +70,9 @@ mod tests {
             assert!(s.is_empty());
         }
         assert_eq!(get_varint(&mut &[0x80u8][..]), Err(CodecError::Eof));
-        assert_eq!(get_varint(&mut &[0xffu8; 11][..]), Err(CodecError::VarintOverflow));
+        assert_eq!(
+            get_varint(&mut &[0xffu8; 11][..]),
+            Err(CodecError::VarintOverflow)
+        );
     }
 }

@@ -378,13 +378,14 @@ fn gc_target(ctx: &PdContext, body: &[u8]) -> Result<Target, String> {
 /// behind the GC safe point (409 Conflict) nor ahead of the current TSO (400); `retention`
 /// (or, with an empty body, `gc.retention`) asks for `now - retention` and is a no-op when that
 /// is behind. Either way the unexpired service safe points hold the target back, and the answer
-/// (200) names the one that did.
+/// (200) names the one that did. Every lock at or below the new safe point is resolved first;
+/// if some could not be, nothing moves and the answer is 503.
 async fn gc_advance(State(ctx): Ctx, body: Bytes) -> Response {
     let target = match gc_target(&ctx, &body) {
         Ok(t) => t,
         Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
     };
-    match gc_driver::advance(&ctx, target) {
+    match gc_driver::advance(&ctx, target).await {
         Ok(a) => {
             tracing::info!(
                 ?target,
@@ -404,6 +405,10 @@ async fn gc_advance(State(ctx): Ctx, body: Bytes) -> Response {
         Err(e @ GcAdvanceError::MovesBack { .. }) => error(StatusCode::CONFLICT, e.to_string()),
         Err(e @ GcAdvanceError::InFuture { .. }) => error(StatusCode::BAD_REQUEST, e.to_string()),
         Err(e @ GcAdvanceError::Internal(_)) => error(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()),
+        Err(e @ GcAdvanceError::LocksUnresolved { .. }) => {
+            tracing::warn!(?target, error = %e, "gc safe point advance requested over http failed");
+            error(StatusCode::SERVICE_UNAVAILABLE, e.to_string())
+        }
     }
 }
 

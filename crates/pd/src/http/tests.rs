@@ -369,5 +369,107 @@ async fn gc_advance_bad_bodies() {
     assert_eq!(ctx.gc.safe_point(), 0);
     let cfg = get_json(&ctx, "/pd/api/v1/config").await;
     assert_eq!(cfg["gc"]["retention"], "10m0s");
-    assert_eq!(cfg["gc"]["advance-interval"], "10s");
+    assert_eq!(cfg["gc"]["advance-interval"], "10m0s");
+}
+
+#[tokio::test]
+async fn gc_advance_fails_while_locks_can_not_be_resolved() {
+    let (ctx, _tx) = new_ctx();
+    // A store nothing listens on.
+    let dead = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().to_string()
+    };
+    let store = metapb::Store {
+        id: 1,
+        address: dead.clone(),
+        ..Default::default()
+    };
+    let region = metapb::Region {
+        id: 2,
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
+        peers: vec![peer(3, 1)],
+        ..Default::default()
+    };
+    ctx.cluster.bootstrap(Some(&store), Some(&region)).unwrap();
+    let now = ctx.tso.generate(1).unwrap().compose();
+    let target = now - (60_000 << 18);
+    let body = format!(r#"{{"safe_point": {target}}}"#);
+    // No leader known for the region yet.
+    let (status, e) = post(&ctx, GC, &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    let msg = e.as_str().unwrap();
+    assert!(
+        msg.contains("could not be resolved") && msg.contains("no known leader"),
+        "{msg}"
+    );
+    // The leader's store does not answer.
+    ctx.cluster
+        .region_heartbeat(&pdpb::RegionHeartbeatRequest {
+            region: Some(region),
+            leader: Some(peer(3, 1)),
+            ..Default::default()
+        })
+        .unwrap();
+    let (status, e) = post(&ctx, GC, &body).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{e}");
+    assert!(e.as_str().unwrap().contains(&dead), "{e}");
+    assert_eq!(ctx.gc.safe_point(), 0);
+    // The automatic path does not move it either.
+    let r = gc_driver::advance(&ctx, Target::Retention(std::time::Duration::from_secs(60))).await;
+    assert!(matches!(r, Err(GcAdvanceError::LocksUnresolved { .. })), "{r:?}");
+    assert_eq!(ctx.gc.safe_point(), 0);
+    // A target that would not move the safe point needs no resolution.
+    ctx.gc.update_safe_point(target).unwrap();
+    let (status, a) = post(&ctx, GC, r#"{"retention": "1h"}"#).await;
+    assert_eq!((status, &a["advanced"]), (StatusCode::OK, &Value::Bool(false)));
+    assert_eq!(ctx.gc.safe_point(), target);
+}
+
+#[tokio::test]
+async fn gc_advance_resolves_locks_first() {
+    use crate::gc_resolver::fake::FakeNode;
+    let (ctx, _tx) = new_ctx();
+    let node = FakeNode::start().await;
+    let store = metapb::Store {
+        id: 1,
+        address: node.addr.clone(),
+        ..Default::default()
+    };
+    let region = metapb::Region {
+        id: 2,
+        region_epoch: Some(metapb::RegionEpoch {
+            conf_ver: 1,
+            version: 1,
+        }),
+        peers: vec![peer(3, 1)],
+        ..Default::default()
+    };
+    ctx.cluster.bootstrap(Some(&store), Some(&region)).unwrap();
+    ctx.cluster
+        .region_heartbeat(&pdpb::RegionHeartbeatRequest {
+            region: Some(region),
+            leader: Some(peer(3, 1)),
+            ..Default::default()
+        })
+        .unwrap();
+    node.lead(1, ctx.cluster.regions());
+    let now = ctx.tso.generate(1).unwrap().compose();
+    let target = now - (60_000 << 18);
+    // A crashed transaction: primary "p" committed, secondary "s" still locked; another
+    // transaction's orphan lock; and a lock after the target, left alone.
+    node.kv.put_commit("p", target - 100, target - 50);
+    node.kv.put_lock("s", "p", target - 100);
+    node.kv.put_lock("o", "o", target - 10);
+    node.kv.put_lock("n", "n", target + 1);
+    let (status, a) = post(&ctx, GC, &format!(r#"{{"safe_point": {target}}}"#)).await;
+    assert_eq!(status, StatusCode::OK, "{a}");
+    assert_eq!(a["gc_safe_point"], target);
+    assert_eq!(node.kv.committed("s", target - 100), Some(target - 50));
+    assert!(node.kv.rolled_back("o", target - 10));
+    assert_eq!(node.kv.lock_keys(), vec!["n"]);
+    assert_eq!(ctx.gc.safe_point(), target);
 }
