@@ -38,3 +38,38 @@ pub static LATCH_WAIT: LazyLock<prometheus::Histogram> = LazyLock::new(|| {
     )
     .expect("metric")
 });
+
+/// Time a transactional command takes in storage, by command (latches, snapshot, actions,
+/// replication), named as TiKV's scheduler metric.
+pub static SCHEDULER_COMMAND_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
+    register_histogram_vec!(
+        "tikv_scheduler_command_duration_seconds",
+        "Time to run a transactional command, by type",
+        &["type"],
+        exponential_buckets(0.00005, 2.0, 22).unwrap_or_default()
+    )
+    .expect("metric")
+});
+
+/// Observes `SCHEDULER_COMMAND_DURATION` for one command when dropped.
+pub struct SchedulerTimer {
+    kind: &'static str,
+    start: std::time::Instant,
+}
+
+impl SchedulerTimer {
+    pub fn new(kind: &'static str) -> SchedulerTimer {
+        SchedulerTimer {
+            kind,
+            start: std::time::Instant::now(),
+        }
+    }
+}
+
+impl Drop for SchedulerTimer {
+    fn drop(&mut self) {
+        SCHEDULER_COMMAND_DURATION
+            .with_label_values(&[self.kind])
+            .observe(self.start.elapsed().as_secs_f64());
+    }
+}

@@ -943,3 +943,28 @@ fn gc_keeps_the_newest_visible_version() {
     assert_eq!(s.versions(b"k"), 0);
     s.must_get_none(b"k", 40);
 }
+
+#[test]
+fn scans_read_committed_locks_including_deletes() {
+    let s = Store::new();
+    s.must_prewrite_put(b"a", b"old", b"a", 1);
+    s.must_commit(b"a", 1, 2);
+    s.must_prewrite_put(b"b", b"old", b"b", 1);
+    s.must_commit(b"b", 1, 2);
+    // Transaction 10 deletes a and rewrites b; the reader knows it committed.
+    s.must_prewrite_delete(b"a", b"a", 10);
+    s.must_prewrite_put(b"b", b"new", b"a", 10);
+    let opts = ReadOptions {
+        ts: ts(20),
+        access_locks: vec![10],
+        ..Default::default()
+    };
+    let snap = s.engine.snapshot();
+    let got: Vec<_> = mvcc::scan(&snap, &k(b""), b"", 0, false, false, &opts)
+        .unwrap()
+        .into_iter()
+        .map(|(key, v)| (mvcc_key::decode(&key).unwrap(), v.unwrap()))
+        .collect();
+    assert_eq!(got, vec![(b"b".to_vec(), b"new".to_vec())]);
+    assert_eq!(mvcc::point_get(&snap, &k(b"a"), &opts).unwrap(), None);
+}

@@ -42,6 +42,7 @@ impl<E: Engine> TxnStorage<E> {
         ctx: &kvrpcpb::Context,
         req: &PessimisticLockRequest,
     ) -> Result<Vec<PessimisticLockResult>> {
+        let _timer = crate::metrics::SchedulerTimer::new("pessimistic_lock");
         let keys = stored_keys(ctx, &req.keys)?;
         let opts = &req.options;
         if opts.for_update_ts < opts.start_ts {
@@ -122,6 +123,7 @@ impl<E: Engine> TxnStorage<E> {
         start_ts: u64,
         for_update_ts: u64,
     ) -> Result<()> {
+        let _timer = crate::metrics::SchedulerTimer::new("pessimistic_rollback");
         let keys = stored_keys(ctx, keys)?;
         let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
         let snap = self.snapshot(ctx).await?;

@@ -36,6 +36,7 @@ impl<E: Engine> TxnStorage<E> {
 
     /// KvGet: the value of `key` at `version`.
     pub async fn get(&self, ctx: &kvrpcpb::Context, key: &[u8], version: u64) -> Result<Option<Vec<u8>>> {
+        let _timer = crate::metrics::SchedulerTimer::new("get");
         let stored = api_keys::stored_key(ctx, KeyMode::Txn, key)?;
         let opts = read_options(ctx, version);
         self.check_memory_locks(std::slice::from_ref(&stored), &opts)?;
@@ -51,6 +52,7 @@ impl<E: Engine> TxnStorage<E> {
         keys: &[Vec<u8>],
         version: u64,
     ) -> Result<Vec<KvItem>> {
+        let _timer = crate::metrics::SchedulerTimer::new("batch_get");
         let stored = stored_keys(ctx, keys)?;
         let opts = read_options(ctx, version);
         self.cm.update_max_ts(opts.ts);
@@ -94,6 +96,7 @@ impl<E: Engine> TxnStorage<E> {
         key_only: bool,
         reverse: bool,
     ) -> Result<Vec<KvItem>> {
+        let _timer = crate::metrics::SchedulerTimer::new("scan");
         let (lower, upper) = if reverse { (end, start) } else { (start, end) };
         let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, lower, upper)?;
         let opts = read_options(ctx, version);
@@ -149,6 +152,7 @@ impl<E: Engine> TxnStorage<E> {
         end: &[u8],
         limit: u32,
     ) -> Result<Vec<kvrpcpb::LockInfo>> {
+        let _timer = crate::metrics::SchedulerTimer::new("scan_lock");
         let bounds = if api_keys::is_v2(ctx) && start.is_empty() && end.is_empty() {
             (None, None)
         } else {

@@ -35,6 +35,7 @@ impl<E: Engine> TxnStorage<E> {
         txns: &HashMap<u64, u64>,
         keys: &[Vec<u8>],
     ) -> Result<()> {
+        let _timer = crate::metrics::SchedulerTimer::new("resolve_lock");
         if txns.is_empty() {
             return Err(Error::InvalidInput("resolve lock names no transaction".into()));
         }
@@ -114,6 +115,7 @@ impl<E: Engine> TxnStorage<E> {
 
     /// Removes versions no read at or after `safe_point` can see, in the addressed region.
     pub async fn gc_region(&self, ctx: &kvrpcpb::Context, safe_point: u64) -> Result<GcStats> {
+        let _timer = crate::metrics::SchedulerTimer::new("gc_region");
         let safe_point = TimeStamp::new(safe_point);
         let mut stats = GcStats::default();
         let mut next: Option<Vec<u8>> = None;
@@ -165,6 +167,7 @@ impl<E: Engine> TxnStorage<E> {
         end: &[u8],
         notify_only: bool,
     ) -> Result<()> {
+        let _timer = crate::metrics::SchedulerTimer::new("delete_range");
         let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, start, end)?;
         if let (Some(s), Some(e)) = &bounds {
             if s >= e {
@@ -196,6 +199,7 @@ impl<E: Engine> TxnStorage<E> {
     /// UnsafeDestroyRange: removes user keys `[start, end)` (data, versions and locks) from
     /// every region of this node, bypassing Raft.
     pub async fn unsafe_destroy_range(&self, start: &[u8], end: &[u8]) -> Result<()> {
+        let _timer = crate::metrics::SchedulerTimer::new("unsafe_destroy_range");
         if !end.is_empty() && start >= end {
             return Err(Error::InvalidInput(
                 "destroy range start must be less than end".into(),

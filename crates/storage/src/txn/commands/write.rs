@@ -60,6 +60,7 @@ fn mutation_op(m: &kvrpcpb::Mutation) -> Result<MutationOp> {
 impl<E: Engine> TxnStorage<E> {
     /// KvPrewrite (also async commit and 1PC).
     pub async fn prewrite(&self, ctx: &kvrpcpb::Context, req: PrewriteRequest) -> Result<PrewriteResponse> {
+        let _timer = crate::metrics::SchedulerTimer::new("prewrite");
         let mut mutations = Vec::with_capacity(req.mutations.len());
         for m in &req.mutations {
             crate::raw::check_value_size(&m.value)?;
@@ -180,6 +181,7 @@ impl<E: Engine> TxnStorage<E> {
         start_ts: u64,
         commit_ts: u64,
     ) -> Result<TimeStamp> {
+        let _timer = crate::metrics::SchedulerTimer::new("commit");
         let (start_ts, commit_ts) = (TimeStamp::new(start_ts), TimeStamp::new(commit_ts));
         if commit_ts <= start_ts {
             return Err(Error::InvalidInput(format!(
@@ -206,6 +208,7 @@ impl<E: Engine> TxnStorage<E> {
         keys: &[Vec<u8>],
         start_ts: u64,
     ) -> Result<()> {
+        let _timer = crate::metrics::SchedulerTimer::new("batch_rollback");
         let start_ts = TimeStamp::new(start_ts);
         let keys = stored_keys(ctx, keys)?;
         // A later async-commit prewrite must not pick a commit ts at or below a rolled-back
@@ -231,6 +234,7 @@ impl<E: Engine> TxnStorage<E> {
         start_ts: u64,
         current_ts: u64,
     ) -> Result<()> {
+        let _timer = crate::metrics::SchedulerTimer::new("cleanup");
         let key = api_keys::stored_key(ctx, KeyMode::Txn, key)?;
         self.cm.update_max_ts(TimeStamp::new(start_ts));
         let _guard = self.latches.acquire([key.as_slice()]).await;
@@ -256,6 +260,7 @@ impl<E: Engine> TxnStorage<E> {
         start_ts: u64,
         advise_ttl: u64,
     ) -> Result<u64> {
+        let _timer = crate::metrics::SchedulerTimer::new("txn_heart_beat");
         let key = api_keys::stored_key(ctx, KeyMode::Txn, primary)?;
         let _guard = self.latches.acquire([key.as_slice()]).await;
         let snap = self.snapshot(ctx).await?;
@@ -273,6 +278,7 @@ impl<E: Engine> TxnStorage<E> {
         ctx: &kvrpcpb::Context,
         req: &kvrpcpb::CheckTxnStatusRequest,
     ) -> Result<TxnStatus> {
+        let _timer = crate::metrics::SchedulerTimer::new("check_txn_status");
         let key = api_keys::stored_key(ctx, KeyMode::Txn, &req.primary_key)?;
         // The caller will read at caller_start_ts once the lock is resolved or pushed; a
         // rollback of lock_ts must not be overwritten by a later async commit at lock_ts.
@@ -306,6 +312,7 @@ impl<E: Engine> TxnStorage<E> {
         keys: &[Vec<u8>],
         start_ts: u64,
     ) -> Result<SecondaryLocksStatus> {
+        let _timer = crate::metrics::SchedulerTimer::new("check_secondary_locks");
         let start_ts = TimeStamp::new(start_ts);
         let keys = stored_keys(ctx, keys)?;
         self.cm.update_max_ts(start_ts);
