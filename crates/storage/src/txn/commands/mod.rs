@@ -24,7 +24,7 @@ use crate::concurrency_manager::ConcurrencyManager;
 use crate::kv::{Engine, RegionSnapshot};
 use crate::latches::Latches;
 use crate::metrics::COMMAND_DURATION;
-use crate::mvcc::MvccTxn;
+use crate::mvcc::{MvccReader, MvccTxn};
 use crate::Result;
 
 pub use pessimistic::PessimisticLockRequest;
@@ -113,6 +113,27 @@ impl<E: Engine> TxnStorage<E> {
             self.lock_waits.wake_range(start, end);
         }
         Ok(())
+    }
+}
+
+impl<E: Engine> TxnStorage<E> {
+    /// The common shape of a write command: takes the latches of `keys` (stored keys), a
+    /// region snapshot, checks every key is in the region, runs `actions` on one `MvccTxn`
+    /// and replicates what it wrote (nothing is written if `actions` fails).
+    async fn run_actions<T>(
+        &self,
+        ctx: &kvrpcpb::Context,
+        keys: &[Vec<u8>],
+        actions: impl FnOnce(&mut MvccTxn, &MvccReader<'_, E::Snap>) -> Result<T>,
+    ) -> Result<T> {
+        let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
+        let snap = self.snapshot(ctx).await?;
+        check_keys_in_region::<E>(&snap, keys)?;
+        let reader = MvccReader::new(&snap.snapshot);
+        let mut txn = MvccTxn::new();
+        let out = actions(&mut txn, &reader)?;
+        self.write(ctx, txn).await?;
+        Ok(out)
     }
 }
 

@@ -125,20 +125,13 @@ impl<E: Engine> TxnStorage<E> {
     ) -> Result<()> {
         let _timer = crate::metrics::SchedulerTimer::new("pessimistic_rollback");
         let keys = stored_keys(ctx, keys)?;
-        let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
-        let snap = self.snapshot(ctx).await?;
-        check_keys_in_region::<E>(&snap, &keys)?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        for k in &keys {
-            actions::pessimistic_rollback(
-                &mut txn,
-                &reader,
-                k,
-                TimeStamp::new(start_ts),
-                TimeStamp::new(for_update_ts),
-            )?;
-        }
-        self.write(ctx, txn).await
+        let (start_ts, for_update_ts) = (TimeStamp::new(start_ts), TimeStamp::new(for_update_ts));
+        self.run_actions(ctx, &keys, |txn, reader| {
+            for k in &keys {
+                actions::pessimistic_rollback(txn, reader, k, start_ts, for_update_ts)?;
+            }
+            Ok(())
+        })
+        .await
     }
 }

@@ -83,34 +83,32 @@ impl<E: Engine> TxnStorage<E> {
         txns: &HashMap<u64, u64>,
         keys: Vec<Vec<u8>>,
     ) -> Result<()> {
-        let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
-        let snap = self.snapshot(ctx).await?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        for key in &keys {
-            api_keys::check_in_region(&snap.region, key)?;
-            let lock = reader.load_lock(key)?;
-            let owner = match (&lock, txns.len()) {
-                (Some(l), _) if txns.contains_key(&l.ts.into_inner()) => l.ts.into_inner(),
-                // Explicit keys without a matching lock: settle the one named transaction.
-                (_, 1) => *txns.keys().next().unwrap_or(&0),
-                _ => continue,
-            };
-            let start_ts = TimeStamp::new(owner);
-            let commit_ts = TimeStamp::new(txns.get(&owner).copied().unwrap_or(0));
-            let pessimistic = lock
-                .as_ref()
-                .is_some_and(|l| l.ts == start_ts && l.lock_type == LockType::Pessimistic);
-            if commit_ts.is_zero() {
-                actions::rollback(&mut txn, &reader, key, start_ts)?;
-            } else if pessimistic {
-                // A committed transaction never prewrote this key: just release it.
-                actions::pessimistic_rollback(&mut txn, &reader, key, start_ts, TimeStamp::zero())?;
-            } else {
-                actions::commit(&mut txn, &reader, key, start_ts, commit_ts)?;
+        self.run_actions(ctx, &keys, |txn, reader| {
+            for key in &keys {
+                let lock = reader.load_lock(key)?;
+                let owner = match (&lock, txns.len()) {
+                    (Some(l), _) if txns.contains_key(&l.ts.into_inner()) => l.ts.into_inner(),
+                    // Explicit keys without a matching lock: settle the one named transaction.
+                    (_, 1) => *txns.keys().next().unwrap_or(&0),
+                    _ => continue,
+                };
+                let start_ts = TimeStamp::new(owner);
+                let commit_ts = TimeStamp::new(txns.get(&owner).copied().unwrap_or(0));
+                let pessimistic = lock
+                    .as_ref()
+                    .is_some_and(|l| l.ts == start_ts && l.lock_type == LockType::Pessimistic);
+                if commit_ts.is_zero() {
+                    actions::rollback(txn, reader, key, start_ts)?;
+                } else if pessimistic {
+                    // A committed transaction never prewrote this key: just release it.
+                    actions::pessimistic_rollback(txn, reader, key, start_ts, TimeStamp::zero())?;
+                } else {
+                    actions::commit(txn, reader, key, start_ts, commit_ts)?;
+                }
             }
-        }
-        self.write(ctx, txn).await
+            Ok(())
+        })
+        .await
     }
 
     /// Removes versions no read at or after `safe_point` can see, in the addressed region.
@@ -142,16 +140,15 @@ impl<E: Engine> TxnStorage<E> {
             stats.keys_scanned += keys.len();
             let full = keys.len() == BATCH_KEYS;
             next = keys.last().map(|k| mvcc_key::versions_end(k));
-            {
-                let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
-                let snap = self.snapshot(ctx).await?;
-                let reader = MvccReader::new(&snap.snapshot);
-                let mut txn = MvccTxn::new();
-                for key in &keys {
-                    stats.versions_removed += actions::gc_key(&mut txn, &reader, key, safe_point)?;
-                }
-                self.write(ctx, txn).await?;
-            }
+            stats.versions_removed += self
+                .run_actions(ctx, &keys, |txn, reader| {
+                    let mut removed = 0;
+                    for key in &keys {
+                        removed += actions::gc_key(txn, reader, key, safe_point)?;
+                    }
+                    Ok(removed)
+                })
+                .await?;
             if !full {
                 return Ok(stats);
             }

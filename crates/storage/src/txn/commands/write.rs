@@ -189,16 +189,13 @@ impl<E: Engine> TxnStorage<E> {
             )));
         }
         let keys = stored_keys(ctx, keys)?;
-        let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
-        let snap = self.snapshot(ctx).await?;
-        check_keys_in_region::<E>(&snap, &keys)?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        for k in &keys {
-            actions::commit(&mut txn, &reader, k, start_ts, commit_ts)?;
-        }
-        self.write(ctx, txn).await?;
-        Ok(commit_ts)
+        self.run_actions(ctx, &keys, |txn, reader| {
+            for k in &keys {
+                actions::commit(txn, reader, k, start_ts, commit_ts)?;
+            }
+            Ok(commit_ts)
+        })
+        .await
     }
 
     /// KvBatchRollback: rolls back the transaction on every key.
@@ -214,15 +211,13 @@ impl<E: Engine> TxnStorage<E> {
         // A later async-commit prewrite must not pick a commit ts at or below a rolled-back
         // start ts (its record would overwrite the rollback).
         self.cm.update_max_ts(start_ts);
-        let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
-        let snap = self.snapshot(ctx).await?;
-        check_keys_in_region::<E>(&snap, &keys)?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        for k in &keys {
-            actions::rollback(&mut txn, &reader, k, start_ts)?;
-        }
-        self.write(ctx, txn).await
+        self.run_actions(ctx, &keys, |txn, reader| {
+            for k in &keys {
+                actions::rollback(txn, reader, k, start_ts)?;
+            }
+            Ok(())
+        })
+        .await
     }
 
     /// KvCleanup: rolls back `key` of transaction `start_ts` unless its lock is alive at
@@ -237,19 +232,18 @@ impl<E: Engine> TxnStorage<E> {
         let _timer = crate::metrics::SchedulerTimer::new("cleanup");
         let key = api_keys::stored_key(ctx, KeyMode::Txn, key)?;
         self.cm.update_max_ts(TimeStamp::new(start_ts));
-        let _guard = self.latches.acquire([key.as_slice()]).await;
-        let snap = self.snapshot(ctx).await?;
-        api_keys::check_in_region(&snap.region, &key)?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        actions::cleanup(
-            &mut txn,
-            &reader,
-            &key,
-            TimeStamp::new(start_ts),
-            TimeStamp::new(current_ts),
-        )?;
-        self.write(ctx, txn).await
+        let keys = [key];
+        self.run_actions(ctx, &keys, |txn, reader| {
+            actions::cleanup(
+                txn,
+                reader,
+                &keys[0],
+                TimeStamp::new(start_ts),
+                TimeStamp::new(current_ts),
+            )
+            .map(|_| ())
+        })
+        .await
     }
 
     /// KvTxnHeartBeat: returns the primary lock's TTL after the update.
@@ -261,15 +255,11 @@ impl<E: Engine> TxnStorage<E> {
         advise_ttl: u64,
     ) -> Result<u64> {
         let _timer = crate::metrics::SchedulerTimer::new("txn_heart_beat");
-        let key = api_keys::stored_key(ctx, KeyMode::Txn, primary)?;
-        let _guard = self.latches.acquire([key.as_slice()]).await;
-        let snap = self.snapshot(ctx).await?;
-        api_keys::check_in_region(&snap.region, &key)?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        let ttl = actions::txn_heart_beat(&mut txn, &reader, &key, TimeStamp::new(start_ts), advise_ttl)?;
-        self.write(ctx, txn).await?;
-        Ok(ttl)
+        let keys = [api_keys::stored_key(ctx, KeyMode::Txn, primary)?];
+        self.run_actions(ctx, &keys, |txn, reader| {
+            actions::txn_heart_beat(txn, reader, &keys[0], TimeStamp::new(start_ts), advise_ttl)
+        })
+        .await
     }
 
     /// KvCheckTxnStatus on the transaction's primary key.
@@ -279,30 +269,26 @@ impl<E: Engine> TxnStorage<E> {
         req: &kvrpcpb::CheckTxnStatusRequest,
     ) -> Result<TxnStatus> {
         let _timer = crate::metrics::SchedulerTimer::new("check_txn_status");
-        let key = api_keys::stored_key(ctx, KeyMode::Txn, &req.primary_key)?;
+        let keys = [api_keys::stored_key(ctx, KeyMode::Txn, &req.primary_key)?];
         // The caller will read at caller_start_ts once the lock is resolved or pushed; a
         // rollback of lock_ts must not be overwritten by a later async commit at lock_ts.
         self.cm.update_max_ts(TimeStamp::new(req.caller_start_ts));
         self.cm.update_max_ts(TimeStamp::new(req.lock_ts));
-        let _guard = self.latches.acquire([key.as_slice()]).await;
-        let snap = self.snapshot(ctx).await?;
-        api_keys::check_in_region(&snap.region, &key)?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        let status = actions::check_txn_status(
-            &mut txn,
-            &reader,
-            &key,
-            TimeStamp::new(req.lock_ts),
-            TimeStamp::new(req.caller_start_ts),
-            TimeStamp::new(req.current_ts),
-            req.rollback_if_not_exist,
-            req.force_sync_commit,
-            req.resolving_pessimistic_lock,
-            req.verify_is_primary,
-        )?;
-        self.write(ctx, txn).await?;
-        Ok(status)
+        self.run_actions(ctx, &keys, |txn, reader| {
+            actions::check_txn_status(
+                txn,
+                reader,
+                &keys[0],
+                TimeStamp::new(req.lock_ts),
+                TimeStamp::new(req.caller_start_ts),
+                TimeStamp::new(req.current_ts),
+                req.rollback_if_not_exist,
+                req.force_sync_commit,
+                req.resolving_pessimistic_lock,
+                req.verify_is_primary,
+            )
+        })
+        .await
     }
 
     /// KvCheckSecondaryLocks (async-commit recovery).
@@ -316,24 +302,22 @@ impl<E: Engine> TxnStorage<E> {
         let start_ts = TimeStamp::new(start_ts);
         let keys = stored_keys(ctx, keys)?;
         self.cm.update_max_ts(start_ts);
-        let _guard = self.latches.acquire(keys.iter().map(|k| k.as_slice())).await;
-        let snap = self.snapshot(ctx).await?;
-        check_keys_in_region::<E>(&snap, &keys)?;
-        let reader = MvccReader::new(&snap.snapshot);
-        let mut txn = MvccTxn::new();
-        let mut locks = vec![];
-        let mut status = None;
-        for k in &keys {
-            match actions::check_secondary_lock(&mut txn, &reader, k, start_ts)? {
-                SecondaryStatus::Locked(l) => locks.push(*l),
-                SecondaryStatus::Committed(ts) => {
-                    // One committed key decides it; roll back nothing.
-                    return Ok(SecondaryLocksStatus::Committed(ts));
+        self.run_actions(ctx, &keys, |txn, reader| {
+            let mut locks = vec![];
+            let mut status = None;
+            for k in &keys {
+                match actions::check_secondary_lock(txn, reader, k, start_ts)? {
+                    SecondaryStatus::Locked(l) => locks.push(*l),
+                    SecondaryStatus::Committed(ts) => {
+                        // One committed key decides it; roll back nothing.
+                        txn.modifies.clear();
+                        return Ok(SecondaryLocksStatus::Committed(ts));
+                    }
+                    SecondaryStatus::RolledBack => status = Some(SecondaryLocksStatus::RolledBack),
                 }
-                SecondaryStatus::RolledBack => status = Some(SecondaryLocksStatus::RolledBack),
             }
-        }
-        self.write(ctx, txn).await?;
-        Ok(status.unwrap_or(SecondaryLocksStatus::Locked(locks)))
+            Ok(status.unwrap_or(SecondaryLocksStatus::Locked(locks)))
+        })
+        .await
     }
 }
