@@ -76,13 +76,29 @@ impl Store {
         op: MutationOp,
         pessimistic: bool,
     ) -> Result<PrewriteResult> {
+        self.prewrite_request(props, vec![(key, op)], pessimistic, 0)
+    }
+
+    /// One prewrite request: every mutation, then its locks written (or committed, for 1PC)
+    /// with `max_ts` as the largest read timestamp seen.
+    fn prewrite_request(
+        &self,
+        props: &TxnProps,
+        mutations: Vec<(&[u8], MutationOp)>,
+        pessimistic: bool,
+        max_ts: u64,
+    ) -> Result<PrewriteResult> {
         self.run(|txn, reader| {
-            let m = Mutation { key: k(key), op };
-            let locks = match prewrite(txn, reader, props, &m, pessimistic, false)? {
-                PrewriteOutcome::Locked(Some(lock)) => vec![(m.key.clone(), lock)],
-                _ => vec![],
-            };
-            Ok(finish_prewrite(txn, props, locks, ts(0)))
+            let mut locks = vec![];
+            for (key, op) in mutations {
+                let m = Mutation { key: k(key), op };
+                if let PrewriteOutcome::Locked(Some(lock)) =
+                    prewrite(txn, reader, props, &m, pessimistic, false)?
+                {
+                    locks.push((m.key, lock));
+                }
+            }
+            Ok(finish_prewrite(txn, props, locks, ts(max_ts)))
         })
     }
 

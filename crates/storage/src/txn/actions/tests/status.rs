@@ -184,16 +184,7 @@ fn async_commit_floor_comes_from_max_read_ts_and_falls_back_above_max_commit_ts(
     let mut props = s.props(b"k", 10);
     props.use_async_commit = true;
     let r = s
-        .run(|txn, reader| {
-            let m = Mutation {
-                key: k(b"k"),
-                op: MutationOp::Put(b"v".to_vec()),
-            };
-            let PrewriteOutcome::Locked(Some(lock)) = prewrite(txn, reader, &props, &m, false, false)? else {
-                panic!("not locked")
-            };
-            Ok(finish_prewrite(txn, &props, vec![(m.key, lock)], ts(40)))
-        })
+        .prewrite_request(&props, vec![(b"k", MutationOp::Put(b"v".to_vec()))], false, 40)
         .unwrap();
     assert_eq!(r.min_commit_ts, ts(41));
     assert_eq!(s.must_locked(b"k", 10).min_commit_ts, ts(41));
@@ -209,16 +200,7 @@ fn async_commit_floor_comes_from_max_read_ts_and_falls_back_above_max_commit_ts(
     props.use_async_commit = true;
     props.max_commit_ts = ts(20);
     let r = s
-        .run(|txn, reader| {
-            let m = Mutation {
-                key: k(b"f"),
-                op: MutationOp::Put(b"v".to_vec()),
-            };
-            let PrewriteOutcome::Locked(Some(lock)) = prewrite(txn, reader, &props, &m, false, false)? else {
-                panic!("not locked")
-            };
-            Ok(finish_prewrite(txn, &props, vec![(m.key, lock)], ts(40)))
-        })
+        .prewrite_request(&props, vec![(b"f", MutationOp::Put(b"v".to_vec()))], false, 40)
         .unwrap();
     assert_eq!(r, PrewriteResult::default());
     assert!(!s.must_locked(b"f", 10).use_async_commit);
@@ -229,18 +211,9 @@ fn one_pc_writes_commit_records_directly() {
     let s = Store::new();
     let mut props = s.props(b"a", 10);
     props.try_one_pc = true;
-    let r = s
-        .run(|txn, reader| {
-            let mut locks = vec![];
-            for (key, op) in [(b"a", MutationOp::Put(b"1".to_vec())), (b"b", MutationOp::Delete)] {
-                let m = Mutation { key: k(key), op };
-                if let PrewriteOutcome::Locked(Some(l)) = prewrite(txn, reader, &props, &m, false, false)? {
-                    locks.push((m.key, l));
-                }
-            }
-            Ok(finish_prewrite(txn, &props, locks, ts(30)))
-        })
-        .unwrap();
+    let muts: Vec<(&[u8], MutationOp)> =
+        vec![(b"a", MutationOp::Put(b"1".to_vec())), (b"b", MutationOp::Delete)];
+    let r = s.prewrite_request(&props, muts, false, 30).unwrap();
     assert_eq!(r.one_pc_commit_ts, ts(31));
     s.must_unlocked(b"a");
     s.must_unlocked(b"b");
