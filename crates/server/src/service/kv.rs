@@ -62,15 +62,6 @@ impl Drop for Timer {
     }
 }
 
-/// Fills `region_error` and `error` of a response from a storage error.
-macro_rules! fill_err {
-    ($resp:ident, $e:expr) => {{
-        let (region_error, error) = split_storage_error($e);
-        $resp.region_error = region_error;
-        $resp.error = error;
-    }};
-}
-
 /// For responses that only have `region_error`: other errors become a status.
 fn region_only(e: storage::Error) -> Result<Option<atoll_proto::errorpb::Error>, Status> {
     match split_storage_error(e) {

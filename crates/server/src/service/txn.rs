@@ -12,6 +12,15 @@ use txn_types::TimeStamp;
 use crate::errors::split_txn_error;
 use crate::raftkv::RaftKv;
 
+/// Fills `region_error` and `errors` (a list of `KeyError`s) of a response.
+macro_rules! fill_key_errs {
+    ($resp:ident, $e:expr) => {{
+        let (region_error, error) = split_txn_error($e);
+        $resp.region_error = region_error;
+        $resp.errors = error.into_iter().collect();
+    }};
+}
+
 /// Fills `region_error` and `error` of a read response that also carries per-pair errors:
 /// tikv-client reads key errors of scans and batch gets only from `pairs`, so a key error is
 /// put in both places, as TiKV does.
@@ -161,9 +170,7 @@ pub async fn prewrite(s: &TxnStorage<RaftKv>, req: PrewriteRequest) -> PrewriteR
             resp.one_pc_commit_ts = r.one_pc_commit_ts.into_inner();
         }
         Err(e) => {
-            let (region_error, error) = split_txn_error(e);
-            resp.region_error = region_error;
-            resp.errors = error.into_iter().collect();
+            fill_key_errs!(resp, e);
         }
     }
     resp
@@ -312,9 +319,7 @@ pub async fn pessimistic_lock(
             }
         }
         Err(e) => {
-            let (region_error, error) = split_txn_error(e);
-            resp.region_error = region_error;
-            resp.errors = error.into_iter().collect();
+            fill_key_errs!(resp, e);
         }
     }
     resp
@@ -334,9 +339,7 @@ pub async fn pessimistic_rollback(
         )
         .await
     {
-        let (region_error, error) = split_txn_error(e);
-        resp.region_error = region_error;
-        resp.errors = error.into_iter().collect();
+        fill_key_errs!(resp, e);
     }
     resp
 }
@@ -378,9 +381,7 @@ pub async fn delete_range(s: &TxnStorage<RaftKv>, req: DeleteRangeRequest) -> De
         .delete_range(&ctx(&req.context), &req.start_key, &req.end_key, req.notify_only)
         .await
     {
-        let (region_error, error) = crate::errors::split_storage_error(e);
-        resp.region_error = region_error;
-        resp.error = error;
+        fill_err!(resp, e);
     }
     resp
 }
@@ -391,9 +392,7 @@ pub async fn unsafe_destroy_range(
 ) -> UnsafeDestroyRangeResponse {
     let mut resp = UnsafeDestroyRangeResponse::default();
     if let Err(e) = s.unsafe_destroy_range(&req.start_key, &req.end_key).await {
-        let (region_error, error) = crate::errors::split_storage_error(e);
-        resp.region_error = region_error;
-        resp.error = error;
+        fill_err!(resp, e);
     }
     resp
 }
