@@ -322,29 +322,14 @@ impl<E: Engine> RawStorage<E> {
         reverse: bool,
     ) -> Result<Vec<KvPair>> {
         let (lower, upper) = if reverse { (end, start) } else { (start, end) };
-        let (lower, upper) = api_keys::stored_bounds(ctx, KeyMode::Raw, lower, upper)?;
-        let region = &snap.region;
-        // Clamp to the region.
-        let lower = match lower {
-            Some(l) if l > region.start_key => l,
-            _ => region.start_key.clone(),
+        let bounds = api_keys::stored_bounds(ctx, KeyMode::Raw, lower, upper)?;
+        let Some((lower, upper)) = api_keys::clamp_to_region(bounds, &snap.region) else {
+            return Ok(vec![]);
         };
-        let upper = match upper {
-            Some(u) if region.end_key.is_empty() || u < region.end_key => Some(u),
-            _ => (!region.end_key.is_empty()).then(|| region.end_key.clone()),
-        };
-        if upper.as_ref().is_some_and(|u| *u <= lower) || limit == 0 {
+        if limit == 0 {
             return Ok(vec![]);
         }
-        let bounds = IterBounds::new(
-            Some(data_key(&lower)),
-            Some(
-                upper
-                    .as_deref()
-                    .map(data_key)
-                    .unwrap_or_else(|| data_end_key(&[])),
-            ),
-        );
+        let bounds = IterBounds::new(Some(data_key(&lower)), Some(data_end_key(&upper)));
         let mut it = snap.snapshot.iterator_cf(cf, bounds)?;
         let mut valid = if reverse {
             it.seek_to_last()?
