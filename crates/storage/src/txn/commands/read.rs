@@ -21,17 +21,14 @@ fn read_options(ctx: &kvrpcpb::Context, version: u64) -> ReadOptions {
 }
 
 impl<E: Engine> TxnStorage<E> {
-    /// Raises the max read ts, then fails if an in-flight async-commit/1PC prewrite holds a
-    /// memory lock on one of `keys` that blocks the read. Must run before the snapshot is
-    /// taken: a memory lock released after this check belongs to a write the snapshot sees.
-    fn check_memory_locks(&self, keys: &[Vec<u8>], opts: &ReadOptions) -> Result<()> {
-        self.cm.update_max_ts(opts.ts);
-        for key in keys {
-            self.cm.read_key_check(key, |lock| {
-                check_lock_for_read(key, lock.clone(), opts).map(|_| ())
-            })?;
-        }
-        Ok(())
+    /// Fails if an in-flight async-commit/1PC prewrite holds a memory lock on `key` that
+    /// blocks a read at `opts.ts`. The max read ts must be raised first, and the snapshot
+    /// taken after: a memory lock released after this check belongs to a write the snapshot
+    /// sees (see concurrency_manager.rs).
+    fn check_memory_lock(&self, key: &[u8], opts: &ReadOptions) -> Result<()> {
+        self.cm.read_key_check(key, |lock| {
+            check_lock_for_read(key, lock.clone(), opts).map(|_| ())
+        })
     }
 
     /// KvGet: the value of `key` at `version`.
@@ -39,7 +36,8 @@ impl<E: Engine> TxnStorage<E> {
         let _timer = crate::metrics::SchedulerTimer::new("get");
         let stored = api_keys::stored_key(ctx, KeyMode::Txn, key)?;
         let opts = read_options(ctx, version);
-        self.check_memory_locks(std::slice::from_ref(&stored), &opts)?;
+        self.cm.update_max_ts(opts.ts);
+        self.check_memory_lock(&stored, &opts)?;
         let snap = self.snapshot(ctx).await?;
         api_keys::check_in_region(&snap.region, &stored)?;
         mvcc::point_get(&snap.snapshot, &stored, &opts)
@@ -56,14 +54,8 @@ impl<E: Engine> TxnStorage<E> {
         let stored = stored_keys(ctx, keys)?;
         let opts = read_options(ctx, version);
         self.cm.update_max_ts(opts.ts);
-        // Memory locks first (see check_memory_locks), one answer per key.
-        let memory: Vec<Result<()>> = stored
-            .iter()
-            .map(|s| {
-                self.cm
-                    .read_key_check(s, |lock| check_lock_for_read(s, lock.clone(), &opts).map(|_| ()))
-            })
-            .collect();
+        // Memory locks before the snapshot, one answer per key.
+        let memory: Vec<Result<()>> = stored.iter().map(|s| self.check_memory_lock(s, &opts)).collect();
         let snap = self.snapshot(ctx).await?;
         check_keys_in_region::<E>(&snap, &stored)?;
         let mut out = Vec::with_capacity(keys.len());
@@ -101,7 +93,7 @@ impl<E: Engine> TxnStorage<E> {
         let bounds = api_keys::stored_bounds(ctx, KeyMode::Txn, lower, upper)?;
         let opts = read_options(ctx, version);
         self.cm.update_max_ts(opts.ts);
-        // Memory locks first (see check_memory_locks); only those in the region count.
+        // Memory locks before the snapshot (see check_memory_lock); only those in the region count.
         let mut memory_locked = vec![];
         let (mem_lower, mem_upper) = (
             bounds.0.clone().unwrap_or_default(),
