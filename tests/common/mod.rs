@@ -203,14 +203,29 @@ pub struct Cluster {
     pd_peer_port: u16,
     pd: Option<Child>,
     kvs: Vec<KvNode>,
+    /// Extra TOML for PD's and every node's config file.
+    pd_config: String,
+    kv_config: String,
     /// Set once a panic message already carried the log tails.
     tails_shown: std::cell::Cell<bool>,
+}
+
+/// Config TOML for [`Cluster::start_with`].
+#[derive(Debug, Clone, Default)]
+pub struct ClusterConfig {
+    pub pd: String,
+    pub kv: String,
 }
 
 impl Cluster {
     /// Starts PD, waits for its health endpoint, starts `kv_count` nodes and waits until PD
     /// lists all of them and every one of its (at least five) regions has a leader.
     pub async fn start(kv_count: usize) -> Cluster {
+        Cluster::start_with(kv_count, ClusterConfig::default()).await
+    }
+
+    /// [`Cluster::start`] with extra config for PD and the nodes.
+    pub async fn start_with(kv_count: usize, config: ClusterConfig) -> Cluster {
         assert!(kv_count >= 1);
         let dir = tempfile::Builder::new()
             .prefix("atoll-e2e-")
@@ -232,6 +247,8 @@ impl Cluster {
             pd_peer_port: ports[1],
             pd: None,
             kvs,
+            pd_config: config.pd,
+            kv_config: config.kv,
             tails_shown: std::cell::Cell::new(false),
         };
         cluster.spawn_pd();
@@ -300,7 +317,11 @@ impl Cluster {
         assert!(self.pd.is_none(), "PD is already running");
         let client = format!("http://127.0.0.1:{}", self.pd_port);
         let peer = format!("http://127.0.0.1:{}", self.pd_peer_port);
+        let config = self.root.join("pd.toml");
+        std::fs::write(&config, &self.pd_config).expect("pd config");
         let args = vec![
+            "--config".into(),
+            config.display().to_string(),
             "--name".into(),
             "pd-1".into(),
             "--client-urls".into(),
@@ -322,7 +343,8 @@ impl Cluster {
         let addr = self.kv_addr(i);
         // Test-friendly intervals; everything else is the default.
         let config = self.root.join(format!("kv-{i}.toml"));
-        std::fs::write(&config, "[gc]\npoll-interval = \"500ms\"\n").expect("kv config");
+        let toml = format!("[gc]\npoll-interval = \"500ms\"\n{}", self.kv_config);
+        std::fs::write(&config, toml).expect("kv config");
         let args = vec![
             "--config".into(),
             config.display().to_string(),
@@ -414,6 +436,20 @@ impl Cluster {
             regions_led(&pd).await.map(|_| ())
         })
         .await;
+    }
+
+    /// Starts one more node (index `kv_count()` before the call) and waits until PD lists it.
+    pub async fn add_kv(&mut self) -> usize {
+        let ports = free_ports(2);
+        self.kvs.push(KvNode {
+            port: ports[0],
+            status_port: ports[1],
+            child: None,
+        });
+        let i = self.kvs.len() - 1;
+        self.spawn_kv(i);
+        self.wait_ready().await;
+        i
     }
 
     /// SIGKILLs node `i` and reaps it.

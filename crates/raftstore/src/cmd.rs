@@ -3,11 +3,14 @@
 //! Layout (all integers big-endian): `version:u8=1`, header `region_id:u64 peer_id:u64
 //! conf_ver:u64 version:u64`, then a body tag: `1` = write (`count:u32`, then per modify
 //! `op:u8 cf:u8` and length-prefixed (`u32`) byte strings: put key+value, delete key, delete-range
-//! start+end), `2` = compact log (`index:u64 term:u64`). Keys are range keys (no data prefix).
+//! start+end), `2` = compact log (`index:u64 term:u64`), `3` = change peers (`count:u32`, then per
+//! change `kind:u8 peer_id:u64 store_id:u64`; carried in a conf-change entry's context). Keys are
+//! range keys (no data prefix). The header's `term` is not encoded: it only guards the proposal.
 
 pub use engine_traits::Modify;
 use engine_traits::{CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE};
 
+use crate::conf_change::PeerChange;
 use crate::{Error, Result};
 
 const CODEC_VERSION: u8 = 1;
@@ -20,6 +23,12 @@ pub struct CmdHeader {
     pub peer_id: u64,
     pub conf_ver: u64,
     pub version: u64,
+    /// Non-zero: the write was computed from a snapshot read in this term, and is refused if
+    /// the leader's term has changed since (not persisted).
+    pub term: u64,
+    /// A read that a follower may serve (ReadIndex from the leader, then a local read); not
+    /// persisted.
+    pub replica_read: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -30,6 +39,8 @@ pub enum CmdBody {
         index: u64,
         term: u64,
     },
+    /// Membership change (admin; the payload of a conf-change entry's context).
+    ChangePeer(Vec<PeerChange>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,6 +141,15 @@ impl RaftCmd {
                 out.extend_from_slice(&index.to_be_bytes());
                 out.extend_from_slice(&term.to_be_bytes());
             }
+            CmdBody::ChangePeer(changes) => {
+                out.push(3);
+                out.extend_from_slice(&(changes.len() as u32).to_be_bytes());
+                for c in changes {
+                    out.push(c.tag());
+                    out.extend_from_slice(&c.peer().id.to_be_bytes());
+                    out.extend_from_slice(&c.peer().store_id.to_be_bytes());
+                }
+            }
         }
         out
     }
@@ -145,6 +165,8 @@ impl RaftCmd {
             peer_id: r.u64()?,
             conf_ver: r.u64()?,
             version: r.u64()?,
+            term: 0,
+            replica_read: false,
         };
         let body = match r.u8()? {
             1 => {
@@ -174,6 +196,23 @@ impl RaftCmd {
                 index: r.u64()?,
                 term: r.u64()?,
             },
+            3 => {
+                let n = r.u32()? as usize;
+                let mut changes = Vec::with_capacity(n.min(16));
+                for _ in 0..n {
+                    let tag = r.u8()?;
+                    let peer = atoll_proto::metapb::Peer {
+                        id: r.u64()?,
+                        store_id: r.u64()?,
+                        ..Default::default()
+                    };
+                    changes.push(
+                        PeerChange::from_tag(tag, peer)
+                            .ok_or_else(|| Error::Codec(format!("unknown peer change {tag}")))?,
+                    );
+                }
+                CmdBody::ChangePeer(changes)
+            }
             other => return Err(Error::Codec(format!("unknown command body {other}"))),
         };
         if !r.0.is_empty() {
@@ -194,6 +233,8 @@ mod tests {
             peer_id: 8,
             conf_ver: 1,
             version: 3,
+            term: 0,
+            replica_read: false,
         };
         let cmds = [
             RaftCmd::write(
@@ -219,6 +260,21 @@ mod tests {
             RaftCmd {
                 header,
                 body: CmdBody::CompactLog { index: 100, term: 6 },
+            },
+            RaftCmd {
+                header,
+                body: CmdBody::ChangePeer(vec![
+                    PeerChange::AddLearner(atoll_proto::metapb::Peer {
+                        id: 9,
+                        store_id: 3,
+                        ..Default::default()
+                    }),
+                    PeerChange::Remove(atoll_proto::metapb::Peer {
+                        id: 4,
+                        store_id: 1,
+                        ..Default::default()
+                    }),
+                ]),
             },
         ];
         for c in cmds {

@@ -35,6 +35,8 @@ pub enum Error {
         request_store_id: u64,
         actual_store_id: u64,
     },
+    #[error("invalid conf change for region {region_id}: {message}")]
+    InvalidConfChange { region_id: u64, message: String },
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
     #[error("raftstore is shutting down")]

@@ -2,11 +2,13 @@
 //!
 //! Raft engine (`default` CF): `0x01 0x02 region_id:u64 0x01 index:u64` → Raft entry (rust-protobuf
 //! encoded `eraftpb::Entry`); `0x01 0x02 region_id:u64 0x02` → [`RaftLocalState`].
-//! KV engine (`raft` CF): `0x01 0x01` → store ident; `0x01 0x03 region_id:u64 0x01` → region state
+//! KV engine (`raft` CF): `0x01 0x01` → store ident; `0x01 0x04` → first region id of prepared
+//! but not yet accepted bootstrap regions; `0x01 0x03 region_id:u64 0x01` → region state
 //! (`state:u8` + prost-encoded `metapb::Region`); `0x01 0x02 region_id:u64 0x03` → apply state.
 
 const LOCAL_PREFIX: u8 = 0x01;
 const STORE_IDENT: &[u8] = &[LOCAL_PREFIX, 0x01];
+const PREPARE_BOOTSTRAP: &[u8] = &[LOCAL_PREFIX, 0x04];
 const RAFT_PREFIX: u8 = 0x02;
 const REGION_META_PREFIX: u8 = 0x03;
 const ENTRY_SUFFIX: u8 = 0x01;
@@ -16,6 +18,12 @@ const REGION_STATE_SUFFIX: u8 = 0x01;
 
 pub fn store_ident_key() -> &'static [u8] {
     STORE_IDENT
+}
+
+/// Present while this store holds bootstrap regions PD has not accepted (value: the first
+/// region's id).
+pub fn prepare_bootstrap_key() -> &'static [u8] {
+    PREPARE_BOOTSTRAP
 }
 
 fn region_key(prefix: u8, region_id: u64, suffix: u8) -> Vec<u8> {

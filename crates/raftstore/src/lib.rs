@@ -16,19 +16,28 @@
 //! - A command is applied only if its region epoch still matches and its keys lie in the region.
 
 mod cmd;
+pub mod conf_change;
 mod error;
 pub mod keys;
 mod logger;
 pub mod metrics;
 mod peer;
 mod peer_storage;
+mod read;
 mod router;
+pub mod snap;
+mod snap_worker;
 mod store;
 mod transport;
 
 pub use cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
 pub use error::{Error, Result};
-pub use peer_storage::{bootstrap_region, clear_prepared_region, load_regions, PeerStorage, RAFT_INIT_INDEX};
+pub use conf_change::PeerChange;
+pub use peer_storage::{
+    bootstrap_region, clear_prepared_region, load_local_regions, load_regions, LocalRegion, PeerStorage, RegionState,
+    RAFT_INIT_INDEX,
+};
+pub use snap::{SnapKey, SnapManager, SnapMeta};
 pub use router::{ReadResponse, RegionInfo, Router, StoreEvent};
 pub use store::{spawn_store, StoreConfig, StoreHandle};
 pub use transport::{RaftEnvelope, Transport};

@@ -106,3 +106,12 @@ pub static RAFT_READY_REGIONS: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric")
 });
+
+pub static SNAPSHOT_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    register_int_counter_vec!(
+        "tikv_raftstore_snapshot_total",
+        "Region snapshots by stage (generate, applied, sent, received, failed)",
+        &["type"]
+    )
+    .expect("metric")
+});

@@ -1,26 +1,30 @@
 //! One region's replica on this store: a raft-rs `RawNode` plus the proposals and reads waiting
 //! on it, and the apply of its committed entries.
 
-use std::collections::VecDeque;
-use std::time::Instant;
+use std::collections::{HashMap, VecDeque};
+use std::time::{Duration, Instant};
 
 use atoll_proto::metapb;
 use engine_traits::{KvEngine, WriteBatch, CF_RAFT};
-use raft::eraftpb::{Entry, EntryType};
+use protobuf::Message as _;
+use raft::eraftpb::{ConfChangeV2, Entry, EntryType};
 use raft::{RawNode, StateRole};
 use tokio::sync::oneshot;
 use txn_types::keys::{data_end_key, data_key, in_range};
 
 use crate::cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
+use crate::conf_change::{self, PeerChange};
 use crate::keys;
+use crate::peer_storage::{write_region_state, RegionState};
+use crate::snap::SnapKey;
 use crate::logger::raft_logger;
 use crate::metrics;
 use crate::peer_storage::PeerStorage;
+use crate::read::{Lease, ReadCb, ReadQueue};
 use crate::router::{ReadResponse, RegionInfo};
 use crate::{Error, Result};
 
 pub(crate) type WriteCb = oneshot::Sender<Result<()>>;
-pub(crate) type ReadCb<S> = oneshot::Sender<Result<ReadResponse<S>>>;
 
 struct Proposal {
     index: u64,
@@ -31,13 +35,6 @@ struct Proposal {
     proposed_at: Instant,
 }
 
-struct ReadBatch<S> {
-    ctx: u64,
-    index: Option<u64>,
-    cbs: Vec<ReadCb<S>>,
-    sent_at: std::time::Instant,
-}
-
 /// What applying committed entries produced, answered after the KV batch is written.
 pub(crate) struct ApplyOutcome {
     pub responses: Vec<(WriteCb, Result<()>)>,
@@ -45,27 +42,58 @@ pub(crate) struct ApplyOutcome {
     pub answered_sent_at: Vec<Instant>,
     /// Log entries `[from, to]` may be deleted from the raft engine.
     pub compacted: Option<(u64, u64)>,
+    /// A membership change was applied (PD should hear of it).
+    pub region_changed: bool,
+    /// This peer was removed from its region: the store destroys it.
+    pub destroy: bool,
+}
+
+impl ApplyOutcome {
+    pub fn new() -> ApplyOutcome {
+        ApplyOutcome {
+            responses: vec![],
+            answered_sent_at: vec![],
+            compacted: None,
+            region_changed: false,
+            destroy: false,
+        }
+    }
 }
 
 pub(crate) struct Peer<ER: KvEngine, S> {
     pub raw: RawNode<PeerStorage<ER>>,
     pub peer_id: u64,
     proposals: VecDeque<Proposal>,
-    unsent_reads: Vec<ReadCb<S>>,
-    reads: VecDeque<ReadBatch<S>>,
-    next_read_ctx: u64,
+    reads: ReadQueue<S>,
+    lease: Lease,
+    /// How long leadership stays blocked from lease reads after a transfer starts.
+    election_timeout: Duration,
     pub written_bytes: u64,
     pub written_keys: u64,
     pub compact_proposed_at: u64,
+    /// Set while the snapshot worker writes a received snapshot's data; the peer's Ready is
+    /// not handled meanwhile.
+    pub applying_snap: Option<SnapKey>,
+    /// When a message from each other peer last arrived (the leader reports down peers).
+    pub last_heard: HashMap<u64, Instant>,
+    /// When this peer last became leader.
+    pub leader_since: Instant,
+    /// Other peers as learned from their messages (an uninitialized peer has no region yet).
+    pub peer_cache: HashMap<u64, metapb::Peer>,
 }
 
 pub(crate) struct PeerConfig {
     pub election_tick: usize,
     pub heartbeat_tick: usize,
     pub max_entry_bytes: u64,
+    /// A peer not heard from for this long is reported down to PD.
+    pub max_peer_down: Duration,
+    /// The leader lease (election timeout minus the clock-drift margin); zero disables it.
+    pub lease: Duration,
+    pub election_timeout: Duration,
 }
 
-impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
+impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     pub fn new(storage: PeerStorage<ER>, peer_id: u64, cfg: &PeerConfig) -> Result<Peer<ER, S>> {
         let region_id = storage.region().id;
         let applied = storage.apply_state().applied_index;
@@ -85,13 +113,61 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             raw,
             peer_id,
             proposals: VecDeque::new(),
-            unsent_reads: vec![],
-            reads: VecDeque::new(),
-            next_read_ctx: 1,
+            reads: ReadQueue::new(),
+            lease: Lease::new(cfg.lease),
+            election_timeout: cfg.election_timeout,
             written_bytes: 0,
             written_keys: 0,
             compact_proposed_at: 0,
+            applying_snap: None,
+            last_heard: HashMap::new(),
+            leader_since: Instant::now(),
+            peer_cache: HashMap::new(),
         })
+    }
+
+    pub fn is_initialized(&self) -> bool {
+        self.raw.store().is_initialized()
+    }
+
+    /// Peers whose log is too far behind to catch up from it (they wait for a snapshot), or
+    /// that never answered: TiKV's "pending peers".
+    pub fn pending_peers(&self) -> Vec<metapb::Peer> {
+        if !self.is_leader() {
+            return vec![];
+        }
+        let truncated = self.raw.store().apply_state().truncated_index;
+        self.region()
+            .peers
+            .iter()
+            .filter(|p| p.id != self.peer_id)
+            .filter(|p| self.raw.raft.prs().get(p.id).is_none_or(|pr| pr.matched < truncated))
+            .cloned()
+            .collect()
+    }
+
+    /// Peers not heard from for `max_down`, with how long (seconds).
+    pub fn down_peers(&self, max_down: Duration) -> Vec<(metapb::Peer, u64)> {
+        if !self.is_leader() {
+            return vec![];
+        }
+        let now = Instant::now();
+        self.region()
+            .peers
+            .iter()
+            .filter(|p| p.id != self.peer_id)
+            .filter_map(|p| {
+                let since = self.last_heard.get(&p.id).copied().unwrap_or(self.leader_since);
+                let idle = now.saturating_duration_since(since);
+                (idle >= max_down).then(|| (*p, idle.as_secs()))
+            })
+            .collect()
+    }
+
+    /// Called when this peer becomes leader.
+    pub fn on_became_leader(&mut self) {
+        self.leader_since = Instant::now();
+        self.last_heard.clear();
     }
 
     pub fn region(&self) -> &metapb::Region {
@@ -124,6 +200,8 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             applied_index: self.raw.store().apply_state().applied_index,
             written_bytes: self.written_bytes,
             written_keys: self.written_keys,
+            pending_peers: self.pending_peers(),
+            down_peers: vec![],
         }
     }
 
@@ -145,7 +223,96 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         if !self.is_leader() {
             return Err(self.not_leader());
         }
-        check_epoch(self.region(), header)
+        if header.term != 0 && header.term != self.raw.raft.term {
+            return Err(Error::StaleCommand);
+        }
+        check_whole_epoch(self.region(), header)
+    }
+
+    /// Proposes a membership change; `cb` answers once it is applied (at once if the region
+    /// already is as asked).
+    pub fn propose_conf_change(&mut self, header: CmdHeader, changes: Vec<PeerChange>, cb: WriteCb, sent_at: Instant) {
+        if let Err(e) = self.check_conf_change(&header, &changes) {
+            let _ = cb.send(Err(e));
+            return;
+        }
+        if changes.iter().all(|c| c.is_done(self.region())) {
+            let _ = cb.send(Ok(()));
+            return;
+        }
+        let cc = conf_change::to_raft(&changes);
+        let ctx = RaftCmd {
+            header,
+            body: CmdBody::ChangePeer(changes),
+        }
+        .encode();
+        if self.raw.propose_conf_change(ctx, cc).is_err() {
+            let _ = cb.send(Err(self.not_leader()));
+            return;
+        }
+        self.track_proposal(cb, sent_at);
+    }
+
+    fn check_conf_change(&self, header: &CmdHeader, changes: &[PeerChange]) -> Result<()> {
+        self.check_request(header)?;
+        let region = self.region();
+        if changes.iter().all(|c| c.is_done(region)) {
+            return Ok(());
+        }
+        let busy = |why: &str| Error::InvalidConfChange {
+            region_id: region.id,
+            message: why.to_owned(),
+        };
+        if self.raw.raft.has_pending_conf() || conf_change::is_joint(region) {
+            return Err(busy("an earlier conf change is not finished"));
+        }
+        if changes
+            .iter()
+            .any(|c| c.peer().id == self.peer_id && !matches!(c, PeerChange::AddVoter(_)))
+        {
+            return Err(busy("the leader cannot remove or demote itself; transfer leadership first"));
+        }
+        let after = conf_change::apply(region, changes)?;
+        // Refuse a change that would leave fewer healthy voters than a quorum.
+        let voters: Vec<u64> = conf_change::conf_state_of(&after).voters;
+        let healthy = voters
+            .iter()
+            .filter(|id| **id == self.peer_id || self.raw.raft.prs().get(**id).is_some_and(|p| p.recent_active))
+            .count();
+        if healthy < voters.len() / 2 + 1 {
+            return Err(busy(&format!(
+                "unsafe conf change: {healthy} of {} voters would be healthy",
+                voters.len()
+            )));
+        }
+        Ok(())
+    }
+
+    /// Starts moving leadership to `to` (a voter of the region).
+    pub fn transfer_leader(&mut self, header: &CmdHeader, to: &metapb::Peer) -> Result<()> {
+        self.check_request(header)?;
+        if to.id == self.peer_id {
+            return Ok(());
+        }
+        let target = self.region().peers.iter().find(|p| p.id == to.id);
+        if !target.is_some_and(|p| conf_change::role(p) == metapb::PeerRole::Voter) {
+            return Err(Error::InvalidConfChange {
+                region_id: self.region_id(),
+                message: format!("transfer leader target {} is not a voter", to.id),
+            });
+        }
+        // The transferee campaigns without waiting for followers' leases to lapse.
+        self.lease.expire(self.election_timeout * 2);
+        self.raw.transfer_leader(to.id);
+        Ok(())
+    }
+
+    /// A leader left in a joint configuration (e.g. elected before raft-rs's automatic leave
+    /// was proposed) proposes the leave itself.
+    pub fn maybe_leave_joint(&mut self) {
+        if self.is_leader() && conf_change::is_joint(self.region()) && !self.raw.raft.has_pending_conf() {
+            let _ = self.raw.propose_conf_change(vec![], ConfChangeV2::default());
+        }
     }
 
     pub fn propose(&mut self, cmd: RaftCmd, cb: WriteCb, sent_at: Instant, cfg: &PeerConfig) {
@@ -171,6 +338,10 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             let _ = cb.send(Err(self.not_leader()));
             return;
         }
+        self.track_proposal(cb, sent_at);
+    }
+
+    fn track_proposal(&mut self, cb: WriteCb, sent_at: Instant) {
         let index = self.raw.raft.raft_log.last_index();
         let term = self.raw.raft.term;
         self.proposals.push_back(Proposal {
@@ -190,6 +361,8 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             peer_id: self.peer_id,
             conf_ver: epoch.conf_ver,
             version: epoch.version,
+            term: 0,
+            replica_read: false,
         };
         self.raw
             .propose(vec![], RaftCmd { header, body }.encode())
@@ -197,96 +370,104 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
     }
 
     pub fn read(&mut self, header: &CmdHeader, cb: ReadCb<S>) {
+        if header.replica_read && !self.is_leader() {
+            if let Err(e) = self.check_replica_read(header) {
+                let _ = cb.send(Err(e));
+                return;
+            }
+            self.reads.push_unsent(cb);
+            return;
+        }
         if let Err(e) = self.check_request(header) {
             let _ = cb.send(Err(e));
             return;
         }
-        self.unsent_reads.push(cb);
-    }
-
-    /// Turns queued reads into one ReadIndex request once the leader may serve reads.
-    pub fn submit_reads(&mut self) {
-        if self.unsent_reads.is_empty() || !self.raw.raft.commit_to_current_term() {
+        if self.lease_valid() {
+            self.reads.push_at_index(self.raw.raft.raft_log.committed, cb);
             return;
         }
-        let ctx = self.next_read_ctx;
-        self.next_read_ctx += 1;
-        self.raw.read_index(ctx.to_be_bytes().to_vec());
-        let cbs = std::mem::take(&mut self.unsent_reads);
-        self.reads.push_back(ReadBatch {
-            ctx,
-            index: None,
-            cbs,
-            sent_at: std::time::Instant::now(),
-        });
+        self.reads.push_unsent(cb);
+    }
+
+    fn check_replica_read(&self, header: &CmdHeader) -> Result<()> {
+        if header.peer_id != 0 && header.peer_id != self.peer_id {
+            return Err(Error::StoreNotMatch {
+                request_store_id: header.peer_id,
+                actual_store_id: self.peer_id,
+            });
+        }
+        if !self.is_initialized() || self.applying_snap.is_some() || self.raw.raft.leader_id == 0 {
+            return Err(self.not_leader());
+        }
+        check_whole_epoch(self.region(), header)
+    }
+
+    fn lease_valid(&self) -> bool {
+        self.is_leader()
+            && self.raw.raft.lead_transferee.is_none()
+            && self.raw.raft.commit_to_current_term()
+            && self.lease.is_valid(self.raw.raft.term)
+    }
+
+    /// Turns queued reads into lease reads, or into one ReadIndex request once the peer may
+    /// ask (a leader with a commit in its term; a follower that knows its leader).
+    pub fn submit_reads(&mut self) {
+        if !self.reads.has_unsent() {
+            return;
+        }
+        if self.is_leader() {
+            if self.lease_valid() {
+                self.reads.unsent_to_index(self.raw.raft.raft_log.committed);
+                return;
+            }
+            if !self.raw.raft.commit_to_current_term() {
+                return;
+            }
+        } else if self.raw.raft.leader_id == 0 || self.applying_snap.is_some() {
+            return;
+        }
+        let ctx = self.reads.send_batch();
+        self.raw.read_index(ctx);
     }
 
     pub fn on_read_states(&mut self, states: Vec<raft::ReadState>) {
-        for rs in states {
-            let ctx = match <[u8; 8]>::try_from(rs.request_ctx.as_slice()) {
-                Ok(b) => u64::from_be_bytes(b),
-                Err(_) => continue,
-            };
-            if let Some(batch) = self.reads.iter_mut().find(|b| b.ctx == ctx) {
-                batch.index = Some(rs.index);
+        if let Some(sent_at) = self.reads.on_read_states(states) {
+            if self.is_leader() && self.raw.raft.lead_transferee.is_none() {
+                self.lease.renew(sent_at, self.raw.raft.term);
             }
         }
     }
 
     pub fn has_ready_reads(&self) -> bool {
-        let applied = self.raw.store().apply_state().applied_index;
-        self.reads
-            .front()
-            .is_some_and(|b| b.index.is_some_and(|i| i <= applied))
+        self.applying_snap.is_none() && self.reads.has_ready(self.raw.store().apply_state().applied_index)
     }
 
     /// Answers every read whose read index has been applied.
-    pub fn finish_reads(&mut self, snapshot: &S)
-    where
-        S: Clone,
-    {
+    pub fn finish_reads(&mut self, snapshot: &S) {
         let applied = self.raw.store().apply_state().applied_index;
-        while self
-            .reads
-            .front()
-            .is_some_and(|b| b.index.is_some_and(|i| i <= applied))
-        {
-            if let Some(batch) = self.reads.pop_front() {
-                metrics::READ_INDEX_DURATION.observe(batch.sent_at.elapsed().as_secs_f64());
-                for cb in batch.cbs {
-                    let _ = cb.send(Ok(ReadResponse {
-                        snapshot: snapshot.clone(),
-                        region: self.region().clone(),
-                    }));
-                }
-            }
-        }
+        let region = self.region().clone();
+        let term = self.raw.raft.term;
+        self.reads.finish(applied, || ReadResponse {
+            snapshot: snapshot.clone(),
+            region: region.clone(),
+            term,
+        });
     }
 
-    /// Fails reads whose ReadIndex got no answer within `timeout` (raft-rs drops a request it
-    /// cannot serve, e.g. across a leader change); the client retries them.
+    /// Fails reads that got no read index within `timeout`, sent or not; the client retries.
     pub fn expire_reads(&mut self, timeout: std::time::Duration) {
         let region_id = self.region_id();
-        while self
-            .reads
-            .front()
-            .is_some_and(|b| b.index.is_none() && b.sent_at.elapsed() > timeout)
-        {
-            if let Some(batch) = self.reads.pop_front() {
-                for cb in batch.cbs {
-                    let _ = cb.send(Err(Error::ReadIndexNotReady {
-                        region_id,
-                        reason: "read index not answered in time".into(),
-                    }));
-                }
-            }
-        }
+        self.reads.expire(timeout, || Error::ReadIndexNotReady {
+            region_id,
+            reason: "read index not answered in time".into(),
+        });
     }
 
     /// Fails everything waiting on leadership (called when this peer stops being leader).
     pub fn on_lost_leadership(&mut self) {
+        self.lease.expire(Duration::ZERO);
         let err = self.not_leader();
-        self.fail_reads(&err);
+        self.reads.fail_all(&err);
     }
 
     /// Fails every waiting request (shutdown).
@@ -296,15 +477,7 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
                 let _ = cb.send(Err(err.clone()));
             }
         }
-        self.fail_reads(&err);
-    }
-
-    fn fail_reads(&mut self, err: &Error) {
-        let queued = self.unsent_reads.drain(..);
-        let submitted = self.reads.drain(..).flat_map(|batch| batch.cbs);
-        for cb in queued.chain(submitted) {
-            let _ = cb.send(Err(err.clone()));
-        }
+        self.reads.fail_all(&err);
     }
 
     fn take_callback(
@@ -344,18 +517,27 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
             let result = match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => Ok(()),
                 EntryType::EntryNormal => self.apply_command(&e.data, wb, outcome),
-                EntryType::EntryConfChange | EntryType::EntryConfChangeV2 => {
-                    // Membership changes are not proposed by this version; a foreign entry is
-                    // skipped rather than half-applied.
+                EntryType::EntryConfChangeV2 => self.apply_conf_change(&e, wb, outcome),
+                EntryType::EntryConfChange => {
+                    // Atoll proposes only V2 changes; a V1 entry cannot come from it.
                     tracing::error!(
                         region_id = self.region_id(),
                         index,
-                        "skipping unsupported conf change entry"
+                        "skipping a conf change v1 entry"
                     );
-                    Ok(())
+                    Err(Error::Codec("conf change v1 entries are not supported".into()))
                 }
             };
+            if let Err(err) = &result {
+                if !matches!(err, Error::EpochNotMatch { .. } | Error::KeyNotInRegion { .. }) {
+                    tracing::warn!(region_id = self.region_id(), index, error = %err, "entry not applied");
+                }
+            }
             if let Some(p) = self.take_callback(index, e.term, &mut outcome.responses) {
+                // A quorum accepted this leader's entry after it was proposed.
+                if self.is_leader() && e.term == self.raw.raft.term && self.raw.raft.lead_transferee.is_none() {
+                    self.lease.renew(p.proposed_at, e.term);
+                }
                 metrics::COMMIT_LOG_DURATION.observe(
                     committed_at
                         .saturating_duration_since(p.proposed_at)
@@ -372,6 +554,53 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
         let region_id = self.region_id();
         let apply = *self.raw.store().apply_state();
         wb.put_cf(CF_RAFT, keys::apply_state_key(region_id), apply.encode());
+    }
+
+    /// Applies a membership change entry: the region's peers and `conf_ver` change in the same
+    /// KV batch as the apply state. An entry without context is raft-rs leaving a joint
+    /// configuration.
+    fn apply_conf_change(&mut self, e: &Entry, wb: &mut WriteBatch, outcome: &mut ApplyOutcome) -> Result<()> {
+        let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(|err| Error::Codec(err.to_string()))?;
+        let region = self.region().clone();
+        let new_region = if e.context.is_empty() {
+            if !cc.changes.is_empty() {
+                return Err(Error::Codec("conf change without context".into()));
+            }
+            conf_change::leave_joint(&region)
+        } else {
+            let cmd = RaftCmd::decode(&e.context)?;
+            let CmdBody::ChangePeer(changes) = cmd.body else {
+                return Err(Error::Codec("conf change entry without peer changes".into()));
+            };
+            if cmd.header.region_id != region.id {
+                return Err(Error::RegionNotFound(cmd.header.region_id));
+            }
+            check_whole_epoch(&region, &cmd.header)?;
+            conf_change::apply(&region, &changes)?
+        };
+        let cs = self.raw.apply_conf_change(&cc)?;
+        if !conf_change::matches(&new_region, &cs) {
+            tracing::error!(
+                region_id = region.id,
+                region = ?new_region,
+                conf_state = ?cs,
+                "region peers disagree with raft's configuration"
+            );
+        }
+        tracing::info!(
+            region_id = region.id,
+            peer_id = self.peer_id,
+            epoch = ?new_region.region_epoch,
+            peers = ?new_region.peers,
+            "applied conf change"
+        );
+        write_region_state(wb, &new_region, RegionState::Normal);
+        if !new_region.peers.iter().any(|p| p.id == self.peer_id) {
+            outcome.destroy = true;
+        }
+        self.raw.mut_store().set_region(new_region);
+        outcome.region_changed = true;
+        Ok(())
     }
 
     fn apply_command(&mut self, data: &[u8], wb: &mut WriteBatch, outcome: &mut ApplyOutcome) -> Result<()> {
@@ -414,22 +643,40 @@ impl<ER: KvEngine, S: Send + 'static> Peer<ER, S> {
                 }
                 Ok(())
             }
+            CmdBody::ChangePeer(_) => Err(Error::Codec("peer changes outside a conf change entry".into())),
         }
     }
 }
 
-/// A normal request must carry the region's current version (TiKV checks the version only).
+/// A request or proposal must carry the region's current epoch, both `version` (split, merge)
+/// and `conf_ver` (membership).
+pub(crate) fn check_whole_epoch(region: &metapb::Region, header: &CmdHeader) -> Result<()> {
+    check_epoch(region, header)?;
+    let epoch = region.region_epoch.unwrap_or_default();
+    if header.conf_ver != epoch.conf_ver {
+        return Err(epoch_not_match(region, header));
+    }
+    Ok(())
+}
+
+fn epoch_not_match(region: &metapb::Region, header: &CmdHeader) -> Error {
+    let epoch = region.region_epoch.unwrap_or_default();
+    Error::EpochNotMatch {
+        region_id: region.id,
+        message: format!(
+            "current epoch of region {} is conf_ver: {} version: {}, but you sent conf_ver: {} version: {}",
+            region.id, epoch.conf_ver, epoch.version, header.conf_ver, header.version
+        ),
+        current_regions: vec![region.clone()],
+    }
+}
+
+/// When a write is applied only its `version` must still match: a membership change between
+/// proposing and applying it does not change which keys the region holds.
 pub(crate) fn check_epoch(region: &metapb::Region, header: &CmdHeader) -> Result<()> {
     let epoch = region.region_epoch.unwrap_or_default();
     if header.version != epoch.version {
-        return Err(Error::EpochNotMatch {
-            region_id: region.id,
-            message: format!(
-                "current epoch of region {} is conf_ver: {} version: {}, but you sent conf_ver: {} version: {}",
-                region.id, epoch.conf_ver, epoch.version, header.conf_ver, header.version
-            ),
-            current_regions: vec![region.clone()],
-        });
+        return Err(epoch_not_match(region, header));
     }
     Ok(())
 }

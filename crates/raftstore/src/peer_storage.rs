@@ -4,21 +4,81 @@ use atoll_proto::metapb;
 use engine_traits::{KvEngine, WriteBatch, CF_DEFAULT, CF_RAFT};
 use prost::Message as _;
 use protobuf::Message as _;
-use raft::eraftpb::{ConfState, Entry, HardState, Snapshot};
+use std::cell::RefCell;
+
+use raft::eraftpb::{Entry, HardState, Snapshot};
 use raft::{GetEntriesContext, RaftState, StorageError};
 
+use crate::conf_change::conf_state_of;
 use crate::keys::{self, ApplyState, RaftLocalState};
 use crate::{Error, Result};
 
 /// Index (and term) a freshly bootstrapped region's log starts after, as in TiKV.
 pub const RAFT_INIT_INDEX: u64 = 5;
 
-const REGION_NORMAL: u8 = 0;
+/// The lifecycle state persisted with a region's meta.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RegionState {
+    /// Serving.
+    Normal,
+    /// A snapshot's data is being written; a restart redoes it from the received file.
+    Applying,
+    /// The peer was removed from the region here; it must never come back with this id.
+    Tombstone,
+}
 
-fn encode_region_state(region: &metapb::Region, state: u8) -> Vec<u8> {
-    let mut out = vec![state];
+impl RegionState {
+    fn tag(self) -> u8 {
+        match self {
+            RegionState::Normal => 0,
+            RegionState::Applying => 1,
+            RegionState::Tombstone => 2,
+        }
+    }
+
+    fn from_tag(t: u8) -> Option<RegionState> {
+        Some(match t {
+            0 => RegionState::Normal,
+            1 => RegionState::Applying,
+            2 => RegionState::Tombstone,
+            _ => return None,
+        })
+    }
+}
+
+fn encode_region_state(region: &metapb::Region, state: RegionState) -> Vec<u8> {
+    let mut out = vec![state.tag()];
     region.encode(&mut out).unwrap_or_default();
     out
+}
+
+/// Stages the persisted state of `region` into a KV write batch.
+pub fn write_region_state(wb: &mut WriteBatch, region: &metapb::Region, state: RegionState) {
+    wb.put_cf(
+        CF_RAFT,
+        keys::region_state_key(region.id),
+        encode_region_state(region, state),
+    );
+}
+
+/// A region as persisted on this store.
+#[derive(Debug, Clone)]
+pub struct LocalRegion {
+    pub region: metapb::Region,
+    pub state: RegionState,
+    /// Absent for tombstones.
+    pub apply: Option<ApplyState>,
+}
+
+/// Where a snapshot for followers stands in this peer's storage.
+#[derive(Debug, Clone, Default)]
+pub(crate) enum SnapGen {
+    #[default]
+    Idle,
+    /// raft-rs asked for one; the store loop hands the job to the snapshot worker.
+    Requested,
+    Generating,
+    Ready(Snapshot),
 }
 
 /// Writes the initial state of `region` (with this store's peer in it) into the engines.
@@ -44,11 +104,7 @@ pub fn bootstrap_region<EK: KvEngine, ER: KvEngine>(
         truncated_term: RAFT_INIT_INDEX,
     };
     kwb.put_cf(CF_RAFT, keys::apply_state_key(region.id), apply.encode());
-    kwb.put_cf(
-        CF_RAFT,
-        keys::region_state_key(region.id),
-        encode_region_state(region, REGION_NORMAL),
-    );
+    write_region_state(&mut kwb, region, RegionState::Normal);
     kv.write(&kwb, true)?;
     Ok(())
 }
@@ -65,28 +121,41 @@ pub fn clear_prepared_region<EK: KvEngine, ER: KvEngine>(kv: &EK, raft: &ER, reg
     Ok(())
 }
 
-/// Every live region recorded in the KV engine, with its apply state.
-pub fn load_regions<EK: KvEngine>(kv: &EK) -> Result<Vec<(metapb::Region, ApplyState)>> {
+/// Every region recorded in the KV engine (tombstones included), with its apply state.
+pub fn load_local_regions<EK: KvEngine>(kv: &EK) -> Result<Vec<LocalRegion>> {
     let (lo, hi) = keys::region_state_range();
     let mut states = vec![];
     kv.scan_cf(CF_RAFT, &lo, Some(&hi), |k, v| {
         if let (Some(id), Some((&state, rest))) = (keys::region_id_of_state_key(k), v.split_first()) {
-            if state == REGION_NORMAL {
-                states.push((id, rest.to_vec()));
-            }
+            states.push((id, state, rest.to_vec()));
         }
         Ok(true)
     })?;
     let mut out = Vec::with_capacity(states.len());
-    for (id, bytes) in states {
+    for (id, tag, bytes) in states {
+        let state = RegionState::from_tag(tag)
+            .ok_or_else(|| Error::Codec(format!("region {id} has unknown state {tag}")))?;
         let region = metapb::Region::decode(bytes.as_slice())?;
-        let apply = kv
-            .get_cf(CF_RAFT, &keys::apply_state_key(id))?
-            .and_then(|b| ApplyState::decode(&b))
-            .ok_or_else(|| Error::Codec(format!("region {id} has no apply state")))?;
-        out.push((region, apply));
+        let apply = if state == RegionState::Tombstone {
+            None
+        } else {
+            Some(
+                kv.get_cf(CF_RAFT, &keys::apply_state_key(id))?
+                    .and_then(|b| ApplyState::decode(&b))
+                    .ok_or_else(|| Error::Codec(format!("region {id} has no apply state")))?,
+            )
+        };
+        out.push(LocalRegion { region, state, apply });
     }
     Ok(out)
+}
+
+/// Every live (not tombstone) region recorded in the KV engine, with its apply state.
+pub fn load_regions<EK: KvEngine>(kv: &EK) -> Result<Vec<(metapb::Region, ApplyState)>> {
+    Ok(load_local_regions(kv)?
+        .into_iter()
+        .filter_map(|r| r.apply.map(|a| (r.region, a)))
+        .collect())
 }
 
 /// The raft-rs storage of one region over the raft engine.
@@ -95,6 +164,7 @@ pub struct PeerStorage<ER: KvEngine> {
     region: metapb::Region,
     raft_state: RaftLocalState,
     apply_state: ApplyState,
+    pub(crate) snap_gen: RefCell<SnapGen>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> raft::Error {
@@ -113,12 +183,85 @@ impl<ER: KvEngine> PeerStorage<ER> {
         if raft_state.commit < apply_state.applied_index {
             raft_state.commit = apply_state.applied_index;
         }
+        // A crash between persisting an applied snapshot's apply state and its raft state
+        // leaves the log behind the snapshot: the log starts after the snapshot then.
+        if raft_state.last_index < apply_state.truncated_index {
+            raft_state.last_index = apply_state.truncated_index;
+            raft_state.last_term = apply_state.truncated_term;
+            raft_state.commit = raft_state.commit.max(apply_state.truncated_index);
+        }
         Ok(PeerStorage {
             raft_engine,
             region,
             raft_state,
             apply_state,
+            snap_gen: RefCell::new(SnapGen::Idle),
         })
+    }
+
+    /// Storage of a peer created from a message: no range, no peers, no log until a snapshot
+    /// arrives. A hard state persisted by an earlier incarnation (a vote) is kept.
+    pub fn new_uninitialized(raft_engine: ER, region_id: u64) -> Result<PeerStorage<ER>> {
+        let raft_state = raft_engine
+            .get_cf(CF_DEFAULT, &keys::raft_state_key(region_id))?
+            .and_then(|b| RaftLocalState::decode(&b))
+            .map(|s| RaftLocalState {
+                term: s.term,
+                vote: s.vote,
+                ..Default::default()
+            })
+            .unwrap_or_default();
+        Ok(PeerStorage {
+            raft_engine,
+            region: metapb::Region {
+                id: region_id,
+                ..Default::default()
+            },
+            raft_state,
+            apply_state: ApplyState::default(),
+            snap_gen: RefCell::new(SnapGen::Idle),
+        })
+    }
+
+    /// Whether the peer has its region's data (a range and peers), as opposed to being created
+    /// from a message and waiting for a snapshot.
+    pub fn is_initialized(&self) -> bool {
+        !self.region.peers.is_empty()
+    }
+
+    /// Records a snapshot's position as the start of the log (its data is applied apart).
+    pub(crate) fn restore_snapshot(&mut self, index: u64, term: u64, region: metapb::Region, raft_wb: &mut WriteBatch) {
+        if self.raft_state.last_index >= self.apply_state.truncated_index.max(1) {
+            raft_wb.delete_range_cf(
+                CF_DEFAULT,
+                keys::raft_entry_key(self.region.id, 0),
+                keys::raft_entry_key(self.region.id, self.raft_state.last_index + 1),
+            );
+        }
+        self.raft_state.last_index = index;
+        self.raft_state.last_term = term;
+        self.raft_state.commit = self.raft_state.commit.max(index);
+        self.apply_state = ApplyState {
+            applied_index: index,
+            truncated_index: index,
+            truncated_term: term,
+        };
+        self.region = region;
+        raft_wb.put_cf(
+            CF_DEFAULT,
+            keys::raft_state_key(self.region.id),
+            self.raft_state.encode(),
+        );
+    }
+
+    /// Stages removal of the whole log and raft state of this region.
+    pub(crate) fn clear_log(&self, raft_wb: &mut WriteBatch) {
+        raft_wb.delete_range_cf(
+            CF_DEFAULT,
+            keys::raft_entry_key(self.region.id, 0),
+            keys::raft_entry_key(self.region.id, u64::MAX),
+        );
+        raft_wb.delete_cf(CF_DEFAULT, keys::raft_state_key(self.region.id));
     }
 
     pub fn region(&self) -> &metapb::Region {
@@ -208,15 +351,7 @@ impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
             commit: self.raft_state.commit,
             ..Default::default()
         };
-        let mut cs = ConfState::default();
-        for p in &self.region.peers {
-            if p.role == metapb::PeerRole::Learner as i32 {
-                cs.learners.push(p.id);
-            } else {
-                cs.voters.push(p.id);
-            }
-        }
-        Ok(RaftState::new(hs, cs))
+        Ok(RaftState::new(hs, conf_state_of(&self.region)))
     }
 
     fn entries(
@@ -293,8 +428,21 @@ impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
         Ok(self.raft_state.last_index)
     }
 
-    fn snapshot(&self, _request_index: u64, _to: u64) -> raft::Result<Snapshot> {
-        // Region snapshots (for new or far-behind replicas) arrive with replication.
+    /// Snapshots are generated off the store loop: the first call asks for one (the store loop
+    /// hands the job to the snapshot worker) and later calls return it once it is ready and
+    /// recent enough.
+    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+        let mut gen = self.snap_gen.borrow_mut();
+        if let SnapGen::Ready(s) = &*gen {
+            let index = s.get_metadata().index;
+            if index >= request_index && index >= self.apply_state.truncated_index {
+                return Ok(s.clone());
+            }
+            *gen = SnapGen::Idle;
+        }
+        if matches!(*gen, SnapGen::Idle) {
+            *gen = SnapGen::Requested;
+        }
         Err(raft::Error::Store(StorageError::SnapshotTemporarilyUnavailable))
     }
 }

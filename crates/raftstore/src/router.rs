@@ -5,6 +5,8 @@ use crossbeam_channel::Sender;
 use tokio::sync::oneshot;
 
 use crate::cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
+use crate::conf_change::PeerChange;
+use crate::snap::{SnapKey, SnapMeta};
 use crate::transport::RaftEnvelope;
 use crate::{Error, Result};
 
@@ -13,6 +15,8 @@ use crate::{Error, Result};
 pub struct ReadResponse<S> {
     pub snapshot: S,
     pub region: metapb::Region,
+    /// The leader's term when the read was served (a write computed from it may require it).
+    pub term: u64,
 }
 
 /// What PD needs to know about one region held by this store.
@@ -25,6 +29,10 @@ pub struct RegionInfo {
     pub applied_index: u64,
     pub written_bytes: u64,
     pub written_keys: u64,
+    /// Leader only: peers waiting for a snapshot or far behind.
+    pub pending_peers: Vec<metapb::Peer>,
+    /// Leader only: peers not heard from for `max-peer-down-duration`, with seconds.
+    pub down_peers: Vec<(metapb::Peer, u64)>,
 }
 
 /// Notifications from the store loop to the node (e.g. to heartbeat PD at once).
@@ -32,6 +40,8 @@ pub struct RegionInfo {
 pub enum StoreEvent {
     /// This store's peer became leader of the region, or the region changed while leading.
     LeaderChanged(RegionInfo),
+    /// The store loop cannot persist any more and stopped: the node must stop serving.
+    Fatal(String),
 }
 
 pub(crate) enum Msg<S> {
@@ -51,6 +61,31 @@ pub(crate) enum Msg<S> {
         to_peer_id: u64,
     },
     RegionInfos(oneshot::Sender<Vec<RegionInfo>>),
+    ChangePeer {
+        header: CmdHeader,
+        changes: Vec<PeerChange>,
+        cb: oneshot::Sender<Result<()>>,
+    },
+    TransferLeader {
+        header: CmdHeader,
+        to: metapb::Peer,
+        cb: oneshot::Sender<Result<()>>,
+    },
+    SnapshotStatus {
+        region_id: u64,
+        to_peer_id: u64,
+        ok: bool,
+    },
+    SnapGenerated {
+        region_id: u64,
+        key: SnapKey,
+        result: Result<SnapMeta>,
+    },
+    SnapApplied {
+        region_id: u64,
+        key: SnapKey,
+        result: Result<()>,
+    },
     Shutdown,
 }
 
@@ -101,6 +136,29 @@ impl<S: Send + 'static> Router<S> {
         self.send(Msg::Unreachable {
             region_id,
             to_peer_id,
+        })
+    }
+
+    /// Proposes a membership change and waits until it is applied.
+    pub async fn change_peer(&self, header: CmdHeader, changes: Vec<PeerChange>) -> Result<()> {
+        let (cb, rx) = oneshot::channel();
+        self.send(Msg::ChangePeer { header, changes, cb })?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Asks the leader to hand leadership to `to`; returns once the transfer started.
+    pub async fn transfer_leader(&self, header: CmdHeader, to: metapb::Peer) -> Result<()> {
+        let (cb, rx) = oneshot::channel();
+        self.send(Msg::TransferLeader { header, to, cb })?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Tells Raft whether a snapshot reached `to_peer_id`.
+    pub fn report_snapshot(&self, region_id: u64, to_peer_id: u64, ok: bool) -> Result<()> {
+        self.send(Msg::SnapshotStatus {
+            region_id,
+            to_peer_id,
+            ok,
         })
     }
 

@@ -1,24 +1,31 @@
 //! The store loop: one thread drives every peer of this store. Each iteration takes all queued
 //! messages, ticks, collects every region's Ready, persists all of them with one raft-engine
-//! write and one fsync, sends messages, applies all committed entries in one KV write batch, and
-//! then answers proposals and reads.
+//! write and one fsync (only when some Ready must be durable), sends messages, applies all
+//! committed entries in one KV write batch, and then answers proposals and reads.
+//!
+//! Peers come and go here: a message for a region this store does not have creates an
+//! uninitialized peer (unless stale), a peer removed from its region is destroyed and leaves a
+//! tombstone behind. Snapshots are generated and applied by the snapshot worker.
 
 use std::collections::HashMap;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use atoll_proto::metapb;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
-use engine_traits::{KvEngine, WriteBatch};
-use raft::StateRole;
+use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use engine_traits::{KvEngine, WriteBatch, CF_RAFT};
+use raft::eraftpb::MessageType;
+use raft::{SnapshotStatus, StateRole};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::cmd::CmdBody;
-use crate::keys::ApplyState;
+use crate::keys::{self, ApplyState};
 use crate::metrics;
 use crate::peer::{ApplyOutcome, Peer, PeerConfig};
-use crate::peer_storage::PeerStorage;
+use crate::peer_storage::{write_region_state, LocalRegion, PeerStorage, RegionState, SnapGen};
 use crate::router::{Msg, Router, StoreEvent};
+use crate::snap::{SnapKey, SnapManager, SnapMeta};
+use crate::snap_worker::{self, SnapTask};
 use crate::transport::{RaftEnvelope, Transport};
 use crate::{Error, Result};
 
@@ -36,6 +43,11 @@ pub struct StoreConfig {
     pub log_gc_threshold: u64,
     /// Entries kept below the applied index when compacting.
     pub log_gc_keep: u64,
+    /// Past this many entries above the slowest follower's match, the log is compacted anyway:
+    /// that follower catches up by snapshot (TiKV's `raft-log-gc-count-limit`).
+    pub log_gc_count_limit: u64,
+    /// A peer not heard from for this long is reported down (`max-peer-down-duration`).
+    pub max_peer_down: Duration,
 }
 
 impl Default for StoreConfig {
@@ -48,7 +60,24 @@ impl Default for StoreConfig {
             max_entry_bytes: 8 << 20,
             log_gc_threshold: 2048,
             log_gc_keep: 256,
+            log_gc_count_limit: 20_000,
+            max_peer_down: Duration::from_secs(600),
         }
+    }
+}
+
+impl StoreConfig {
+    /// The shortest election timeout of a follower (raft-rs randomizes in `[1, 2)` of it).
+    pub fn election_timeout(&self) -> Duration {
+        self.tick_interval * self.election_tick as u32
+    }
+
+    /// The leader lease: the election timeout minus a clock-drift margin of a tenth of it (at
+    /// least two ticks, since followers count the timeout in whole ticks).
+    pub fn lease(&self) -> Duration {
+        let et = self.election_timeout();
+        let margin = (et / 10).max(self.tick_interval * 2);
+        et.saturating_sub(margin)
     }
 }
 
@@ -71,13 +100,15 @@ impl<S: Send + 'static> StoreHandle<S> {
 /// What [`spawn_store`] returns: the router to send requests in, and the thread's handle.
 pub type Started<S> = (Router<S>, StoreHandle<S>);
 
-/// Starts the store loop over `regions` (as loaded from the KV engine).
+/// Starts the store loop over the regions persisted on this store (see
+/// [`crate::load_local_regions`]).
 pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
     cfg: StoreConfig,
     kv: EK,
     raft_engine: ER,
     transport: T,
-    regions: Vec<(metapb::Region, ApplyState)>,
+    regions: Vec<LocalRegion>,
+    snap_mgr: SnapManager,
     events: UnboundedSender<StoreEvent>,
 ) -> Result<Started<EK::Snap>> {
     let (tx, rx) = crossbeam_channel::unbounded();
@@ -86,23 +117,49 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         election_tick: cfg.election_tick,
         heartbeat_tick: cfg.heartbeat_tick,
         max_entry_bytes: cfg.max_entry_bytes,
+        max_peer_down: cfg.max_peer_down,
+        lease: cfg.lease(),
+        election_timeout: cfg.election_timeout(),
     };
+    let (snap_tx, snap_thread) = snap_worker::spawn(kv.clone(), snap_mgr.clone(), router.clone())?;
     let mut peers = HashMap::new();
-    for (region, apply) in regions {
+    let mut tombstones = HashMap::new();
+    for local in regions {
+        let region = local.region;
+        let Some(apply) = local.apply else {
+            tombstones.insert(region.id, region);
+            continue;
+        };
         let Some(me) = region.peers.iter().find(|p| p.store_id == cfg.store_id).cloned() else {
             tracing::warn!(region_id = region.id, "region has no peer on this store; skipped");
             continue;
         };
         let storage = PeerStorage::open(raft_engine.clone(), region.clone(), apply)?;
         let mut peer = Peer::new(storage, me.id, &peer_cfg)?;
-        let voters = region
-            .peers
-            .iter()
-            .filter(|p| p.role != metapb::PeerRole::Learner as i32)
-            .count();
-        if voters == 1 {
-            // Alone in the group: no one to wait for, become leader at once.
-            peer.raw.campaign()?;
+        if local.state == RegionState::Applying {
+            // A crash interrupted a snapshot's apply: redo it from the received file.
+            let key = SnapKey {
+                region_id: region.id,
+                term: apply.truncated_term,
+                index: apply.truncated_index,
+            };
+            tracing::info!(region_id = region.id, index = key.index, "redoing an interrupted snapshot apply");
+            peer.applying_snap = Some(key);
+            let _ = snap_tx.send(SnapTask::Apply {
+                key,
+                region: region.clone(),
+                old: None,
+            });
+        } else {
+            let voters = region
+                .peers
+                .iter()
+                .filter(|p| p.role != metapb::PeerRole::Learner as i32)
+                .count();
+            if voters == 1 && region.peers.len() == 1 {
+                // Alone in the group: no one to wait for, become leader at once.
+                peer.raw.campaign()?;
+            }
         }
         peers.insert(region.id, peer);
     }
@@ -113,13 +170,20 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         raft_engine,
         transport,
         peers,
+        tombstones,
+        snap_mgr,
+        snap_tx,
         events,
         rx,
         stopping: false,
     };
     let thread = std::thread::Builder::new()
         .name("raftstore".into())
-        .spawn(move || store.run())
+        .spawn(move || {
+            store.run();
+            drop(store);
+            let _ = snap_thread.join();
+        })
         .map_err(|e| Error::Engine(e.to_string()))?;
     Ok((
         router.clone(),
@@ -137,12 +201,36 @@ struct StoreLoop<EK: KvEngine, ER: KvEngine, T> {
     raft_engine: ER,
     transport: T,
     peers: HashMap<u64, Peer<ER, EK::Snap>>,
+    /// Regions whose peer was destroyed here, with their last known meta.
+    tombstones: HashMap<u64, metapb::Region>,
+    snap_mgr: SnapManager,
+    snap_tx: Sender<SnapTask<EK::Snap>>,
     events: UnboundedSender<StoreEvent>,
     rx: Receiver<Msg<EK::Snap>>,
     stopping: bool,
 }
 
 const MAX_MSGS_PER_LOOP: usize = 8192;
+
+/// Whether a message may create a peer on a store that does not have the region: only what a
+/// leader sends a new member (a heartbeat before it knows the member's log) or a vote request.
+fn is_initial_msg(m: &raft::eraftpb::Message) -> bool {
+    match m.get_msg_type() {
+        MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => true,
+        MessageType::MsgHeartbeat => m.commit == 0,
+        _ => false,
+    }
+}
+
+fn epoch_older(a: &metapb::RegionEpoch, b: &metapb::RegionEpoch) -> bool {
+    a.conf_ver < b.conf_ver || a.version < b.version
+}
+
+fn ranges_overlap(a: &metapb::Region, start: &[u8], end: &[u8]) -> bool {
+    let a_before = !a.end_key.is_empty() && a.end_key.as_slice() <= start;
+    let b_before = !end.is_empty() && end <= a.start_key.as_slice();
+    !(a_before || b_before)
+}
 
 impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     fn run(&mut self) {
@@ -164,13 +252,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 }
             }
             if Instant::now() >= next_tick {
-                let read_timeout = self.cfg.tick_interval * (self.cfg.election_tick as u32) * 2;
-                for peer in self.peers.values_mut() {
-                    peer.raw.tick();
-                    peer.expire_reads(read_timeout);
-                }
+                self.on_tick();
                 next_tick = Instant::now() + self.cfg.tick_interval;
             }
+            self.schedule_snapshot_gen();
             let ready = Instant::now();
             metrics::LOOP_DURATION
                 .with_label_values(&["messages"])
@@ -183,6 +268,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 // The engines failed under us: nothing acknowledged can be trusted to persist
                 // from here on, so stop serving rather than acknowledge on a broken disk.
                 tracing::error!(error = %e, "raftstore cannot persist; stopping");
+                let _ = self.events.send(StoreEvent::Fatal(e.to_string()));
                 break;
             }
         }
@@ -190,6 +276,15 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             peer.fail_all(Error::ShuttingDown);
         }
         tracing::info!("raftstore stopped");
+    }
+
+    fn on_tick(&mut self) {
+        let read_timeout = self.cfg.tick_interval * (self.cfg.election_tick as u32) * 2;
+        for peer in self.peers.values_mut() {
+            peer.raw.tick();
+            peer.expire_reads(read_timeout);
+            peer.maybe_leave_joint();
+        }
     }
 
     fn handle(&mut self, msg: Msg<EK::Snap>) {
@@ -213,6 +308,22 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                     let _ = cb.send(Err(Error::RegionNotFound(header.region_id)));
                 }
             },
+            Msg::ChangePeer { header, changes, cb } => match self.peers.get_mut(&header.region_id) {
+                Some(peer) => {
+                    metrics::PROPOSAL_TOTAL.with_label_values(&["conf_change"]).inc();
+                    peer.propose_conf_change(header, changes, cb, Instant::now())
+                }
+                None => {
+                    let _ = cb.send(Err(Error::RegionNotFound(header.region_id)));
+                }
+            },
+            Msg::TransferLeader { header, to, cb } => {
+                let res = match self.peers.get_mut(&header.region_id) {
+                    Some(peer) => peer.transfer_leader(&header, &to),
+                    None => Err(Error::RegionNotFound(header.region_id)),
+                };
+                let _ = cb.send(res);
+            }
             Msg::Raft(env) => self.on_raft_message(*env),
             Msg::Unreachable {
                 region_id,
@@ -222,34 +333,305 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                     peer.raw.report_unreachable(to_peer_id);
                 }
             }
+            Msg::SnapshotStatus {
+                region_id,
+                to_peer_id,
+                ok,
+            } => {
+                if let Some(peer) = self.peers.get_mut(&region_id) {
+                    let status = if ok {
+                        SnapshotStatus::Finish
+                    } else {
+                        SnapshotStatus::Failure
+                    };
+                    peer.raw.report_snapshot(to_peer_id, status);
+                }
+            }
+            Msg::SnapGenerated { region_id, key, result } => self.on_snapshot_generated(region_id, key, result),
+            Msg::SnapApplied { region_id, key, result } => self.on_snapshot_applied(region_id, key, result),
             Msg::RegionInfos(cb) => {
-                let _ = cb.send(self.peers.values().map(|p| p.info()).collect());
+                let max_down = self.peer_cfg.max_peer_down;
+                let infos = self
+                    .peers
+                    .values()
+                    .filter(|p| p.is_initialized())
+                    .map(|p| {
+                        let mut info = p.info();
+                        info.down_peers = p.down_peers(max_down);
+                        info
+                    })
+                    .collect();
+                let _ = cb.send(infos);
             }
             Msg::Shutdown => self.stopping = true,
         }
     }
 
     fn on_raft_message(&mut self, env: RaftEnvelope) {
+        if env.is_tombstone {
+            self.on_gc_message(&env);
+            return;
+        }
+        if !self.peers.contains_key(&env.region_id) && !self.maybe_create_peer(&env) {
+            return;
+        }
         let Some(peer) = self.peers.get_mut(&env.region_id) else {
-            // Creating a replica from a leader's message needs region snapshots, which come
-            // with replication; until then such a message has nowhere to go.
-            tracing::debug!(
-                region_id = env.region_id,
-                "raft message for unknown region dropped"
-            );
             return;
         };
         if env.to_peer.id != peer.peer_id {
             tracing::debug!(
                 region_id = env.region_id,
                 to = env.to_peer.id,
+                local = peer.peer_id,
                 "raft message for another peer id dropped"
             );
             return;
         }
+        let region = peer.region();
+        let local_epoch = region.region_epoch.unwrap_or_default();
+        if peer.is_initialized()
+            && !region.peers.iter().any(|p| p.id == env.from_peer.id)
+            && epoch_older(&env.region_epoch, &local_epoch)
+        {
+            // The sender was removed from the region and does not know it yet: tell it.
+            let gc = RaftEnvelope {
+                region_id: env.region_id,
+                from_peer: env.to_peer,
+                to_peer: env.from_peer,
+                region_epoch: local_epoch,
+                start_key: region.start_key.clone(),
+                end_key: region.end_key.clone(),
+                is_tombstone: true,
+                message: raft::eraftpb::Message::default(),
+            };
+            tracing::info!(region_id = env.region_id, stale_peer = ?env.from_peer, "telling a removed peer to destroy itself");
+            self.transport.send(gc);
+            return;
+        }
+        if env.message.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_receivable(&env) {
+            return;
+        }
+        let Some(peer) = self.peers.get_mut(&env.region_id) else {
+            return;
+        };
+        peer.last_heard.insert(env.from_peer.id, Instant::now());
+        if !peer.is_initialized() {
+            peer.peer_cache.insert(env.from_peer.id, env.from_peer);
+        }
         if let Err(e) = peer.raw.step(env.message) {
             tracing::debug!(region_id = env.region_id, error = %e, "raft step failed");
         }
+    }
+
+    /// A snapshot message is stepped only when its file arrived and the peer can take it.
+    fn snapshot_receivable(&self, env: &RaftEnvelope) -> bool {
+        let Some(peer) = self.peers.get(&env.region_id) else {
+            return false;
+        };
+        if peer.applying_snap.is_some() {
+            return false;
+        }
+        let snap = env.message.get_snapshot();
+        let meta = match SnapMeta::decode(&snap.data) {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(region_id = env.region_id, error = %e, "undecodable snapshot dropped");
+                return false;
+            }
+        };
+        let key = SnapKey {
+            region_id: env.region_id,
+            term: snap.get_metadata().term,
+            index: snap.get_metadata().index,
+        };
+        if meta.region.id != env.region_id || !self.snap_mgr.recv_path(&key).exists() {
+            tracing::warn!(region_id = env.region_id, ?key, "snapshot message without its file dropped");
+            return false;
+        }
+        // The snapshot's range must not overlap another region of this store.
+        let overlaps = self.peers.values().any(|p| {
+            p.region_id() != env.region_id
+                && p.is_initialized()
+                && ranges_overlap(p.region(), &meta.region.start_key, &meta.region.end_key)
+        });
+        if overlaps {
+            tracing::warn!(region_id = env.region_id, "snapshot overlapping another local region dropped");
+            return false;
+        }
+        true
+    }
+
+    /// Creates an uninitialized peer for a message to a region this store does not have,
+    /// unless the message is stale. Returns whether the peer exists now.
+    fn maybe_create_peer(&mut self, env: &RaftEnvelope) -> bool {
+        let region_id = env.region_id;
+        if !is_initial_msg(&env.message) {
+            return false;
+        }
+        if let Some(tomb) = self.tombstones.get(&region_id) {
+            let tomb_epoch = tomb.region_epoch.unwrap_or_default();
+            let stale_peer = tomb.peers.iter().any(|p| p.id == env.to_peer.id);
+            if stale_peer || !epoch_older(&tomb_epoch, &env.region_epoch) {
+                tracing::debug!(region_id, "message for a destroyed peer dropped");
+                return false;
+            }
+        }
+        let overlaps = self.peers.values().any(|p| {
+            p.is_initialized() && ranges_overlap(p.region(), &env.start_key, &env.end_key)
+        });
+        if overlaps {
+            tracing::debug!(region_id, "message overlapping a local region dropped");
+            return false;
+        }
+        let storage = match PeerStorage::new_uninitialized(self.raft_engine.clone(), region_id) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(region_id, error = %e, "cannot create peer storage");
+                return false;
+            }
+        };
+        match Peer::new(storage, env.to_peer.id, &self.peer_cfg) {
+            Ok(peer) => {
+                tracing::info!(region_id, peer_id = env.to_peer.id, from = ?env.from_peer, "created peer from a message");
+                self.peers.insert(region_id, peer);
+                self.update_region_metrics();
+                true
+            }
+            Err(e) => {
+                tracing::error!(region_id, error = %e, "cannot create peer");
+                false
+            }
+        }
+    }
+
+    fn on_gc_message(&mut self, env: &RaftEnvelope) {
+        let Some(peer) = self.peers.get(&env.region_id) else {
+            return;
+        };
+        if peer.peer_id != env.to_peer.id {
+            return;
+        }
+        let local = peer.region().region_epoch.unwrap_or_default();
+        if peer.is_initialized() && !epoch_older(&local, &env.region_epoch) {
+            return;
+        }
+        tracing::info!(region_id = env.region_id, peer_id = peer.peer_id, "removed from the region; destroying");
+        let mut region = peer.region().clone();
+        if !peer.is_initialized() {
+            region.region_epoch = Some(env.region_epoch);
+        }
+        if let Err(e) = self.destroy_peer(env.region_id, Some(region)) {
+            tracing::error!(region_id = env.region_id, error = %e, "destroying a removed peer failed");
+        }
+    }
+
+    /// Removes the peer of `region_id` with its data and log; `tomb` (the region as last known,
+    /// with this peer's removal) is persisted as a tombstone.
+    fn destroy_peer(&mut self, region_id: u64, tomb: Option<metapb::Region>) -> Result<()> {
+        let Some(mut peer) = self.peers.remove(&region_id) else {
+            return Ok(());
+        };
+        peer.fail_all(Error::RegionNotFound(region_id));
+        let mut region = tomb.unwrap_or_else(|| peer.region().clone());
+        // Remember this peer's id in the tombstone so its stale messages are recognized.
+        if !region.peers.iter().any(|p| p.id == peer.peer_id) {
+            region.peers.push(metapb::Peer {
+                id: peer.peer_id,
+                store_id: self.cfg.store_id,
+                ..Default::default()
+            });
+        }
+        let mut kv_wb = WriteBatch::new();
+        if peer.is_initialized() {
+            let data = peer.region();
+            for cf in crate::snap::SNAP_CFS {
+                kv_wb.delete_range_cf(
+                    cf,
+                    txn_types::keys::data_key(&data.start_key),
+                    txn_types::keys::data_end_key(&data.end_key),
+                );
+            }
+        }
+        kv_wb.delete_cf(CF_RAFT, keys::apply_state_key(region_id));
+        write_region_state(&mut kv_wb, &region, RegionState::Tombstone);
+        self.kv.write(&kv_wb, true)?;
+        let mut raft_wb = WriteBatch::new();
+        peer.raw.store().clear_log(&mut raft_wb);
+        self.raft_engine.write(&raft_wb, true)?;
+        self.snap_mgr.remove_region_files(region_id, "gen", None);
+        self.snap_mgr.remove_region_files(region_id, "rcv", None);
+        self.tombstones.insert(region_id, region);
+        self.update_region_metrics();
+        tracing::info!(region_id, peer_id = peer.peer_id, "peer destroyed");
+        Ok(())
+    }
+
+    /// Hands requested snapshot generations to the worker, with a KV snapshot taken now: the
+    /// store loop applies entries itself, so the engine is exactly at the applied index.
+    fn schedule_snapshot_gen(&mut self) {
+        let mut kv_snap = None;
+        for peer in self.peers.values_mut() {
+            if !matches!(*peer.raw.store().snap_gen.borrow(), SnapGen::Requested) {
+                continue;
+            }
+            let apply = *peer.raw.store().apply_state();
+            let Ok(term) = raft::Storage::term(peer.raw.store(), apply.applied_index) else {
+                continue;
+            };
+            let key = SnapKey {
+                region_id: peer.region_id(),
+                term,
+                index: apply.applied_index,
+            };
+            let snap = kv_snap.get_or_insert_with(|| self.kv.snapshot()).clone();
+            let task = SnapTask::Generate {
+                key,
+                snap,
+                region: peer.region().clone(),
+            };
+            if self.snap_tx.send(task).is_ok() {
+                *peer.raw.store().snap_gen.borrow_mut() = SnapGen::Generating;
+                metrics::SNAPSHOT_TOTAL.with_label_values(&["generate"]).inc();
+            }
+        }
+    }
+
+    fn on_snapshot_generated(&mut self, region_id: u64, key: SnapKey, result: Result<SnapMeta>) {
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return;
+        };
+        let mut gen = peer.raw.store().snap_gen.borrow_mut();
+        *gen = match result {
+            Ok(meta) => {
+                let mut s = raft::eraftpb::Snapshot::default();
+                let md = s.mut_metadata();
+                md.index = key.index;
+                md.term = key.term;
+                md.set_conf_state(crate::conf_change::conf_state_of(&meta.region));
+                s.data = meta.encode().into();
+                SnapGen::Ready(s)
+            }
+            Err(_) => SnapGen::Idle,
+        };
+    }
+
+    fn on_snapshot_applied(&mut self, region_id: u64, key: SnapKey, result: Result<()>) {
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return;
+        };
+        if peer.applying_snap != Some(key) {
+            return;
+        }
+        if let Err(e) = result {
+            // The data is unusable until applied; the peer stays out of service (Applying),
+            // and a restart retries.
+            tracing::error!(region_id, error = %e, "snapshot not applied; peer stays applying");
+            return;
+        }
+        peer.applying_snap = None;
+        peer.raw.advance_apply_to(key.index);
+        metrics::SNAPSHOT_TOTAL.with_label_values(&["applied"]).inc();
+        self.update_region_metrics();
     }
 
     fn send_messages(&mut self, region_id: u64, msgs: Vec<raft::eraftpb::Message>) {
@@ -257,11 +639,14 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             return;
         };
         let region = peer.region();
-        let Some(from_peer) = peer.peer_by_id(peer.peer_id) else {
-            return;
-        };
+        let from_peer = peer.peer_by_id(peer.peer_id).unwrap_or(metapb::Peer {
+            id: peer.peer_id,
+            store_id: self.cfg.store_id,
+            ..Default::default()
+        });
         for m in msgs {
-            let Some(to_peer) = peer.peer_by_id(m.to) else {
+            // An uninitialized peer knows the others only from the messages they sent.
+            let Some(to_peer) = peer.peer_by_id(m.to).or_else(|| peer.peer_cache.get(&m.to).copied()) else {
                 tracing::debug!(
                     region_id,
                     to = m.to,
@@ -276,6 +661,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 region_epoch: region.region_epoch.unwrap_or_default(),
                 start_key: region.start_key.clone(),
                 end_key: region.end_key.clone(),
+                is_tombstone: false,
                 message: m,
             });
         }
@@ -288,13 +674,14 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let ids: Vec<u64> = self
             .peers
             .iter()
-            .filter(|(_, p)| p.raw.has_ready())
+            .filter(|(_, p)| p.applying_snap.is_none() && p.raw.has_ready())
             .map(|(id, _)| *id)
             .collect();
         let mut readies = Vec::with_capacity(ids.len());
         let mut to_apply = Vec::new();
         let mut raft_wb = WriteBatch::new();
         let mut role_changed = Vec::new();
+        let mut must_sync = false;
         for id in &ids {
             let Some(peer) = self.peers.get_mut(id) else {
                 continue;
@@ -303,10 +690,14 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             if let Some(ss) = rd.ss() {
                 role_changed.push((*id, ss.raft_state));
             }
+            must_sync |= rd.must_sync();
             let msgs = rd.take_messages();
             if !rd.snapshot().is_empty() {
-                tracing::error!(region_id = id, "region snapshots are not supported yet; ignored");
+                self.on_ready_snapshot(*id, rd.snapshot().clone(), &mut raft_wb)?;
             }
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
             let committed = rd.take_committed_entries();
             if !committed.is_empty() {
                 to_apply.push((*id, committed, Instant::now()));
@@ -320,8 +711,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         if !raft_wb.is_empty() {
             let t = Instant::now();
             fail::fail_point!("raftstore_before_append_log");
-            self.raft_engine.write(&raft_wb, true)?;
+            self.raft_engine.write(&raft_wb, must_sync)?;
             metrics::APPEND_LOG_DURATION.observe(t.elapsed().as_secs_f64());
+            fail::fail_point!("raftstore_after_append_log");
         }
         for (id, rd) in readies {
             let Some(peer) = self.peers.get_mut(&id) else {
@@ -329,7 +721,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             };
             let mut rd = rd;
             let persisted = rd.take_persisted_messages();
-            let mut light = peer.raw.advance(rd);
+            let mut light = peer.raw.advance_append(rd);
             let msgs = light.take_messages();
             let committed = light.take_committed_entries();
             if !committed.is_empty() {
@@ -348,6 +740,36 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         Ok(())
     }
 
+    /// A follower got a snapshot: persist its position (region `Applying`), then let the
+    /// worker write its data. The peer's Ready is not handled again until that is done.
+    fn on_ready_snapshot(&mut self, region_id: u64, snap: raft::eraftpb::Snapshot, raft_wb: &mut WriteBatch) -> Result<()> {
+        let Some(peer) = self.peers.get_mut(&region_id) else {
+            return Ok(());
+        };
+        let meta = SnapMeta::decode(&snap.data)?;
+        let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
+        let key = SnapKey { region_id, term, index };
+        let old = peer.is_initialized().then(|| peer.region().clone());
+        let mut region = meta.region.clone();
+        region.id = region_id;
+        let apply = ApplyState {
+            applied_index: index,
+            truncated_index: index,
+            truncated_term: term,
+        };
+        let mut kv_wb = WriteBatch::new();
+        kv_wb.put_cf(CF_RAFT, keys::apply_state_key(region_id), apply.encode());
+        write_region_state(&mut kv_wb, &region, RegionState::Applying);
+        // Durable before the raft state moves: a restart finds `Applying` and redoes the apply.
+        self.kv.write(&kv_wb, true)?;
+        peer.raw.mut_store().restore_snapshot(index, term, region.clone(), raft_wb);
+        peer.applying_snap = Some(key);
+        tracing::info!(region_id, index, term, "applying snapshot");
+        fail::fail_point!("raftstore_before_snapshot_apply_task");
+        let _ = self.snap_tx.send(SnapTask::Apply { key, region, old });
+        Ok(())
+    }
+
     fn on_role_change(&mut self, region_id: u64, role: StateRole) {
         let Some(peer) = self.peers.get_mut(&region_id) else {
             return;
@@ -359,6 +781,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 term = peer.raw.raft.term,
                 "became leader"
             );
+            peer.on_became_leader();
             let _ = self.events.send(StoreEvent::LeaderChanged(peer.info()));
         } else {
             peer.on_lost_leadership();
@@ -389,11 +812,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 continue;
             };
             metrics::APPLY_WAIT_DURATION.observe(t.saturating_duration_since(committed_at).as_secs_f64());
-            let mut outcome = ApplyOutcome {
-                responses: vec![],
-                answered_sent_at: vec![],
-                compacted: None,
-            };
+            let mut outcome = ApplyOutcome::new();
             peer.apply_entries(entries, committed_at, &mut kv_wb, &mut outcome);
             applied.push(id);
             outcomes.push((id, outcome));
@@ -408,6 +827,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 peer.raw.advance_apply_to(idx);
             }
         }
+        let mut destroy = Vec::new();
         for (id, outcome) in outcomes {
             for (cb, res) in outcome.responses {
                 let _ = cb.send(res);
@@ -418,12 +838,25 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             if let (Some((from, to)), Some(peer)) = (outcome.compacted, self.peers.get(&id)) {
                 peer.raw.store().compact_to(from, to, &mut log_gc_wb);
             }
+            if outcome.destroy {
+                destroy.push(id);
+            } else if outcome.region_changed {
+                if let Some(peer) = self.peers.get(&id) {
+                    if peer.is_leader() {
+                        let _ = self.events.send(StoreEvent::LeaderChanged(peer.info()));
+                    }
+                }
+            }
         }
         if !log_gc_wb.is_empty() {
             // The apply state recording the truncation must be durable before the entries go,
             // or a crash could leave a node whose log has a hole below its applied index.
             self.kv.sync()?;
             self.raft_engine.write(&log_gc_wb, false)?;
+        }
+        for id in destroy {
+            tracing::info!(region_id = id, "this peer was removed from its region");
+            self.destroy_peer(id, None)?;
         }
         Ok(())
     }
@@ -439,7 +872,8 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     /// The leader proposes a log compaction once enough applied entries pile up, never past
-    /// what every follower already has.
+    /// what every follower already has, unless the log grew past the count limit: then a
+    /// follower that is down or far behind will get a snapshot instead.
     fn maybe_compact_logs(&mut self) {
         for peer in self.peers.values_mut() {
             if !peer.is_leader() {
@@ -459,10 +893,12 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 .map(|(_, pr)| pr.matched)
                 .min()
                 .unwrap_or(0);
-            let index = apply
-                .applied_index
-                .min(min_match)
-                .saturating_sub(self.cfg.log_gc_keep);
+            let replicated = if apply.applied_index.saturating_sub(min_match) > self.cfg.log_gc_count_limit {
+                apply.applied_index
+            } else {
+                apply.applied_index.min(min_match)
+            };
+            let index = replicated.saturating_sub(self.cfg.log_gc_keep);
             if index <= apply.truncated_index {
                 continue;
             }

@@ -9,6 +9,8 @@ pub struct RaftEnvelope {
     pub region_epoch: metapb::RegionEpoch,
     pub start_key: Vec<u8>,
     pub end_key: Vec<u8>,
+    /// The receiving peer was removed from the region and should destroy itself.
+    pub is_tombstone: bool,
     pub message: raft::eraftpb::Message,
 }
 

@@ -6,8 +6,8 @@ use std::time::Duration;
 use atoll_proto::metapb;
 use engine_traits::{KvEngine, MemEngine, Modify, Peekable, CF_DEFAULT};
 use raftstore::{
-    bootstrap_region, keys, load_regions, spawn_store, CmdHeader, Error, RaftEnvelope, Router, StoreConfig,
-    StoreHandle, Transport,
+    bootstrap_region, keys, load_local_regions, spawn_store, CmdHeader, Error, RaftEnvelope, Router, SnapManager,
+    StoreConfig, StoreHandle, Transport,
 };
 
 #[derive(Clone, Default)]
@@ -43,6 +43,7 @@ fn header(region_id: u64) -> CmdHeader {
         peer_id: 0,
         conf_ver: 1,
         version: 1,
+        ..Default::default()
     }
 }
 
@@ -60,7 +61,7 @@ type Started = (
     RecordingTransport,
 );
 
-fn start(kv: &MemEngine, raft: &MemEngine, gc_threshold: u64) -> Started {
+fn start(kv: &MemEngine, raft: &MemEngine, snap_dir: &std::path::Path, gc_threshold: u64) -> Started {
     let transport = RecordingTransport::default();
     let (events, _rx) = tokio::sync::mpsc::unbounded_channel();
     let cfg = StoreConfig {
@@ -70,18 +71,28 @@ fn start(kv: &MemEngine, raft: &MemEngine, gc_threshold: u64) -> Started {
         log_gc_keep: 2,
         ..Default::default()
     };
-    let regions = load_regions(kv).expect("load");
-    let (router, handle) =
-        spawn_store(cfg, kv.clone(), raft.clone(), transport.clone(), regions, events).expect("spawn");
+    let regions = load_local_regions(kv).expect("load");
+    let snaps = SnapManager::new(snap_dir).expect("snap dir");
+    let (router, handle) = spawn_store(
+        cfg,
+        kv.clone(),
+        raft.clone(),
+        transport.clone(),
+        regions,
+        snaps,
+        events,
+    )
+    .expect("spawn");
     (router, handle, transport)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn write_read_errors_and_restart() {
     let (kv, raft) = (MemEngine::new(), MemEngine::new());
+    let dir = tempfile::tempdir().expect("tempdir");
     bootstrap_region(&kv, &raft, &region(1, b"", b"m")).expect("bootstrap");
     bootstrap_region(&kv, &raft, &region(2, b"m", b"")).expect("bootstrap");
-    let (router, mut handle, transport) = start(&kv, &raft, 10_000);
+    let (router, mut handle, transport) = start(&kv, &raft, dir.path(), 10_000);
 
     router
         .write(header(1), vec![put(b"a", b"1")])
@@ -139,7 +150,7 @@ async fn write_read_errors_and_restart() {
     assert!(router.write(header(1), vec![put(b"a", b"9")]).await.is_err());
 
     // Restart from the same engines: data and regions are back, writes continue.
-    let (router, mut handle, _) = start(&kv, &raft, 10_000);
+    let (router, mut handle, _) = start(&kv, &raft, dir.path(), 10_000);
     router
         .write(header(1), vec![put(b"c", b"3")])
         .await
@@ -159,8 +170,9 @@ async fn write_read_errors_and_restart() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_writes_and_delete_range() {
     let (kv, raft) = (MemEngine::new(), MemEngine::new());
+    let dir = tempfile::tempdir().expect("tempdir");
     bootstrap_region(&kv, &raft, &region(1, b"", b"")).expect("bootstrap");
-    let (router, mut handle, _) = start(&kv, &raft, 10_000);
+    let (router, mut handle, _) = start(&kv, &raft, dir.path(), 10_000);
     let mut tasks = vec![];
     for t in 0..8u8 {
         let router = router.clone();
@@ -213,8 +225,9 @@ async fn concurrent_writes_and_delete_range() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn log_is_compacted_and_survives_restart() {
     let (kv, raft) = (MemEngine::new(), MemEngine::new());
+    let dir = tempfile::tempdir().expect("tempdir");
     bootstrap_region(&kv, &raft, &region(1, b"", b"")).expect("bootstrap");
-    let (router, mut handle, _) = start(&kv, &raft, 8);
+    let (router, mut handle, _) = start(&kv, &raft, dir.path(), 8);
     for i in 0..60u32 {
         router
             .write(header(1), vec![put(&i.to_be_bytes(), b"v")])
@@ -245,7 +258,7 @@ async fn log_is_compacted_and_survives_restart() {
         None
     );
     handle.shutdown();
-    let (router, mut handle, _) = start(&kv, &raft, 8);
+    let (router, mut handle, _) = start(&kv, &raft, dir.path(), 8);
     router
         .write(header(1), vec![put(b"after", b"v")])
         .await

@@ -156,6 +156,11 @@ pub struct RaftstoreSection {
     pub raft_election_timeout_ticks: usize,
     pub raft_entry_max_size: ReadableSize,
     pub raft_log_gc_threshold: u64,
+    /// Past this many entries behind, a follower no longer holds log compaction back (it
+    /// catches up by snapshot).
+    pub raft_log_gc_count_limit: u64,
+    /// A peer not heard from for this long is reported to PD as down.
+    pub max_peer_down_duration: ReadableDuration,
     pub pd_heartbeat_tick_interval: ReadableDuration,
     pub pd_store_heartbeat_tick_interval: ReadableDuration,
 }
@@ -169,6 +174,8 @@ impl Default for RaftstoreSection {
             raft_election_timeout_ticks: 10,
             raft_entry_max_size: ReadableSize(8 << 20),
             raft_log_gc_threshold: 2048,
+            raft_log_gc_count_limit: 20_000,
+            max_peer_down_duration: ReadableDuration(Duration::from_secs(600)),
             pd_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
             pd_store_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
         }

@@ -90,7 +90,14 @@ async fn maybe_bootstrap(
     pd: &pd_client::PdClient,
     store: &metapb::Store,
 ) -> Result<(), NodeError> {
+    let prepared = kv
+        .get_cf(CF_RAFT, prepare_bootstrap_key())?
+        .and_then(|b| <[u8; 8]>::try_from(b.as_slice()).ok())
+        .map(u64::from_be_bytes);
     if pd.is_bootstrapped().await? {
+        if let Some(first_region_id) = prepared {
+            resolve_lost_bootstrap(kv, raft, pd, first_region_id).await?;
+        }
         return Ok(());
     }
     let mut regions: Vec<metapb::Region> = raftstore::load_regions(kv)?.into_iter().map(|(r, _)| r).collect();
@@ -104,12 +111,21 @@ async fn maybe_bootstrap(
     }
     if regions.is_empty() {
         let keys = initial_split_keys();
+        let mut first_region_id = None;
         let mut bounds = vec![Vec::new()];
         bounds.extend(keys);
         bounds.push(Vec::new());
         for w in bounds.windows(2) {
             let region_id = pd.alloc_id().await?;
             let peer_id = pd.alloc_id().await?;
+            if first_region_id.is_none() {
+                // Recorded before any region is written: a restart must know these regions
+                // were only prepared until PD accepts them.
+                first_region_id = Some(region_id);
+                let mut wb = WriteBatch::new();
+                wb.put_cf(CF_RAFT, prepare_bootstrap_key(), region_id.to_be_bytes().to_vec());
+                kv.write(&wb, true)?;
+            }
             let region = metapb::Region {
                 id: region_id,
                 start_key: w[0].clone(),
@@ -131,20 +147,63 @@ async fn maybe_bootstrap(
     }
     // Sorted by start key either way: loaded regions were sorted above, new ones are made in order.
     let first = regions[0].clone();
+    if prepared != Some(first.id) {
+        let mut wb = WriteBatch::new();
+        wb.put_cf(CF_RAFT, prepare_bootstrap_key(), first.id.to_be_bytes().to_vec());
+        kv.write(&wb, true)?;
+    }
     match pd.bootstrap(store.clone(), first).await {
         Ok(()) => {
             tracing::info!(regions = regions.len(), "cluster bootstrapped");
-            Ok(())
+            clear_prepare_mark(kv)
         }
         Err(pd_client::Error::AlreadyBootstrapped) => {
             tracing::info!("cluster already bootstrapped by another store; dropping prepared regions");
             for r in &regions {
                 raftstore::clear_prepared_region(kv, raft, r.id)?;
             }
-            Ok(())
+            clear_prepare_mark(kv)
         }
         Err(e) => Err(e.into()),
     }
+}
+
+/// Marks that this store prepared bootstrap regions that PD has not accepted yet.
+fn prepare_bootstrap_key() -> &'static [u8] {
+    raftstore::keys::prepare_bootstrap_key()
+}
+
+fn clear_prepare_mark(kv: &RocksEngine) -> Result<(), NodeError> {
+    let mut wb = WriteBatch::new();
+    wb.delete_cf(CF_RAFT, prepare_bootstrap_key());
+    kv.write(&wb, true)?;
+    Ok(())
+}
+
+/// A store that prepared bootstrap regions found the cluster bootstrapped on restart: if PD's
+/// first region is ours, the bootstrap was ours (the crash came after PD accepted it);
+/// otherwise another store won and the prepared regions must go, never be served.
+async fn resolve_lost_bootstrap(
+    kv: &RocksEngine,
+    raft: &RocksEngine,
+    pd: &pd_client::PdClient,
+    first_region_id: u64,
+) -> Result<(), NodeError> {
+    let ours = pd
+        .get_region(b"")
+        .await?
+        .is_some_and(|(region, _)| region.id == first_region_id);
+    if !ours {
+        let regions = raftstore::load_regions(kv)?;
+        tracing::warn!(
+            regions = regions.len(),
+            "another store bootstrapped the cluster; clearing the regions prepared here"
+        );
+        for (r, _) in regions {
+            raftstore::clear_prepared_region(kv, raft, r.id)?;
+        }
+    }
+    clear_prepare_mark(kv)
 }
 
 /// Whether sorted `regions` tile the whole key space without gaps or overlaps.
@@ -205,12 +264,13 @@ pub async fn run(
     maybe_bootstrap(&kv, &raft, &pd, &store).await?;
     pd.put_store(store.clone()).await?;
 
-    let regions = raftstore::load_regions(&kv)?;
+    let regions = raftstore::load_local_regions(&kv)?;
     tracing::info!(
         store_id = ident.store_id,
-        regions = regions.len(),
+        regions = regions.iter().filter(|r| r.apply.is_some()).count(),
         "starting raftstore"
     );
+    let snap_mgr = raftstore::SnapManager::new(data_dir.join("snap"))?;
     let rs = &config.raftstore;
     let store_cfg = StoreConfig {
         store_id: ident.store_id,
@@ -219,13 +279,37 @@ pub async fn run(
         heartbeat_tick: rs.raft_heartbeat_ticks,
         max_entry_bytes: rs.raft_entry_max_size.0,
         log_gc_threshold: rs.raft_log_gc_threshold,
+        log_gc_count_limit: rs.raft_log_gc_count_limit,
+        max_peer_down: rs.max_peer_down_duration.0,
         ..Default::default()
     };
-    let (transport, router_slot) = transport::start(pd.clone());
-    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
-    let (router, mut store_handle) =
-        raftstore::spawn_store(store_cfg, kv.clone(), raft.clone(), transport, regions, events_tx)?;
+    let (transport, router_slot) = transport::start(pd.clone(), snap_mgr.clone());
+    let (events_tx, mut store_events) = tokio::sync::mpsc::unbounded_channel();
+    let (router, mut store_handle) = raftstore::spawn_store(
+        store_cfg,
+        kv.clone(),
+        raft.clone(),
+        transport,
+        regions,
+        snap_mgr.clone(),
+        events_tx,
+    )?;
     let _ = router_slot.send(router.clone());
+    // Store events go to the PD worker; a fatal one also stops the node.
+    let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
+    let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
+    tokio::spawn(async move {
+        let mut fatal_tx = Some(fatal_tx);
+        while let Some(ev) = store_events.recv().await {
+            if let raftstore::StoreEvent::Fatal(why) = &ev {
+                if let Some(tx) = fatal_tx.take() {
+                    let _ = tx.send(why.clone());
+                }
+            }
+            let _ = events_tx.send(ev);
+        }
+    });
+    let pd_commands = tokio::spawn(crate::pd_worker::run_pd_commands(pd.clone(), router.clone()));
 
     let worker = PdWorker {
         pd: pd.clone(),
@@ -268,7 +352,8 @@ pub async fn run(
         .tcp_nodelay(true)
         .add_service(TikvServer::new(kv_service).max_decoding_message_size(64 << 20))
         .add_service(
-            RaftTransportServer::new(RaftService::new(router.clone())).max_decoding_message_size(64 << 20),
+            RaftTransportServer::new(RaftService::new(router.clone(), snap_mgr.clone()))
+                .max_decoding_message_size(64 << 20),
         )
         .serve_with_incoming_shutdown(
             // `Server::tcp_nodelay` does not reach sockets from an incoming stream: without
@@ -286,8 +371,15 @@ pub async fn run(
     tracing::info!(addr = %addr, store_id = ident.store_id, version = VERSION, "atoll-kv serving");
     let grpc_task = tokio::spawn(grpc);
 
-    shutdown.await;
-    tracing::info!("shutting down");
+    let fatal = tokio::select! {
+        _ = shutdown => None,
+        why = fatal_rx => why.ok(),
+    };
+    if let Some(why) = &fatal {
+        tracing::error!(error = %why, "raftstore stopped; the node stops serving");
+    } else {
+        tracing::info!("shutting down");
+    }
     let _ = stop_tx.send(true);
     let _ = grpc_task.await;
     let _ = status_task.await;
@@ -295,7 +387,11 @@ pub async fn run(
         .await
         .ok();
     pd_task.abort();
+    pd_commands.abort();
     gc_task.abort();
+    if let Some(why) = fatal {
+        return Err(NodeError::Raftstore(raftstore::Error::Engine(why)));
+    }
     kv.sync()?;
     tracing::info!("stopped");
     Ok(())

@@ -44,7 +44,7 @@ impl PdWorker {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(StoreEvent::LeaderChanged(info)) => self.region_heartbeat(&info, &mut last),
-                    None => return,
+                    Some(StoreEvent::Fatal(_)) | None => return,
                 },
                 _ = region_tick.tick() => {
                     if let Ok(infos) = self.router.region_infos().await {
@@ -80,6 +80,15 @@ impl PdWorker {
             }),
             term: info.term,
             approximate_size,
+            pending_peers: info.pending_peers.clone(),
+            down_peers: info
+                .down_peers
+                .iter()
+                .map(|(peer, secs)| pdpb::PeerStats {
+                    peer: Some(*peer),
+                    down_seconds: *secs,
+                })
+                .collect(),
             ..Default::default()
         };
         if let Err(e) = self.pd.region_heartbeat(req) {
@@ -124,5 +133,56 @@ impl PdWorker {
         if let Err(e) = self.pd.store_heartbeat(stats).await {
             tracing::warn!(error = %e, "store heartbeat failed");
         }
+    }
+}
+
+/// Executes what PD asks of the regions this store leads (operator steps in region heartbeat
+/// responses): membership changes and leader transfers. Runs until PD's client goes away.
+pub async fn run_pd_commands(pd: pd_client::PdClient, router: Router<RocksSnapshot>) {
+    let Some(mut responses) = pd.take_region_heartbeat_responses() else {
+        return;
+    };
+    while let Some(resp) = responses.recv().await {
+        let router = router.clone();
+        tokio::spawn(async move { execute_pd_command(&router, resp).await });
+    }
+}
+
+fn change_of(kind: i32, peer: atoll_proto::metapb::Peer) -> Option<raftstore::PeerChange> {
+    use atoll_proto::eraftpb::ConfChangeType;
+    Some(match ConfChangeType::try_from(kind).ok()? {
+        ConfChangeType::AddNode => raftstore::PeerChange::AddVoter(peer),
+        ConfChangeType::AddLearnerNode => raftstore::PeerChange::AddLearner(peer),
+        ConfChangeType::RemoveNode => raftstore::PeerChange::Remove(peer),
+    })
+}
+
+async fn execute_pd_command(router: &Router<RocksSnapshot>, resp: pdpb::RegionHeartbeatResponse) {
+    let epoch = resp.region_epoch.unwrap_or_default();
+    let header = raftstore::CmdHeader {
+        region_id: resp.region_id,
+        peer_id: 0,
+        conf_ver: epoch.conf_ver,
+        version: epoch.version,
+        ..Default::default()
+    };
+    let mut changes = Vec::new();
+    if let Some(cp) = &resp.change_peer {
+        changes.extend(cp.peer.and_then(|p| change_of(cp.change_type, p)));
+    }
+    if let Some(v2) = &resp.change_peer_v2 {
+        changes.extend(v2.changes.iter().filter_map(|cp| cp.peer.and_then(|p| change_of(cp.change_type, p))));
+    }
+    let result = if !changes.is_empty() {
+        tracing::info!(region_id = resp.region_id, ?changes, "PD asks for a membership change");
+        router.change_peer(header, changes).await
+    } else if let Some(peer) = resp.transfer_leader.as_ref().and_then(|t| t.peer) {
+        tracing::info!(region_id = resp.region_id, to = ?peer, "PD asks to transfer leadership");
+        router.transfer_leader(header, peer).await
+    } else {
+        return;
+    };
+    if let Err(e) = result {
+        tracing::info!(region_id = resp.region_id, error = %e, "PD's operator step not executed");
     }
 }

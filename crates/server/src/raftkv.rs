@@ -38,6 +38,8 @@ impl RaftKv {
             peer_id: 0,
             conf_ver: epoch.conf_ver,
             version: epoch.version,
+            term: 0,
+            replica_read: ctx.replica_read,
         })
     }
 }

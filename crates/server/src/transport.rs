@@ -1,18 +1,40 @@
 //! Outgoing Raft messages: raftstore hands envelopes to [`GrpcTransport`] (never blocking the
 //! store loop); a task per target store keeps one client stream open to it, resolving the
-//! address through PD, and reports the target unreachable when sending fails.
+//! address through PD, and reports the target unreachable when sending fails. Snapshot
+//! messages go apart, each over its own `Snapshot` stream carrying the file in chunks.
+//!
+//! Queues are bounded: a message that finds its store's queue full is dropped and reported
+//! unreachable (Raft resends). Batches are capped in messages and in bytes, well below the
+//! receiver's gRPC message limit. Connections use a connect timeout and HTTP/2 keepalive;
+//! reconnects back off exponentially with jitter.
 
 use std::collections::HashMap;
 use std::time::Duration;
 
 use atoll_proto::atollpb::raft_transport_client::RaftTransportClient;
-use atoll_proto::atollpb::{RaftMessage, RaftMessageBatch};
+use atoll_proto::atollpb::{RaftMessage, RaftMessageBatch, SnapshotChunk};
 use engine_rocks::RocksSnapshot;
 use protobuf::Message as _;
-use raftstore::{RaftEnvelope, Router, Transport};
+use raft::eraftpb::MessageType;
+use raftstore::{RaftEnvelope, Router, SnapKey, SnapManager, Transport};
+use tokio::io::AsyncReadExt;
 use tokio::sync::mpsc;
+use tonic::transport::{Channel, Endpoint};
 
-/// The raftstore side: a channel into the sending tasks.
+/// Messages queued per target store before new ones are dropped.
+const STORE_QUEUE: usize = 16_384;
+/// At most this many messages, and about this many bytes, per batch.
+const BATCH_MESSAGES: usize = 512;
+const BATCH_BYTES: usize = 4 << 20;
+/// Snapshot file bytes per chunk.
+const SNAP_CHUNK: usize = 1 << 20;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(3);
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(10);
+const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
+const BACKOFF_BASE: Duration = Duration::from_millis(100);
+const BACKOFF_MAX: Duration = Duration::from_secs(3);
+
+/// The raftstore side: a channel into the dispatcher.
 pub struct GrpcTransport {
     tx: mpsc::UnboundedSender<RaftEnvelope>,
 }
@@ -23,14 +45,15 @@ impl Transport for GrpcTransport {
     }
 }
 
-fn encode(env: RaftEnvelope) -> Option<RaftMessage> {
+/// Encodes an envelope for the wire.
+pub fn encode(env: RaftEnvelope) -> Option<RaftMessage> {
     let message = env.message.write_to_bytes().ok()?;
     Some(RaftMessage {
         region_id: env.region_id,
         from_peer: Some(env.from_peer),
         to_peer: Some(env.to_peer),
         region_epoch: Some(env.region_epoch),
-        is_tombstone: false,
+        is_tombstone: env.is_tombstone,
         start_key: env.start_key,
         end_key: env.end_key,
         message,
@@ -41,79 +64,139 @@ fn encode(env: RaftEnvelope) -> Option<RaftMessage> {
 /// (which exists only once raftstore has started).
 pub fn start(
     pd: pd_client::PdClient,
+    snap_mgr: SnapManager,
 ) -> (GrpcTransport, tokio::sync::oneshot::Sender<Router<RocksSnapshot>>) {
     let (tx, mut rx) = mpsc::unbounded_channel::<RaftEnvelope>();
     let (router_tx, router_rx) = tokio::sync::oneshot::channel::<Router<RocksSnapshot>>();
     tokio::spawn(async move {
         let Ok(router) = router_rx.await else { return };
-        let mut per_store: HashMap<u64, mpsc::UnboundedSender<RaftEnvelope>> = HashMap::new();
+        let mut per_store: HashMap<u64, mpsc::Sender<RaftEnvelope>> = HashMap::new();
+        let resolver = Resolver { pd };
         while let Some(env) = rx.recv().await {
+            if env.message.get_msg_type() == MessageType::MsgSnapshot {
+                tokio::spawn(send_snapshot(resolver.clone(), snap_mgr.clone(), router.clone(), env));
+                continue;
+            }
             let store_id = env.to_peer.store_id;
             let sender = per_store
                 .entry(store_id)
-                .or_insert_with(|| spawn_store_sender(store_id, pd.clone(), router.clone()));
-            if let Err(mpsc::error::SendError(env)) = sender.send(env) {
-                let fresh = spawn_store_sender(store_id, pd.clone(), router.clone());
-                let _ = fresh.send(env);
-                per_store.insert(store_id, fresh);
+                .or_insert_with(|| spawn_store_sender(store_id, resolver.clone(), router.clone()));
+            match sender.try_send(env) {
+                Ok(()) => {}
+                Err(mpsc::error::TrySendError::Full(env)) => {
+                    tracing::debug!(store_id, "raft message queue full; message dropped");
+                    let _ = router.report_unreachable(env.region_id, env.to_peer.id);
+                }
+                Err(mpsc::error::TrySendError::Closed(env)) => {
+                    let fresh = spawn_store_sender(store_id, resolver.clone(), router.clone());
+                    let _ = fresh.try_send(env);
+                    per_store.insert(store_id, fresh);
+                }
             }
         }
     });
     (GrpcTransport { tx }, router_tx)
 }
 
-fn spawn_store_sender(
-    store_id: u64,
+/// Finds stores' addresses through PD and connects to them.
+#[derive(Clone)]
+struct Resolver {
     pd: pd_client::PdClient,
-    router: Router<RocksSnapshot>,
-) -> mpsc::UnboundedSender<RaftEnvelope> {
-    let (tx, mut rx) = mpsc::unbounded_channel::<RaftEnvelope>();
+}
+
+impl Resolver {
+    async fn connect(&self, store_id: u64) -> Result<RaftTransportClient<Channel>, String> {
+        let store = self.pd.get_store(store_id).await.map_err(|e| e.to_string())?;
+        let addr = if store.peer_address.is_empty() {
+            store.address
+        } else {
+            store.peer_address
+        };
+        if addr.is_empty() {
+            return Err(format!("store {store_id} has no address"));
+        }
+        let url = if addr.starts_with("http") {
+            addr
+        } else {
+            format!("http://{addr}")
+        };
+        let channel = Endpoint::from_shared(url)
+            .map_err(|e| e.to_string())?
+            .connect_timeout(CONNECT_TIMEOUT)
+            .tcp_nodelay(true)
+            .http2_keep_alive_interval(KEEPALIVE_INTERVAL)
+            .keep_alive_timeout(KEEPALIVE_TIMEOUT)
+            .keep_alive_while_idle(true)
+            .connect()
+            .await
+            .map_err(|e| e.to_string())?;
+        Ok(RaftTransportClient::new(channel)
+            .max_decoding_message_size(64 << 20)
+            .max_encoding_message_size(64 << 20))
+    }
+}
+
+/// Exponential backoff with full jitter.
+struct Backoff {
+    next: Duration,
+}
+
+impl Backoff {
+    fn new() -> Backoff {
+        Backoff { next: BACKOFF_BASE }
+    }
+
+    fn reset(&mut self) {
+        self.next = BACKOFF_BASE;
+    }
+
+    async fn wait(&mut self) {
+        let cap = self.next.as_millis() as u64;
+        let ms = rand::random::<u64>() % cap.max(1) + cap / 2;
+        self.next = (self.next * 2).min(BACKOFF_MAX);
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
+}
+
+fn spawn_store_sender(store_id: u64, resolver: Resolver, router: Router<RocksSnapshot>) -> mpsc::Sender<RaftEnvelope> {
+    let (tx, mut rx) = mpsc::channel::<RaftEnvelope>(STORE_QUEUE);
     tokio::spawn(async move {
+        let mut backoff = Backoff::new();
         loop {
-            let addr = match pd.get_store(store_id).await {
-                Ok(store) if !store.peer_address.is_empty() => store.peer_address,
-                Ok(store) => store.address,
-                Err(e) => {
-                    tracing::warn!(store_id, error = %e, "cannot resolve store address");
-                    if !drain_unreachable(&mut rx, &router).await {
-                        return;
-                    }
-                    continue;
-                }
-            };
-            let endpoint = if addr.starts_with("http") {
-                addr.clone()
-            } else {
-                format!("http://{addr}")
-            };
-            let client = match RaftTransportClient::connect(endpoint).await {
+            let mut client = match resolver.connect(store_id).await {
                 Ok(c) => c,
                 Err(e) => {
-                    tracing::debug!(store_id, addr, error = %e, "cannot connect to store");
-                    if !drain_unreachable(&mut rx, &router).await {
+                    tracing::debug!(store_id, error = %e, "cannot reach store");
+                    if !drain_unreachable(&mut rx, &router) {
                         return;
                     }
+                    backoff.wait().await;
                     continue;
                 }
             };
-            let (batch_tx, batch_rx) = mpsc::channel::<RaftMessageBatch>(64);
-            let mut client = client;
+            let (batch_tx, batch_rx) = mpsc::channel::<RaftMessageBatch>(8);
             let call = tokio::spawn(async move {
                 client
                     .send(tokio_stream::wrappers::ReceiverStream::new(batch_rx))
                     .await
             });
+            let mut sent_any = false;
             // Forward batches until the stream breaks.
             loop {
                 let Some(first) = rx.recv().await else { return };
                 let mut msgs = Vec::with_capacity(16);
+                let mut bytes = 0usize;
                 let mut regions = vec![(first.region_id, first.to_peer.id)];
-                msgs.extend(encode(first));
-                while let Ok(more) = rx.try_recv() {
+                if let Some(m) = encode(first) {
+                    bytes += m.message.len();
+                    msgs.push(m);
+                }
+                while msgs.len() < BATCH_MESSAGES && bytes < BATCH_BYTES {
+                    let Ok(more) = rx.try_recv() else { break };
                     regions.push((more.region_id, more.to_peer.id));
-                    msgs.extend(encode(more));
-                    if msgs.len() >= 256 {
-                        break;
+                    if let Some(m) = encode(more) {
+                        bytes += m.message.len();
+                        msgs.push(m);
                     }
                 }
                 if batch_tx.send(RaftMessageBatch { msgs }).await.is_err() {
@@ -122,27 +205,96 @@ fn spawn_store_sender(
                     }
                     break;
                 }
+                if !sent_any {
+                    sent_any = true;
+                    backoff.reset();
+                }
             }
-            let _ = call.await;
+            if let Ok(Err(status)) = call.await {
+                tracing::debug!(store_id, %status, "raft stream to store ended");
+            }
+            backoff.wait().await;
         }
     });
     tx
 }
 
-/// Reports queued messages unreachable and waits a little before retrying; false once closed.
-async fn drain_unreachable(
-    rx: &mut mpsc::UnboundedReceiver<RaftEnvelope>,
-    router: &Router<RocksSnapshot>,
-) -> bool {
+/// Reports queued messages unreachable; false once the queue is closed.
+fn drain_unreachable(rx: &mut mpsc::Receiver<RaftEnvelope>, router: &Router<RocksSnapshot>) -> bool {
     loop {
         match rx.try_recv() {
             Ok(env) => {
                 let _ = router.report_unreachable(env.region_id, env.to_peer.id);
             }
-            Err(mpsc::error::TryRecvError::Empty) => break,
+            Err(mpsc::error::TryRecvError::Empty) => return true,
             Err(mpsc::error::TryRecvError::Disconnected) => return false,
         }
     }
-    tokio::time::sleep(Duration::from_millis(500)).await;
-    true
+}
+
+/// Streams one snapshot (message, then the file in chunks) and reports the outcome to Raft.
+async fn send_snapshot(resolver: Resolver, snap_mgr: SnapManager, router: Router<RocksSnapshot>, env: RaftEnvelope) {
+    let (region_id, to_peer_id, store_id) = (env.region_id, env.to_peer.id, env.to_peer.store_id);
+    let md = env.message.get_snapshot().get_metadata();
+    let key = SnapKey {
+        region_id,
+        term: md.term,
+        index: md.index,
+    };
+    let result = stream_snapshot(&resolver, &snap_mgr, key, env).await;
+    match &result {
+        Ok(bytes) => {
+            tracing::info!(region_id, to_peer_id, store_id, index = key.index, bytes, "snapshot sent");
+            raftstore::metrics::SNAPSHOT_TOTAL.with_label_values(&["sent"]).inc();
+        }
+        Err(e) => {
+            tracing::warn!(region_id, to_peer_id, store_id, error = %e, "sending snapshot failed");
+            raftstore::metrics::SNAPSHOT_TOTAL.with_label_values(&["send_failed"]).inc();
+        }
+    }
+    let _ = router.report_snapshot(region_id, to_peer_id, result.is_ok());
+}
+
+async fn stream_snapshot(
+    resolver: &Resolver,
+    snap_mgr: &SnapManager,
+    key: SnapKey,
+    env: RaftEnvelope,
+) -> Result<u64, String> {
+    let store_id = env.to_peer.store_id;
+    let mut file = tokio::fs::File::open(snap_mgr.gen_path(&key))
+        .await
+        .map_err(|e| format!("open snapshot {key:?}: {e}"))?;
+    let mut client = resolver.connect(store_id).await?;
+    let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
+    let call = tokio::spawn(async move { client.snapshot(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    let first = SnapshotChunk {
+        message: encode(env),
+        data: vec![],
+    };
+    let mut total = 0u64;
+    let feed = async {
+        tx.send(first).await.map_err(|_| "snapshot stream closed".to_owned())?;
+        let mut buf = vec![0u8; SNAP_CHUNK];
+        loop {
+            let n = file.read(&mut buf).await.map_err(|e| e.to_string())?;
+            if n == 0 {
+                break;
+            }
+            total += n as u64;
+            tx.send(SnapshotChunk {
+                message: None,
+                data: buf[..n].to_vec(),
+            })
+            .await
+            .map_err(|_| "snapshot stream closed".to_owned())?;
+        }
+        Ok::<(), String>(())
+    };
+    let fed = feed.await;
+    drop(tx);
+    let answer = call.await.map_err(|e| e.to_string())?;
+    fed?;
+    answer.map_err(|s| s.to_string())?;
+    Ok(total)
 }
