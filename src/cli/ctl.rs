@@ -5,6 +5,10 @@
 //! times; `atoll ctl gc advance [--retention 10m | --safe-point TS]` moves the GC safe point
 //! forward through Atoll PD's `POST /pd/api/v1/gc/safepoint` (without a flag, PD's configured
 //! `gc.retention` is used).
+//!
+//! `atoll ctl operator list|show REGION|remove REGION|add add-peer|remove-peer|transfer-leader
+//! REGION STORE` lists, shows, cancels and creates operators through PD's
+//! `/pd/api/v1/operators` with pd-ctl's request bodies, printing PD's operator texts one a line.
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -56,6 +60,80 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: GcCommand,
     },
+    /// Scheduling operators: list, show, create, cancel.
+    Operator {
+        #[command(subcommand)]
+        command: OperatorCommand,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum OperatorCommand {
+    /// Every running operator.
+    List,
+    /// A region's operator: running, or how it ended if that was recent.
+    Show {
+        /// Region id.
+        region: u64,
+    },
+    /// Create an operator (refused if the region already has one).
+    Add {
+        #[command(subcommand)]
+        op: AddOperator,
+    },
+    /// Cancel a region's running operator.
+    Remove {
+        /// Region id.
+        region: u64,
+    },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+pub enum AddOperator {
+    /// Add a voter of REGION on STORE (as a learner first, then promoted).
+    AddPeer { region: u64, store: u64 },
+    /// Remove REGION's peer on STORE (leadership is handed over first if it leads).
+    RemovePeer { region: u64, store: u64 },
+    /// Move REGION's leadership to its voter on STORE.
+    TransferLeader { region: u64, store: u64 },
+}
+
+/// The method, path and JSON body of an `operator` command (pd-ctl's bodies).
+pub fn operator_request(cmd: OperatorCommand) -> (&'static str, String, Option<String>) {
+    const OPS: &str = "/pd/api/v1/operators";
+    match cmd {
+        OperatorCommand::List => ("GET", OPS.to_string(), None),
+        OperatorCommand::Show { region } => ("GET", format!("{OPS}/{region}"), None),
+        OperatorCommand::Remove { region } => ("DELETE", format!("{OPS}/{region}"), None),
+        OperatorCommand::Add { op } => {
+            let body = match op {
+                AddOperator::AddPeer { region, store } => {
+                    serde_json::json!({"name": "add-peer", "region_id": region, "store_id": store})
+                }
+                AddOperator::RemovePeer { region, store } => {
+                    serde_json::json!({"name": "remove-peer", "region_id": region, "store_id": store})
+                }
+                AddOperator::TransferLeader { region, store } => {
+                    serde_json::json!({"name": "transfer-leader", "region_id": region, "to_store_id": store})
+                }
+            };
+            ("POST", OPS.to_string(), Some(body.to_string()))
+        }
+    }
+}
+
+/// An operator answer: PD's texts one a line (a JSON string or a list of them).
+pub fn format_operator_answer(body: &[u8]) -> String {
+    match serde_json::from_slice::<serde_json::Value>(body) {
+        Ok(serde_json::Value::String(s)) => s,
+        Ok(serde_json::Value::Array(items)) if items.is_empty() => "no operators".to_string(),
+        Ok(serde_json::Value::Array(items)) if items.iter().all(|i| i.is_string()) => items
+            .iter()
+            .filter_map(|i| i.as_str())
+            .collect::<Vec<_>>()
+            .join("\n"),
+        _ => pretty(body),
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
@@ -297,6 +375,7 @@ pub fn api_path(cmd: CtlCommand) -> String {
         CtlCommand::Config => "/pd/api/v1/config".to_string(),
         CtlCommand::Cluster => "/pd/api/v1/cluster".to_string(),
         CtlCommand::Gc { .. } => "/pd/api/v1/gc/safepoint".to_string(),
+        CtlCommand::Operator { command } => operator_request(command).1,
     }
 }
 
@@ -322,6 +401,17 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode> {
                 http::post_json(&endpoint, &path, body.as_bytes(), timeout).await,
             )
         }
+        CtlCommand::Operator { command } => match operator_request(command) {
+            ("POST", _, body) => {
+                let body = body.unwrap_or_default();
+                (
+                    "POST",
+                    http::post_json(&endpoint, &path, body.as_bytes(), timeout).await,
+                )
+            }
+            ("DELETE", _, _) => ("DELETE", http::delete(&endpoint, &path, timeout).await),
+            _ => ("GET", http::get(&endpoint, &path, timeout).await),
+        },
         _ => ("GET", http::get(&endpoint, &path, timeout).await),
     };
     let response = response.with_context(|| format!("{method} http://{endpoint}{path}"))?;
@@ -333,6 +423,7 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode> {
             CtlCommand::Gc {
                 command: GcCommand::Advance(_),
             } => format_gc_advance(&response.body, now_ms())?,
+            CtlCommand::Operator { .. } => format_operator_answer(&response.body),
             _ => pretty(&response.body),
         };
         println!("{out}");
@@ -428,6 +519,70 @@ mod tests {
         ] {
             assert!(parse(bad).is_err(), "{bad:?} should be rejected");
         }
+    }
+
+    fn operator(args: &[&str]) -> OperatorCommand {
+        let mut all = vec!["operator"];
+        all.extend_from_slice(args);
+        match parse(&all).unwrap().command {
+            CtlCommand::Operator { command } => command,
+            other => panic!("not operator: {other:?}"),
+        }
+    }
+
+    #[test]
+    fn operator_subcommands() {
+        assert_eq!(
+            operator_request(operator(&["list"])),
+            ("GET", "/pd/api/v1/operators".to_string(), None)
+        );
+        assert_eq!(
+            operator_request(operator(&["show", "2"])),
+            ("GET", "/pd/api/v1/operators/2".to_string(), None)
+        );
+        assert_eq!(
+            operator_request(operator(&["remove", "2"])),
+            ("DELETE", "/pd/api/v1/operators/2".to_string(), None)
+        );
+        let body = |args: &[&str]| {
+            let (method, path, body) = operator_request(operator(args));
+            assert_eq!((method, path.as_str()), ("POST", "/pd/api/v1/operators"));
+            serde_json::from_str::<serde_json::Value>(&body.unwrap()).unwrap()
+        };
+        assert_eq!(
+            body(&["add", "add-peer", "2", "4"]),
+            serde_json::json!({"name": "add-peer", "region_id": 2, "store_id": 4})
+        );
+        assert_eq!(
+            body(&["add", "remove-peer", "2", "1"]),
+            serde_json::json!({"name": "remove-peer", "region_id": 2, "store_id": 1})
+        );
+        assert_eq!(
+            body(&["add", "transfer-leader", "6", "4"]),
+            serde_json::json!({"name": "transfer-leader", "region_id": 6, "to_store_id": 4})
+        );
+        assert_eq!(
+            api_path(CtlCommand::Operator {
+                command: operator(&["show", "9"])
+            }),
+            "/pd/api/v1/operators/9"
+        );
+        for bad in [
+            &["operator"][..],
+            &["operator", "show"],
+            &["operator", "add", "add-peer", "2"],
+            &["operator", "add", "merge-region", "2", "3"],
+            &["operator", "remove", "x"],
+        ] {
+            assert!(parse(bad).is_err(), "{bad:?} should be rejected");
+        }
+        assert_eq!(
+            format_operator_answer(br#""The operator is created.""#),
+            "The operator is created."
+        );
+        assert_eq!(format_operator_answer(b"[]"), "no operators");
+        assert_eq!(format_operator_answer(br#"["a {x}", "b {y}"]"#), "a {x}\nb {y}");
+        assert_eq!(format_operator_answer(br#"{"k":1}"#), "{\n  \"k\": 1\n}");
     }
 
     #[test]

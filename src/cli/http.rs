@@ -334,6 +334,11 @@ pub async fn get(endpoint: &Endpoint, path: &str, timeout: Duration) -> Result<R
     exchange(endpoint, build_get_request(endpoint, path), timeout).await
 }
 
+/// `DELETE http://endpoint/path`, the whole exchange bounded by `timeout`.
+pub async fn delete(endpoint: &Endpoint, path: &str, timeout: Duration) -> Result<Response, HttpError> {
+    exchange(endpoint, build_request("DELETE", endpoint, path, None), timeout).await
+}
+
 /// `POST http://endpoint/path` with a JSON `body`, the whole exchange bounded by `timeout`.
 pub async fn post_json(
     endpoint: &Endpoint,

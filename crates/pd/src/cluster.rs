@@ -5,6 +5,7 @@
 //! plus runtime-only information (leaders, stats, heartbeat times).
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, SystemTime};
 
@@ -16,7 +17,7 @@ use crate::id_alloc::IdAllocator;
 use crate::region_info::RegionInfo;
 use crate::region_tree::RegionTree;
 use crate::storage::MetaStorage;
-use crate::store_info::{unix_nanos, StoreInfo};
+use crate::store_info::{unix_nanos, StoreInfo, StoreStateName};
 
 /// A store's heartbeat time is persisted at most this often.
 const STORE_PERSIST_INTERVAL: Duration = Duration::from_secs(60);
@@ -55,7 +56,8 @@ pub enum HeartbeatOutcome {
 /// The cluster metadata owner.
 pub struct Cluster {
     cluster_id: u64,
-    max_replicas: u32,
+    /// `[replication] max-replicas`, which the cluster meta's `max_peer_count` follows.
+    max_replicas: AtomicU32,
     storage: MetaStorage,
     id_alloc: Arc<IdAllocator>,
     state: RwLock<State>,
@@ -137,7 +139,7 @@ impl Cluster {
         );
         Ok(Cluster {
             cluster_id,
-            max_replicas,
+            max_replicas: AtomicU32::new(max_replicas),
             storage,
             id_alloc,
             state: RwLock::new(State {
@@ -175,7 +177,7 @@ impl Cluster {
         };
         let meta = metapb::Cluster {
             id: self.cluster_id,
-            max_peer_count: self.max_replicas,
+            max_peer_count: self.max_replicas.load(Ordering::Relaxed),
         };
         let now = SystemTime::now();
         let mut store = store.clone();
@@ -209,8 +211,26 @@ impl Cluster {
     pub fn cluster_meta_or_default(&self) -> metapb::Cluster {
         self.state.read().meta.unwrap_or(metapb::Cluster {
             id: self.cluster_id,
-            max_peer_count: self.max_replicas,
+            max_peer_count: self.max_replicas.load(Ordering::Relaxed),
         })
+    }
+
+    /// Follows a change of `max-replicas`: the cluster meta's `max_peer_count` (persisted if
+    /// bootstrapped) and the value a later bootstrap uses.
+    pub fn set_max_replicas(&self, max_replicas: u32) -> Result<()> {
+        let mut st = self.state.write();
+        self.max_replicas.store(max_replicas, Ordering::Relaxed);
+        if let Some(meta) = st.meta.as_mut() {
+            if meta.max_peer_count != max_replicas {
+                let updated = metapb::Cluster {
+                    max_peer_count: max_replicas,
+                    ..*meta
+                };
+                self.storage.save_cluster_meta(&updated)?;
+                *meta = updated;
+            }
+        }
+        Ok(())
     }
 
     pub fn put_cluster_meta(&self, meta: metapb::Cluster) -> Result<()> {
@@ -290,6 +310,16 @@ impl Cluster {
         let st = self.state.read();
         Self::ensure_bootstrapped(&st)?;
         st.stores.get(&id).cloned().ok_or(Error::StoreNotFound(id))
+    }
+
+    /// Every store's state name (as the HTTP API shows it) at `now`.
+    pub fn store_states(&self, now: SystemTime, max_down_time: Duration) -> BTreeMap<u64, StoreStateName> {
+        self.state
+            .read()
+            .stores
+            .iter()
+            .map(|(id, s)| (*id, s.state_name(now, max_down_time)))
+            .collect()
     }
 
     /// Every store in id order.

@@ -1,5 +1,9 @@
 //! Everything a running PD shares between its gRPC services, HTTP handlers and background
-//! work: identity, allocators, cluster metadata, GC and keyspace state.
+//! work: identity, allocators, cluster metadata, GC and keyspace state, the live
+//! schedule/replication configuration and the operators.
+//!
+//! `config` is the configuration PD started with; its `[schedule]` and `[replication]`
+//! sections may since have changed at runtime: read those from `options`.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,6 +19,8 @@ use crate::gc_resolver::GcLockResolver;
 use crate::hb_streams::HeartbeatStreams;
 use crate::id_alloc::IdAllocator;
 use crate::keyspace::KeyspaceManager;
+use crate::options::PersistOptions;
+use crate::schedule::Coordinator;
 use crate::storage::MetaStorage;
 use crate::tso::TsoAllocator;
 
@@ -36,6 +42,10 @@ pub struct PdContext {
     pub gc_resolver: GcLockResolver,
     pub keyspaces: KeyspaceManager,
     pub hb_streams: HeartbeatStreams,
+    /// The live `[schedule]` and `[replication]` sections.
+    pub options: PersistOptions,
+    /// Operators and scheduling state.
+    pub coordinator: Coordinator,
     /// Flips to `true` when the server shuts down; long-lived streams end on it.
     pub shutdown: watch::Receiver<bool>,
     pub start_time: SystemTime,
@@ -99,8 +109,14 @@ impl PdContext {
         };
         let id_alloc = Arc::new(IdAllocator::new(storage.clone())?);
         let tso = TsoAllocator::new(storage.clone())?;
-        let max_replicas = u32::try_from(config.replication.max_replicas).unwrap_or(u32::MAX);
+        let options = PersistOptions::load(
+            storage.clone(),
+            config.schedule.clone(),
+            config.replication.clone(),
+        )?;
+        let max_replicas = u32::try_from(options.max_replicas()).unwrap_or(u32::MAX);
         let cluster = Cluster::load(cluster_id, max_replicas, storage.clone(), id_alloc.clone(), now)?;
+        cluster.set_max_replicas(max_replicas)?;
         let gc = GcManager::new(storage.clone())?;
         let unix_secs = now
             .duration_since(UNIX_EPOCH)
@@ -120,6 +136,8 @@ impl PdContext {
             gc_resolver: GcLockResolver::new(),
             keyspaces,
             hb_streams: HeartbeatStreams::new(),
+            options,
+            coordinator: Coordinator::new(),
             shutdown,
             start_time: now,
         })

@@ -14,7 +14,7 @@ use crate::gc_resolver::fake::FakeNode;
 use crate::{PdConfig, PdServer};
 
 /// A server without the automatic GC safe point advance (tests of it configure their own).
-async fn start(engine: MemEngine) -> (PdServer, PdClient<Channel>, u64) {
+pub(crate) async fn start(engine: MemEngine) -> (PdServer, PdClient<Channel>, u64) {
     let mut config = PdConfig {
         client_urls: "http://127.0.0.1:0".into(),
         ..Default::default()
@@ -28,21 +28,21 @@ async fn start(engine: MemEngine) -> (PdServer, PdClient<Channel>, u64) {
     (server, client, id)
 }
 
-fn header(cluster_id: u64) -> Option<pdpb::RequestHeader> {
+pub(crate) fn header(cluster_id: u64) -> Option<pdpb::RequestHeader> {
     Some(pdpb::RequestHeader {
         cluster_id,
         sender_id: 0,
     })
 }
 
-fn error_type(h: &Option<pdpb::ResponseHeader>) -> Option<pdpb::ErrorType> {
+pub(crate) fn error_type(h: &Option<pdpb::ResponseHeader>) -> Option<pdpb::ErrorType> {
     h.as_ref()
         .and_then(|h| h.error.as_ref())
         .map(|e| pdpb::ErrorType::try_from(e.r#type).unwrap())
 }
 
 /// One id from AllocID.
-async fn alloc(c: &mut PdClient<Channel>, cid: u64) -> u64 {
+pub(crate) async fn alloc(c: &mut PdClient<Channel>, cid: u64) -> u64 {
     c.alloc_id(pdpb::AllocIdRequest { header: header(cid) })
         .await
         .unwrap()
@@ -73,7 +73,7 @@ async fn must_bootstrap_with_node(c: &mut PdClient<Channel>, cid: u64, server: &
 }
 
 /// Bootstraps with a store at `addr`; returns the first region.
-async fn must_bootstrap_at(c: &mut PdClient<Channel>, cid: u64, addr: &str) -> metapb::Region {
+pub(crate) async fn must_bootstrap_at(c: &mut PdClient<Channel>, cid: u64, addr: &str) -> metapb::Region {
     let store_id = alloc(c, cid).await;
     let region_id = alloc(c, cid).await;
     let peer_id = alloc(c, cid).await;

@@ -6,6 +6,9 @@
 //! * identity: a stable, persisted, non-zero cluster id and member id;
 //! * the timestamp oracle ([`tso`]) and the cluster-wide id allocator ([`id_alloc`]);
 //! * stores, regions (the [`region_tree`]) and bootstrap state ([`cluster`]);
+//! * scheduling ([`schedule`]): the replica checker and the operator controller keep every
+//!   region at `max-replicas` voters, sending steps to region leaders in heartbeat responses;
+//!   `[schedule]`/`[replication]` can change at runtime ([`options`]);
 //! * GC safe points ([`gc`], advanced by PD itself in [`gc_driver`] after resolving the locks
 //!   below them with [`gc_resolver`]) and keyspaces ([`keyspace`]);
 //! * gRPC `pdpb.PD` and `keyspacepb.Keyspace`, PD's HTTP JSON API and `/metrics`, all on one
@@ -44,10 +47,12 @@ pub mod id_alloc;
 pub mod keyspace;
 mod keyspace_service;
 pub mod metrics;
+pub mod options;
 mod pd_service;
 mod pd_streams;
 pub mod region_info;
 pub mod region_tree;
+pub mod schedule;
 pub mod server;
 pub mod storage;
 pub mod store_info;
@@ -57,5 +62,7 @@ pub use config::PdConfig;
 pub use error::{Error, Result};
 pub use server::{run, PdServer};
 
+#[cfg(test)]
+mod grpc_schedule_tests;
 #[cfg(test)]
 mod grpc_tests;

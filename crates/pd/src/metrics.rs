@@ -90,6 +90,14 @@ pub static REGION_HEARTBEATS: LazyLock<IntCounterVec> = LazyLock::new(|| {
     register(built(IntCounterVec::new(opts, &["status"]), name))
 });
 
+/// Operators by type (their description, e.g. `make-up-replica`) and event (`create`,
+/// `finish`, `timeout`, `cancel`, `replace`).
+pub static OPERATORS_COUNT: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let name = "pd_schedule_operators_count";
+    let opts = Opts::new(name, "Counter of schedule operators.");
+    register(built(IntCounterVec::new(opts, &["type", "event"]), name))
+});
+
 /// Cluster status gauges (`store_up_count`, `region_count`, ...), refreshed on scrape.
 pub static CLUSTER_STATUS: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     let name = "pd_cluster_status";
@@ -127,8 +135,12 @@ mod tests {
         TSO_BATCH_SIZE.observe(3.0);
         REGION_HEARTBEATS.with_label_values(&["ok"]).inc();
         CLUSTER_STATUS.with_label_values(&["region_count"]).set(1);
+        OPERATORS_COUNT
+            .with_label_values(&["make-up-replica", "create"])
+            .inc();
         let text = encode_text();
         assert!(text.contains("grpc_server_handled_total"));
         assert!(text.contains("pd_server_tso_requests_total"));
+        assert!(text.contains("pd_schedule_operators_count"));
     }
 }

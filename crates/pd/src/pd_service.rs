@@ -524,13 +524,22 @@ impl Pd for PdService {
                 ..Default::default()
             }));
         }
-        // No operator controller yet: every region has no operator (PD answers "Not Found").
-        let header = self
-            .ctx
-            .error_header(pdpb::ErrorType::RegionNotFound, "Not Found");
+        // PD answers "Not Found" for a region without a running or recently ended operator.
+        let Some(view) = self.ctx.coordinator.operators.status(req.region_id) else {
+            let header = self
+                .ctx
+                .error_header(pdpb::ErrorType::RegionNotFound, "Not Found");
+            return Ok(Response::new(pdpb::GetOperatorResponse {
+                header: Some(header),
+                ..Default::default()
+            }));
+        };
         Ok(Response::new(pdpb::GetOperatorResponse {
-            header: Some(header),
-            ..Default::default()
+            header: self.ok(),
+            region_id: req.region_id,
+            desc: view.operator.desc().as_bytes().to_vec(),
+            status: view.status as i32,
+            kind: view.operator.kind().to_string().into_bytes(),
         }))
     }
 

@@ -93,8 +93,10 @@ pub fn tso_stream(
     Box::pin(ReceiverStream::new(rx))
 }
 
-/// Serves one `RegionHeartbeat` stream: requests update the region tree; responses are only
-/// sent for invalid requests (PD's `SendErr`) and by schedulers through the stream bindings.
+/// Serves one `RegionHeartbeat` stream: requests update the region tree, then drive the
+/// region's operator (whose current step goes back to the leader's store through the stream
+/// bindings, see [`crate::schedule::coordinator`]); invalid requests get an error response
+/// (PD's `SendErr`).
 pub fn region_heartbeat_stream(
     ctx: Arc<PdContext>,
     mut inbound: Streaming<pdpb::RegionHeartbeatRequest>,
@@ -133,7 +135,12 @@ pub fn region_heartbeat_stream(
                 ctx.hb_streams.bind(leader.store_id, stream_id, &tx);
             }
             let status = match ctx.cluster.region_heartbeat(&req) {
-                Ok(HeartbeatOutcome::Applied) => "ok",
+                Ok(HeartbeatOutcome::Applied) => {
+                    if let Some(region) = &req.region {
+                        crate::schedule::coordinator::on_region_heartbeat(&ctx, region.id);
+                    }
+                    "ok"
+                }
                 Ok(HeartbeatOutcome::Stale) => "stale",
                 Ok(HeartbeatOutcome::FromTombstone) => "tombstone",
                 Err(e) => {

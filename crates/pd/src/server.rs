@@ -86,6 +86,8 @@ pub struct PdServer {
     serve: JoinHandle<std::io::Result<()>>,
     /// The automatic GC safe point advance (none if disabled).
     gc_driver: Option<JoinHandle<()>>,
+    /// The scheduling patrol.
+    patrol: JoinHandle<()>,
 }
 
 impl PdServer {
@@ -110,6 +112,7 @@ impl PdServer {
             shutdown_rx.clone(),
         )?);
         let gc_driver = crate::gc_driver::spawn(ctx.clone(), shutdown_rx.clone());
+        let patrol = crate::schedule::coordinator::spawn_patrol(ctx.clone());
         let app = build_router(ctx.clone());
         let (done_tx, done_rx) = watch::channel(false);
         let listener = listener.tap_io(|tcp| {
@@ -130,6 +133,7 @@ impl PdServer {
             done_rx,
             serve,
             gc_driver,
+            patrol,
         })
     }
 
@@ -160,6 +164,8 @@ impl PdServer {
             // It ends at the next select on the shutdown signal; a panic there is not ours.
             let _ = gc_driver.await;
         }
+        // Ends at its next select on the shutdown signal.
+        let _ = self.patrol.await;
         let mut serve = self.serve;
         match tokio::time::timeout(STOP_TIMEOUT, &mut serve).await {
             Ok(Ok(r)) => r.map_err(Error::Io),

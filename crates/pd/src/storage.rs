@@ -15,6 +15,7 @@
 //! | `pd/store/<id %020>`        | prost `metapb.Store`                              |
 //! | `pd/region/<id %020>`       | prost `metapb.Region`                             |
 //! | `pd/keyspace/<id %010>`     | prost `keyspacepb.KeyspaceMeta`                   |
+//! | `pd/config`                 | JSON `{"schedule":{..},"replication":{..}}`, kebab-case keys; written only when changed at runtime |
 //!
 //! Ids in keys are zero-padded decimal so that a prefix scan returns them in id order.
 
@@ -37,6 +38,7 @@ const PREFIX_SERVICE_SAFE_POINT: &[u8] = b"pd/gc/service/";
 const PREFIX_STORE: &[u8] = b"pd/store/";
 const PREFIX_REGION: &[u8] = b"pd/region/";
 const PREFIX_KEYSPACE: &[u8] = b"pd/keyspace/";
+const KEY_CONFIG: &[u8] = b"pd/config";
 
 /// The object-safe slice of a [`KvEngine`] PD needs.
 trait MetaKv: Send + Sync {
@@ -295,6 +297,17 @@ impl MetaStorage {
             );
         }
         self.kv.write(&wb, false)
+    }
+
+    /// The runtime-changed configuration (JSON), if it was ever changed at runtime.
+    pub fn load_config(&self) -> Result<Option<Vec<u8>>> {
+        self.kv.get(KEY_CONFIG)
+    }
+
+    pub fn save_config(&self, json: &[u8]) -> Result<()> {
+        let mut wb = WriteBatch::new();
+        wb.put_cf(CF_DEFAULT, KEY_CONFIG, json.to_vec());
+        self.kv.write(&wb, true)
     }
 
     pub fn load_keyspaces(&self) -> Result<Vec<keyspacepb::KeyspaceMeta>> {

@@ -34,6 +34,11 @@ pub struct PdLayout {
     pub log_file: PathBuf,
     /// Where the process's own stdout/stderr go (panics, messages before logging starts).
     pub console_file: PathBuf,
+    /// The config file the playground writes for PD ([`pd_config_toml`]).
+    pub config_file: PathBuf,
+    /// `[replication] max-replicas`: min(3, node count), so every region can be fully
+    /// replicated on this many nodes.
+    pub max_replicas: usize,
 }
 
 /// One storage node of the playground.
@@ -110,6 +115,8 @@ impl Layout {
             data_dir: dir.join("pd"),
             log_file: dir.join("pd.log"),
             console_file: dir.join("pd.console"),
+            config_file: dir.join("pd.toml"),
+            max_replicas: opts.kv_count.min(3),
         };
 
         let mut kvs = Vec::with_capacity(opts.kv_count);
@@ -171,9 +178,20 @@ fn path_arg(p: &Path) -> OsString {
     p.as_os_str().to_os_string()
 }
 
+/// The PD config file of the playground (PD's TOML keys).
+pub fn pd_config_toml(pd: &PdLayout) -> String {
+    format!(
+        "# Written by `atoll playground`: one replica per node, at most three.\n\
+         [replication]\nmax-replicas = {}\n",
+        pd.max_replicas
+    )
+}
+
 /// The arguments of `atoll-pd` for this layout.
 pub fn pd_args(pd: &PdLayout) -> Vec<OsString> {
     vec![
+        os("--config"),
+        path_arg(&pd.config_file),
         os("--name"),
         os(&pd.name),
         os("--client-urls"),
@@ -249,6 +267,16 @@ mod tests {
         assert_eq!(l.kvs[2].labels, "zone=z3,host=h3");
         assert_eq!(l.kvs[0].metrics_url(), "http://127.0.0.1:20180/metrics");
         assert_eq!(l.ports().len(), 8);
+        assert_eq!(l.pd.config_file, Path::new("./data/playground/pd.toml"));
+        assert_eq!(l.pd.max_replicas, 3);
+        assert_eq!(
+            pd_config_toml(&l.pd),
+            "# Written by `atoll playground`: one replica per node, at most three.\n[replication]\nmax-replicas = 3\n"
+        );
+        for (kv_count, want) in [(1, 1), (2, 2), (5, 3)] {
+            let l = Layout::compute(&LayoutOptions { kv_count, ..opts() }).unwrap();
+            assert_eq!(l.pd.max_replicas, want, "{kv_count} nodes");
+        }
     }
 
     #[test]
@@ -335,6 +363,8 @@ mod tests {
         assert_eq!(
             strings(&pd_args(&l.pd)),
             [
+                "--config",
+                "./data/playground/pd.toml",
                 "--name",
                 "pd-1",
                 "--client-urls",

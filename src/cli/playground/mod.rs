@@ -17,7 +17,7 @@ use tokio::signal::unix::{signal, SignalKind};
 use tokio::time::Instant;
 
 use crate::cli::http::{self, Endpoint};
-use layout::{kv_args, pd_args, Layout, LayoutOptions};
+use layout::{kv_args, pd_args, pd_config_toml, Layout, LayoutOptions};
 use procs::{Exited, Procs, Spec};
 
 /// How often readiness is probed and children are checked.
@@ -179,6 +179,8 @@ async fn start_and_wait(
     );
     std::fs::create_dir_all(&layout.pd.data_dir)
         .with_context(|| format!("creating {}", layout.pd.data_dir.display()))?;
+    std::fs::write(&layout.pd.config_file, pd_config_toml(&layout.pd))
+        .with_context(|| format!("writing {}", layout.pd.config_file.display()))?;
     procs.spawn(Spec {
         name: &layout.pd.name,
         tier: 0,
@@ -300,6 +302,11 @@ fn print_ready(layout: &Layout) {
         if n == 1 { "" } else { "s" }
     );
     println!("  PD endpoint:  {}", layout.pd.endpoint);
+    println!(
+        "  replicas:     max-replicas = {} (PD adds missing replicas in the background; \
+         see `atoll ctl operator list`)",
+        layout.pd.max_replicas
+    );
     for kv in &layout.kvs {
         println!("  {:<12}  {:<22}  status {}", kv.name, kv.addr, kv.metrics_url());
     }
@@ -405,6 +412,7 @@ mod tests {
             "pd",
             "pd.log",
             "pd.console",
+            "pd.toml",
             "kv-1",
             "kv-1.log",
             "kv-12.console"

@@ -2,12 +2,16 @@
 //!
 //! Bodies are indented JSON like PD's; errors are JSON strings with PD's error text.
 //!
+//! Configuration ([`config`]) and operators ([`operators`]) live in their own files.
+//!
 //! Atoll's own addition: `POST /pd/api/v1/gc/safepoint` advances the GC safe point (body
 //! `{"safe_point": <ts>}`, `{"retention": "10m"}`, or `{}` for the configured `gc.retention`);
 //! see [`gc_advance`].
 
-mod format;
+mod config;
+pub(crate) mod format;
 mod model;
+mod operators;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -73,10 +77,24 @@ pub fn router(ctx: Arc<PdContext>) -> Router {
         .route("/pd/api/v1/version", get(version))
         .route("/pd/api/v1/status", get(status))
         .route("/pd/api/v1/cluster", get(cluster))
-        .route("/pd/api/v1/config", get(config))
-        .route("/pd/api/v1/config/schedule", get(config_schedule))
-        .route("/pd/api/v1/config/replicate", get(config_replicate))
-        .route("/pd/api/v1/config/pd-server", get(config_pd_server))
+        .route("/pd/api/v1/config", get(config::config).post(config::post_config))
+        .route(
+            "/pd/api/v1/config/schedule",
+            get(config::config_schedule).post(config::post_schedule),
+        )
+        .route(
+            "/pd/api/v1/config/replicate",
+            get(config::config_replicate).post(config::post_replicate),
+        )
+        .route("/pd/api/v1/config/pd-server", get(config::config_pd_server))
+        .route(
+            "/pd/api/v1/operators",
+            get(operators::list).post(operators::create),
+        )
+        .route(
+            "/pd/api/v1/operators/{region_id}",
+            get(operators::show).delete(operators::cancel),
+        )
         .route("/pd/api/v1/stores", get(stores))
         .route("/pd/api/v1/store/{id}", get(store))
         .route("/pd/api/v1/regions", get(regions))
@@ -148,98 +166,9 @@ async fn cluster(State(ctx): Ctx) -> Response {
     })
 }
 
-fn schedule_json(ctx: &PdContext) -> serde_json::Value {
-    let s = &ctx.config.schedule;
-    let b = |v: bool| v.to_string();
-    serde_json::json!({
-        "max-snapshot-count": s.max_snapshot_count,
-        "max-pending-peer-count": s.max_pending_peer_count,
-        "max-merge-region-size": s.max_merge_region_size,
-        "max-merge-region-keys": s.max_merge_region_keys,
-        "split-merge-interval": s.split_merge_interval.to_string(),
-        "patrol-region-interval": s.patrol_region_interval.to_string(),
-        "max-store-down-time": s.max_store_down_time.to_string(),
-        "leader-schedule-limit": s.leader_schedule_limit,
-        "leader-schedule-policy": s.leader_schedule_policy,
-        "region-schedule-limit": s.region_schedule_limit,
-        "replica-schedule-limit": s.replica_schedule_limit,
-        "merge-schedule-limit": s.merge_schedule_limit,
-        "hot-region-schedule-limit": s.hot_region_schedule_limit,
-        "tolerant-size-ratio": s.tolerant_size_ratio,
-        "low-space-ratio": s.low_space_ratio,
-        "high-space-ratio": s.high_space_ratio,
-        "enable-remove-down-replica": b(s.enable_remove_down_replica),
-        "enable-replace-offline-replica": b(s.enable_replace_offline_replica),
-        "enable-make-up-replica": b(s.enable_make_up_replica),
-        "enable-remove-extra-replica": b(s.enable_remove_extra_replica),
-        "enable-location-replacement": b(s.enable_location_replacement),
-        "enable-tikv-split-region": b(s.enable_tikv_split_region),
-    })
-}
-
-fn replication_json(ctx: &PdContext) -> serde_json::Value {
-    let r = &ctx.config.replication;
-    serde_json::json!({
-        "max-replicas": r.max_replicas,
-        "location-labels": r.location_labels.join(","),
-        "strictly-match-label": r.strictly_match_label.to_string(),
-        "enable-placement-rules": r.enable_placement_rules.to_string(),
-        "enable-placement-rules-cache": "false",
-        "isolation-level": r.isolation_level,
-    })
-}
-
-fn pd_server_json(ctx: &PdContext) -> serde_json::Value {
-    let p = &ctx.config.pd_server;
-    serde_json::json!({
-        "use-region-storage": p.use_region_storage.to_string(),
-        "max-gap-reset-ts": p.max_gap_reset_ts.to_string(),
-        "key-type": p.key_type,
-        "runtime-services": "",
-        "metric-storage": p.metric_storage,
-        "dashboard-address": p.dashboard_address,
-        "flow-round-by-digit": p.flow_round_by_digit,
-        "min-resolved-ts-persistence-interval": p.min_resolved_ts_persistence_interval.to_string(),
-    })
-}
-
-async fn config(State(ctx): Ctx) -> Response {
-    let c = &ctx.config;
-    ok(&serde_json::json!({
-        "name": c.name,
-        "data-dir": c.data_dir.display().to_string(),
-        "client-urls": c.client_urls,
-        "peer-urls": c.peer_urls,
-        "advertise-client-urls": c.advertise_client_urls,
-        "advertise-peer-urls": c.advertise_peer_urls,
-        "lease": 3,
-        "tso-save-interval": "3s",
-        "tso-update-physical-interval": "50ms",
-        "schedule": schedule_json(&ctx),
-        "replication": replication_json(&ctx),
-        "pd-server": pd_server_json(&ctx),
-        "gc": {
-            "retention": c.gc.retention.to_string(),
-            "advance-interval": c.gc.advance_interval.to_string(),
-        },
-    }))
-}
-
-async fn config_schedule(State(ctx): Ctx) -> Response {
-    ok(&schedule_json(&ctx))
-}
-
-async fn config_replicate(State(ctx): Ctx) -> Response {
-    ok(&replication_json(&ctx))
-}
-
-async fn config_pd_server(State(ctx): Ctx) -> Response {
-    ok(&pd_server_json(&ctx))
-}
-
 fn store_jsons(ctx: &PdContext) -> Vec<StoreJson> {
     let now = SystemTime::now();
-    let max_down = ctx.config.schedule.max_store_down_time.0;
+    let max_down = ctx.options.max_store_down_time();
     let region_stats = ctx.cluster.store_region_stats();
     ctx.cluster
         .stores()
@@ -414,7 +343,7 @@ async fn gc_advance(State(ctx): Ctx, body: Bytes) -> Response {
 
 async fn metrics_text(State(ctx): Ctx) -> Response {
     let now = SystemTime::now();
-    let max_down = ctx.config.schedule.max_store_down_time.0;
+    let max_down = ctx.options.max_store_down_time();
     let mut counts = std::collections::HashMap::<&'static str, i64>::new();
     for s in ctx.cluster.stores() {
         *counts.entry(s.state_name(now, max_down).as_str()).or_default() += 1;
@@ -432,5 +361,7 @@ async fn metrics_text(State(ctx): Ctx) -> Response {
     ([(header::CONTENT_TYPE, "text/plain; version=0.0.4")], body).into_response()
 }
 
+#[cfg(test)]
+mod operator_tests;
 #[cfg(test)]
 mod tests;

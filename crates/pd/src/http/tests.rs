@@ -10,7 +10,7 @@ use super::*;
 use crate::config::PdConfig;
 use crate::storage::MetaStorage;
 
-fn new_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
+pub(super) fn new_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
     let mut cfg = PdConfig::default();
     cfg.adjust().unwrap();
     let (tx, rx) = watch::channel(false);
@@ -29,7 +29,7 @@ fn peer(id: u64, store_id: u64) -> metapb::Peer {
 }
 
 /// A bootstrapped cluster with two stores and regions [ "", "m" ) (leader on 1), [ "m", "" ).
-fn populated_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
+pub(super) fn populated_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
     let (ctx, tx) = new_ctx();
     let store1 = metapb::Store {
         id: 1,
@@ -111,7 +111,7 @@ fn populated_ctx() -> (Arc<PdContext>, watch::Sender<bool>) {
     (ctx, tx)
 }
 
-async fn get(ctx: &Arc<PdContext>, uri: &str) -> (StatusCode, String) {
+pub(super) async fn get(ctx: &Arc<PdContext>, uri: &str) -> (StatusCode, String) {
     let resp = crate::server::build_router(ctx.clone())
         .oneshot(Request::get(uri).body(Body::empty()).unwrap())
         .await
@@ -121,7 +121,7 @@ async fn get(ctx: &Arc<PdContext>, uri: &str) -> (StatusCode, String) {
     (status, String::from_utf8(body.to_vec()).unwrap())
 }
 
-async fn get_json(ctx: &Arc<PdContext>, uri: &str) -> Value {
+pub(super) async fn get_json(ctx: &Arc<PdContext>, uri: &str) -> Value {
     let (status, body) = get(ctx, uri).await;
     assert_eq!(status, StatusCode::OK, "{uri}: {body}");
     // Indented like PD.
@@ -258,7 +258,7 @@ async fn metrics_and_gc() {
     assert!(gc["service_gc_safe_points"].as_array().unwrap().is_empty());
 }
 
-async fn post(ctx: &Arc<PdContext>, uri: &str, body: &str) -> (StatusCode, Value) {
+pub(super) async fn post(ctx: &Arc<PdContext>, uri: &str, body: &str) -> (StatusCode, Value) {
     let resp = crate::server::build_router(ctx.clone())
         .oneshot(
             Request::post(uri)

@@ -1,0 +1,277 @@
+//! Ties the pieces together: region heartbeats and the patrol drive the operator controller
+//! and the replica checker, and operator steps go to region leaders over the heartbeat streams.
+//!
+//! Flow: a region heartbeat is applied to the cluster, then [`on_region_heartbeat`] advances
+//! the region's operator and sends its current step to the leader's store (every heartbeat,
+//! until the step shows as done; nodes ignore a step already done), or, if the region has no
+//! operator, asks the replica checker for one and sends its first step at once. The patrol
+//! ([`spawn_patrol`]) walks the regions in key order, a bounded batch per tick, running the
+//! checker on those without an operator, and re-sends the steps of operators whose regions did
+//! not heartbeat for a while (ending those that timed out or whose region is gone).
+//!
+//! Invariants: only the leader's store is ever sent a step; nothing is scheduled before
+//! bootstrap; the checker's operators respect `replica-schedule-limit`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+
+use parking_lot::Mutex;
+use tokio::task::JoinHandle;
+
+use super::builder;
+use super::controller::{AddError, OperatorController};
+use super::operator::{OpStep, Operator};
+use super::replica_checker::{self, CheckerConfig, ClusterView};
+use crate::context::PdContext;
+use crate::region_info::RegionInfo;
+use crate::store_info::StoreStateName;
+
+/// The patrol never ticks faster than this, whatever `patrol-region-interval` says (PD's
+/// default of 10ms is meant for a Go scheduler loop; 100 ms keeps an idle PD idle).
+pub const MIN_PATROL_INTERVAL: Duration = Duration::from_millis(100);
+/// Regions the patrol looks at per tick.
+pub const PATROL_BATCH: i32 = 256;
+/// How long the per-store region counts are reused before being recounted.
+const COUNTS_TTL: Duration = Duration::from_secs(5);
+
+/// Scheduling state of one PD: the operators and a cache of region counts per store.
+#[derive(Default)]
+pub struct Coordinator {
+    pub operators: OperatorController,
+    counts: Mutex<Option<(Instant, HashMap<u64, usize>)>>,
+}
+
+impl Coordinator {
+    pub fn new() -> Coordinator {
+        Coordinator::default()
+    }
+
+    /// Region counts per store, recounted at most every [`COUNTS_TTL`].
+    fn region_counts(&self, ctx: &PdContext, now: Instant) -> HashMap<u64, usize> {
+        let mut cache = self.counts.lock();
+        if let Some((at, counts)) = cache.as_ref() {
+            if now.saturating_duration_since(*at) < COUNTS_TTL {
+                return counts.clone();
+            }
+        }
+        let counts: HashMap<u64, usize> = ctx
+            .cluster
+            .store_region_stats()
+            .into_iter()
+            .map(|(store, s)| (store, s.region_count))
+            .collect();
+        *cache = Some((now, counts.clone()));
+        counts
+    }
+
+    /// Counts the peers `op` will add and remove in the cached counts, so that a burst of
+    /// checks before the next recount spreads new peers over the stores.
+    fn note_operator(&self, op: &Operator) {
+        let mut cache = self.counts.lock();
+        let Some((_, counts)) = cache.as_mut() else {
+            return;
+        };
+        for step in op.steps() {
+            match *step {
+                OpStep::AddLearner { store_id, .. } => *counts.entry(store_id).or_default() += 1,
+                OpStep::RemovePeer { store_id } => {
+                    let c = counts.entry(store_id).or_default();
+                    *c = c.saturating_sub(1);
+                }
+                _ => {}
+            }
+        }
+    }
+}
+
+fn is_bad(s: StoreStateName) -> bool {
+    matches!(
+        s,
+        StoreStateName::Down | StoreStateName::Offline | StoreStateName::Tombstone
+    )
+}
+
+/// Every store's state as the HTTP API shows it.
+pub fn store_states(ctx: &PdContext) -> BTreeMap<u64, StoreStateName> {
+    let max_down = ctx.options.max_store_down_time();
+    ctx.cluster.store_states(SystemTime::now(), max_down)
+}
+
+fn leader_target_fn(states: &BTreeMap<u64, StoreStateName>) -> impl Fn(&RegionInfo, u64) -> Option<u64> + '_ {
+    move |region: &RegionInfo, exclude: u64| {
+        let is_up = |s: u64| states.get(&s) == Some(&StoreStateName::Up);
+        builder::leader_target(region, exclude, &is_up)
+    }
+}
+
+/// Sends `step` of `region`'s operator to the leader's store.
+fn send_step(ctx: &PdContext, region: &RegionInfo, step: OpStep) {
+    let Some(mut resp) = step.to_response(region) else {
+        tracing::debug!(region = region.id(), %step, "operator step not sendable yet");
+        return;
+    };
+    resp.header = Some(ctx.header());
+    let store = region.leader.map_or(0, |l| l.store_id);
+    if ctx.hb_streams.send(store, resp) {
+        tracing::debug!(region = region.id(), store, %step, "sent operator step");
+    } else {
+        tracing::debug!(region = region.id(), store, %step, "no heartbeat stream to send an operator step on");
+    }
+}
+
+/// Advances `region`'s operator and sends its current step (see [`OperatorController::dispatch`]).
+fn dispatch(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, StoreStateName>, only_if_due: bool) {
+    let target = leader_target_fn(states);
+    if let Some(step) = ctx
+        .coordinator
+        .operators
+        .dispatch(region, Instant::now(), only_if_due, &target)
+    {
+        send_step(ctx, region, step);
+    }
+}
+
+/// Runs the replica checker on `region` (which has no operator) and starts what it returns.
+fn check_region(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, StoreStateName>) {
+    let (schedule, replication) = (ctx.options.schedule(), ctx.options.replication());
+    let cfg = CheckerConfig::new(&schedule, &replication);
+    // Cheap pre-checks before counting regions: most regions need nothing.
+    let voters = region
+        .meta
+        .peers
+        .iter()
+        .filter(|p| p.role == atoll_proto::metapb::PeerRole::Voter as i32)
+        .count();
+    let fine = region.meta.peers.len() == cfg.max_replicas
+        && voters == cfg.max_replicas
+        && region
+            .meta
+            .peers
+            .iter()
+            .all(|p| states.get(&p.store_id).is_some_and(|s| !is_bad(*s)));
+    if fine {
+        return;
+    }
+    let limit = schedule.replica_schedule_limit;
+    if ctx
+        .coordinator
+        .operators
+        .count_kind(super::operator::OpKind::REPLICA) as u64
+        >= limit
+    {
+        return;
+    }
+    let now = Instant::now();
+    let counts = ctx.coordinator.region_counts(ctx, now);
+    let view = ClusterView {
+        stores: states,
+        region_counts: &counts,
+    };
+    let mut alloc = || match ctx.id_alloc.alloc() {
+        Ok(id) => Some(id),
+        Err(e) => {
+            tracing::warn!(error = %e, "replica checker could not allocate a peer id");
+            None
+        }
+    };
+    let Some(op) = replica_checker::check(region, &view, &cfg, &mut alloc) else {
+        return;
+    };
+    let _ = start_operator(ctx, op, Some(limit), states);
+}
+
+/// Adds `op` to the controller (with the replica limit if given) and sends its first step.
+fn start_operator(
+    ctx: &PdContext,
+    op: Operator,
+    replica_limit: Option<u64>,
+    states: &BTreeMap<u64, StoreStateName>,
+) -> Result<(), AddError> {
+    let region_id = op.region_id();
+    let noted = op.clone();
+    if let Err(e) = ctx.coordinator.operators.add(op, replica_limit) {
+        tracing::debug!(region = region_id, error = %e, "operator not added");
+        return Err(e);
+    }
+    ctx.coordinator.note_operator(&noted);
+    if let Ok(Some(region)) = ctx.cluster.region_by_id(region_id) {
+        dispatch(ctx, &region, states, false);
+    }
+    Ok(())
+}
+
+/// Adds an administrator's operator (no limit) and sends its first step.
+pub fn add_operator(ctx: &PdContext, op: Operator) -> Result<(), AddError> {
+    let states = store_states(ctx);
+    start_operator(ctx, op, None, &states)
+}
+
+/// Scheduling after a region heartbeat was applied: advance the region's operator, or check
+/// whether it needs one.
+pub fn on_region_heartbeat(ctx: &PdContext, region_id: u64) {
+    let Ok(Some(region)) = ctx.cluster.region_by_id(region_id) else {
+        return;
+    };
+    let states = store_states(ctx);
+    if ctx.coordinator.operators.has(region_id) {
+        dispatch(ctx, &region, &states, false);
+        if ctx.coordinator.operators.has(region_id) {
+            return;
+        }
+    }
+    check_region(ctx, &region, &states);
+}
+
+/// One patrol tick: operators due for a re-send, then the next batch of regions from `cursor`
+/// (which wraps to the start after the last region).
+pub fn patrol_tick(ctx: &PdContext, cursor: &mut Vec<u8>) {
+    if !ctx.cluster.is_bootstrapped() {
+        return;
+    }
+    let states = store_states(ctx);
+    for region_id in ctx.coordinator.operators.due_regions(Instant::now()) {
+        match ctx.cluster.region_by_id(region_id) {
+            Ok(Some(region)) => dispatch(ctx, &region, &states, true),
+            Ok(None) => ctx.coordinator.operators.region_gone(region_id),
+            Err(_) => {}
+        }
+    }
+    let regions = ctx
+        .cluster
+        .scan_regions(cursor, &[], PATROL_BATCH)
+        .unwrap_or_default();
+    let Some(last) = regions.last() else {
+        cursor.clear();
+        return;
+    };
+    *cursor = last.end_key().to_vec();
+    for region in &regions {
+        if !ctx.coordinator.operators.has(region.id()) {
+            check_region(ctx, region, &states);
+        }
+    }
+}
+
+/// Runs the patrol every `patrol-region-interval` (at least [`MIN_PATROL_INTERVAL`]) until
+/// the server shuts down.
+pub fn spawn_patrol(ctx: Arc<PdContext>) -> JoinHandle<()> {
+    tokio::spawn(async move {
+        let stop = crate::pd_streams::shutdown_signal(ctx.shutdown.clone());
+        tokio::pin!(stop);
+        let mut cursor = Vec::new();
+        loop {
+            let interval = ctx
+                .options
+                .schedule()
+                .patrol_region_interval
+                .0
+                .max(MIN_PATROL_INTERVAL);
+            tokio::select! {
+                _ = tokio::time::sleep(interval) => {}
+                _ = &mut stop => break,
+            }
+            patrol_tick(&ctx, &mut cursor);
+        }
+    })
+}

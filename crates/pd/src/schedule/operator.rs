@@ -1,0 +1,430 @@
+//! An operator: the steps that move one region from its current membership/leadership to a
+//! wanted one, and what a step looks like on the wire.
+//!
+//! Invariants:
+//! * steps finish in order; a step counts as finished only when the region PD holds (from the
+//!   leader's heartbeats) shows its effect, never when it was merely sent;
+//! * every conf change step changes the region's `conf_ver` by one, so a region whose
+//!   `conf_ver` moved further than the finished steps explain was changed by someone else and
+//!   the operator is stale; a changed `version` (split, merge) makes it stale too;
+//! * an operator never sends a `RemovePeer` for the leader's store: a `TransferLeader` to
+//!   another voter is put in front of it first (see [`Operator::check`]);
+//! * an operator ends (finished, timed out or stale) exactly once, in [`Operator::check`] or
+//!   by the controller's cancel.
+
+use std::fmt;
+use std::time::{Duration, Instant, SystemTime};
+
+use atoll_proto::{eraftpb, metapb, pdpb};
+
+use crate::region_info::RegionInfo;
+
+/// How long an operator that moves peers may run (PD's `RegionOperatorWaitTime`).
+pub const REGION_OPERATOR_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+/// How long a leader-only operator may run (PD's `LeaderOperatorWaitTime`).
+pub const LEADER_OPERATOR_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What an operator does, as PD's `OpKind` flags (shown joined by commas).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct OpKind(u32);
+
+impl OpKind {
+    /// Transfers leadership.
+    pub const LEADER: OpKind = OpKind(1);
+    /// Adds, promotes or removes peers (may take long: snapshots).
+    pub const REGION: OpKind = OpKind(1 << 1);
+    /// Asked for by an administrator (HTTP API, `atoll ctl`).
+    pub const ADMIN: OpKind = OpKind(1 << 3);
+    /// Made by the replica checker.
+    pub const REPLICA: OpKind = OpKind(1 << 5);
+
+    const NAMES: [(OpKind, &'static str); 4] = [
+        (OpKind::LEADER, "leader"),
+        (OpKind::REGION, "region"),
+        (OpKind::ADMIN, "admin"),
+        (OpKind::REPLICA, "replica"),
+    ];
+
+    pub fn contains(self, other: OpKind) -> bool {
+        self.0 & other.0 == other.0
+    }
+
+    pub fn with(self, other: OpKind) -> OpKind {
+        OpKind(self.0 | other.0)
+    }
+}
+
+impl fmt::Display for OpKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let names: Vec<&str> = OpKind::NAMES
+            .iter()
+            .filter(|(k, _)| self.contains(*k))
+            .map(|(_, n)| *n)
+            .collect();
+        if names.is_empty() {
+            f.write_str("unknown")
+        } else {
+            f.write_str(&names.join(","))
+        }
+    }
+}
+
+/// One step of an operator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OpStep {
+    /// Add `peer_id` on `store_id` as a learner.
+    AddLearner { store_id: u64, peer_id: u64 },
+    /// Make the learner `peer_id` on `store_id` a voter.
+    PromoteLearner { store_id: u64, peer_id: u64 },
+    /// Remove the region's peer on `store_id`.
+    RemovePeer { store_id: u64 },
+    /// Move leadership from `from_store` (informational) to `to_store`.
+    TransferLeader { from_store: u64, to_store: u64 },
+}
+
+fn is_pending(region: &RegionInfo, peer_id: u64) -> bool {
+    region.pending_peers.iter().any(|p| p.id == peer_id)
+}
+
+fn role(p: &metapb::Peer) -> metapb::PeerRole {
+    metapb::PeerRole::try_from(p.role).unwrap_or(metapb::PeerRole::Voter)
+}
+
+impl OpStep {
+    /// Whether `region` shows this step's effect.
+    pub fn is_finished(&self, region: &RegionInfo) -> bool {
+        match *self {
+            // A learner that was promoted since (a missed heartbeat) also counts as added.
+            OpStep::AddLearner { store_id, peer_id } => region
+                .peer_on_store(store_id)
+                .is_some_and(|p| p.id == peer_id && !is_pending(region, peer_id)),
+            OpStep::PromoteLearner { store_id, peer_id } => region
+                .peer_on_store(store_id)
+                .is_some_and(|p| p.id == peer_id && role(p) == metapb::PeerRole::Voter),
+            OpStep::RemovePeer { store_id } => region.peer_on_store(store_id).is_none(),
+            OpStep::TransferLeader { to_store, .. } => region.leader.is_some_and(|l| l.store_id == to_store),
+        }
+    }
+
+    /// Whether the step's change shows in `region`, finished or not (an added learner may
+    /// still be pending).
+    fn took_effect(&self, region: &RegionInfo) -> bool {
+        match *self {
+            OpStep::AddLearner { store_id, peer_id } => {
+                region.peer_on_store(store_id).is_some_and(|p| p.id == peer_id)
+            }
+            _ => self.is_finished(region),
+        }
+    }
+
+    /// Why this (unfinished) step can never finish on `region`, if it cannot.
+    pub fn impossible(&self, region: &RegionInfo) -> Option<String> {
+        match *self {
+            OpStep::AddLearner { store_id, peer_id } => region
+                .peer_on_store(store_id)
+                .filter(|p| p.id != peer_id)
+                .map(|p| format!("store {store_id} already has peer {} of the region", p.id)),
+            OpStep::PromoteLearner { store_id, peer_id } => match region.peer_on_store(store_id) {
+                Some(p) if p.id == peer_id => None,
+                _ => Some(format!("learner {peer_id} on store {store_id} is gone")),
+            },
+            OpStep::RemovePeer { .. } => None,
+            OpStep::TransferLeader { to_store, .. } => match region.peer_on_store(to_store) {
+                Some(p) if role(p) == metapb::PeerRole::Voter => None,
+                _ => Some(format!("store {to_store} has no voter of the region")),
+            },
+        }
+    }
+
+    /// Whether the step changes the region's membership (and so its `conf_ver`).
+    pub fn is_conf_change(&self) -> bool {
+        !matches!(self, OpStep::TransferLeader { .. })
+    }
+
+    /// The heartbeat response carrying this step to `region`'s leader (header left empty), or
+    /// `None` if the region has no known leader or the step names a peer the region lacks.
+    pub fn to_response(&self, region: &RegionInfo) -> Option<pdpb::RegionHeartbeatResponse> {
+        let leader = region.leader?;
+        let mut resp = pdpb::RegionHeartbeatResponse {
+            region_id: region.id(),
+            region_epoch: Some(region.epoch()),
+            target_peer: Some(leader),
+            ..Default::default()
+        };
+        let change = |peer: metapb::Peer, t: eraftpb::ConfChangeType| pdpb::ChangePeer {
+            peer: Some(peer),
+            change_type: t as i32,
+        };
+        match *self {
+            OpStep::AddLearner { store_id, peer_id } => {
+                let peer = metapb::Peer {
+                    id: peer_id,
+                    store_id,
+                    role: metapb::PeerRole::Learner as i32,
+                    ..Default::default()
+                };
+                resp.change_peer = Some(change(peer, eraftpb::ConfChangeType::AddLearnerNode));
+            }
+            OpStep::PromoteLearner { store_id, peer_id } => {
+                let peer = metapb::Peer {
+                    id: peer_id,
+                    store_id,
+                    role: metapb::PeerRole::Voter as i32,
+                    ..Default::default()
+                };
+                resp.change_peer = Some(change(peer, eraftpb::ConfChangeType::AddNode));
+            }
+            OpStep::RemovePeer { store_id } => {
+                let peer = *region.peer_on_store(store_id)?;
+                resp.change_peer = Some(change(peer, eraftpb::ConfChangeType::RemoveNode));
+            }
+            OpStep::TransferLeader { to_store, .. } => {
+                let peer = *region.peer_on_store(to_store)?;
+                resp.transfer_leader = Some(pdpb::TransferLeader {
+                    peer: Some(peer),
+                    peers: Vec::new(),
+                });
+            }
+        }
+        Some(resp)
+    }
+}
+
+impl fmt::Display for OpStep {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match *self {
+            OpStep::AddLearner { store_id, peer_id } => {
+                write!(f, "add learner peer {peer_id} on store {store_id}")
+            }
+            OpStep::PromoteLearner { store_id, peer_id } => {
+                write!(f, "promote learner peer {peer_id} on store {store_id} to voter")
+            }
+            OpStep::RemovePeer { store_id } => write!(f, "remove peer on store {store_id}"),
+            OpStep::TransferLeader { from_store, to_store } => {
+                write!(f, "transfer leader from store {from_store} to store {to_store}")
+            }
+        }
+    }
+}
+
+/// Where an operator stands after looking at its region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum OpProgress {
+    /// Every step is done.
+    Finished,
+    /// Still running; this is the step to (re)send.
+    Running(OpStep),
+    /// Running, but nothing can be sent now (e.g. no voter to hand leadership to yet).
+    Waiting,
+    /// Ran out of time.
+    TimedOut,
+    /// Can no longer finish (the region changed under it).
+    Stale(String),
+}
+
+/// An operator for one region.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Operator {
+    desc: String,
+    brief: String,
+    region_id: u64,
+    /// The region's epoch when the operator was made.
+    epoch: metapb::RegionEpoch,
+    kind: OpKind,
+    steps: Vec<OpStep>,
+    /// Index of the first unfinished step.
+    current: usize,
+    created: Instant,
+    created_at: SystemTime,
+    timeout: Duration,
+    approximate_size: i64,
+}
+
+impl Operator {
+    /// An operator for `region` made of `steps`; its timeout follows its kind (10 min if it
+    /// changes membership, 10 s for leader-only operators).
+    pub fn new(desc: &str, brief: String, region: &RegionInfo, kind: OpKind, steps: Vec<OpStep>) -> Operator {
+        let mut kind = kind;
+        if steps.iter().any(OpStep::is_conf_change) {
+            kind = kind.with(OpKind::REGION);
+        }
+        if steps.iter().any(|s| !s.is_conf_change()) {
+            kind = kind.with(OpKind::LEADER);
+        }
+        let timeout = if kind.contains(OpKind::REGION) {
+            REGION_OPERATOR_TIMEOUT
+        } else {
+            LEADER_OPERATOR_TIMEOUT
+        };
+        Operator {
+            desc: desc.to_string(),
+            brief,
+            region_id: region.id(),
+            epoch: region.epoch(),
+            kind,
+            steps,
+            current: 0,
+            created: Instant::now(),
+            created_at: SystemTime::now(),
+            timeout,
+            approximate_size: region.approximate_size,
+        }
+    }
+
+    pub fn desc(&self) -> &str {
+        &self.desc
+    }
+
+    pub fn brief(&self) -> &str {
+        &self.brief
+    }
+
+    pub fn region_id(&self) -> u64 {
+        self.region_id
+    }
+
+    pub fn epoch(&self) -> metapb::RegionEpoch {
+        self.epoch
+    }
+
+    pub fn kind(&self) -> OpKind {
+        self.kind
+    }
+
+    pub fn steps(&self) -> &[OpStep] {
+        &self.steps
+    }
+
+    pub fn current_step(&self) -> usize {
+        self.current
+    }
+
+    pub fn created(&self) -> Instant {
+        self.created
+    }
+
+    pub fn created_at(&self) -> SystemTime {
+        self.created_at
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
+    }
+
+    /// Ages the operator (tests of timeouts).
+    #[cfg(test)]
+    pub fn set_created(&mut self, created: Instant) {
+        self.created = created;
+    }
+
+    pub fn is_timed_out(&self, now: Instant) -> bool {
+        now.saturating_duration_since(self.created) > self.timeout
+    }
+
+    /// The highest `conf_ver` the region may have: the creation epoch plus one per conf change
+    /// step before the current one (all done) plus one if the current step's change already
+    /// shows (a learner may be added but still pending).
+    fn max_conf_ver(&self, region: &RegionInfo) -> u64 {
+        let done = self.steps[..self.current]
+            .iter()
+            .filter(|s| s.is_conf_change())
+            .count() as u64;
+        let current = self
+            .steps
+            .get(self.current)
+            .is_some_and(|s| s.is_conf_change() && s.took_effect(region));
+        self.epoch.conf_ver + done + u64::from(current)
+    }
+
+    /// Advances over the steps `region` shows as done and tells what to do next.
+    ///
+    /// `leader_target` picks the store to hand leadership to when the current step would remove
+    /// the leader's peer (it must return a store holding a healthy voter other than the
+    /// leader's); a `TransferLeader` step is then put in front of the removal.
+    pub fn check(
+        &mut self,
+        region: &RegionInfo,
+        now: Instant,
+        leader_target: &dyn Fn(&RegionInfo, u64) -> Option<u64>,
+    ) -> OpProgress {
+        if region.id() != self.region_id {
+            return OpProgress::Stale(format!("region {} is not {}", region.id(), self.region_id));
+        }
+        let epoch = region.epoch();
+        if epoch.version != self.epoch.version {
+            return OpProgress::Stale(format!(
+                "region version moved from {} to {} (split or merge)",
+                self.epoch.version, epoch.version
+            ));
+        }
+        // Steps already done stay done even when a later step shows first (missed heartbeats).
+        while self.current < self.steps.len() && self.steps[self.current].is_finished(region) {
+            self.current += 1;
+        }
+        if self.current >= self.steps.len() {
+            return OpProgress::Finished;
+        }
+        if self.is_timed_out(now) {
+            return OpProgress::TimedOut;
+        }
+        if epoch.conf_ver > self.max_conf_ver(region) {
+            return OpProgress::Stale(format!(
+                "region conf_ver moved from {} to {}, more than this operator explains",
+                self.epoch.conf_ver, epoch.conf_ver
+            ));
+        }
+        let step = self.steps[self.current];
+        if let Some(why) = step.impossible(region) {
+            return OpProgress::Stale(why);
+        }
+        if let OpStep::RemovePeer { store_id } = step {
+            let Some(leader) = region.leader else {
+                return OpProgress::Waiting;
+            };
+            if leader.store_id == store_id {
+                let Some(to_store) = leader_target(region, store_id) else {
+                    return OpProgress::Waiting;
+                };
+                let transfer = OpStep::TransferLeader {
+                    from_store: store_id,
+                    to_store,
+                };
+                self.steps.insert(self.current, transfer);
+                self.kind = self.kind.with(OpKind::LEADER);
+                return OpProgress::Running(transfer);
+            }
+        }
+        OpProgress::Running(step)
+    }
+}
+
+impl fmt::Display for Operator {
+    /// Like PD's `Operator.String()`.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let steps: Vec<String> = self
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| format!("{i}:{{{s}}}"))
+            .collect();
+        let created = crate::http::format::rfc3339(self.created_at);
+        write!(
+            f,
+            "{} {{{}}} (kind:{}, region:{}({}, {}), createAt:{created}, startAt:{created}, currentStep:{}, size:{}, steps:[{}], timeout:[{}])",
+            self.desc,
+            self.brief,
+            self.kind,
+            self.region_id,
+            self.epoch.version,
+            self.epoch.conf_ver,
+            self.current,
+            self.approximate_size,
+            steps.join(", "),
+            crate::duration::ReadableDuration(self.timeout),
+        )
+    }
+}
+
+#[cfg(test)]
+#[path = "operator_tests.rs"]
+mod tests;
