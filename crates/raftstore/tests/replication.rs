@@ -1,0 +1,540 @@
+//! Replication through raftstore: a multi-store cluster in one process (see `cluster/mod.rs`)
+//! under leader failures, partitions, lagging followers, membership changes and leader
+//! transfers. Every test checks that no acknowledged write is lost, on every replica's engine.
+
+mod cluster;
+
+use std::time::{Duration, Instant};
+
+use atoll_proto::metapb::PeerRole;
+use cluster::*;
+use raft::eraftpb::MessageType;
+use raftstore::{Error, PeerChange, RegionState};
+
+fn pair(prefix: &str, i: usize) -> (Vec<u8>, Vec<u8>) {
+    (
+        format!("{prefix}{i:04}").into_bytes(),
+        format!("{prefix}-value-{i}").into_bytes(),
+    )
+}
+
+async fn put_many(c: &Client, prefix: &str, range: std::ops::Range<usize>) -> Vec<(Vec<u8>, Vec<u8>)> {
+    let mut out = vec![];
+    for i in range {
+        let (k, v) = pair(prefix, i);
+        c.must_put(&k, &v).await;
+        out.push((k, v));
+    }
+    out
+}
+
+/// Waits until a store other than `old` leads the region (a newer term than `old`'s).
+async fn wait_new_leader(c: &Client, old: u64) -> u64 {
+    let deadline = Instant::now() + MUST_TIMEOUT;
+    loop {
+        if let Some((s, _)) = c.leader(REGION).await {
+            if s != old {
+                return s;
+            }
+        }
+        assert!(Instant::now() < deadline, "no leader other than store {old}");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+/// 1. The leader's store stops: the other two elect a leader and keep taking writes; the
+///    stopped store, restarted over its engines, catches up with everything.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_down_elects_new_leader_and_restarted_store_catches_up() {
+    let mut c = Cluster::run(3, 3, test_config()).await;
+    let mut acked = put_many(&c, "a", 0..10).await;
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+
+    let old = c.leader_of(REGION).await;
+    c.stop_store(old);
+    let new = wait_new_leader(&c, old).await;
+    assert_ne!(new, old);
+    acked.extend(put_many(&c, "b", 0..10).await);
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|s| *s != old).collect();
+    c.must_have_on_stores(&others, &acked).await;
+    assert!(
+        c.get_on_store(old, b"b0000").is_none(),
+        "a stopped store applied a write"
+    );
+
+    c.start_store(old);
+    c.must_have_on_store(old, &acked).await;
+    for (k, v) in &acked {
+        assert_eq!(c.must_get(k).await.as_ref(), Some(v));
+    }
+    // The restarted store is a working replica again: it follows and applies new writes.
+    let more = put_many(&c, "c", 0..3).await;
+    c.must_have_on_stores(&[1, 2, 3], &more).await;
+    assert!(c.fatal_events().is_empty());
+}
+
+/// 2. The leader is cut off from the two others while a client keeps writing: every write
+///    acknowledged before, during and after the partition is on every store once it heals,
+///    and the old leader stepped down.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn partitioned_leader_loses_no_acknowledged_write() {
+    let c = Cluster::run(3, 3, test_config()).await;
+    let writer = Writer::start(c.client(), "w");
+    writer.wait_more(20).await;
+
+    let old = c.leader_of(REGION).await;
+    let others: Vec<u64> = [1, 2, 3].into_iter().filter(|s| *s != old).collect();
+    c.add_filter(partition(&[old], &others));
+    let new = wait_new_leader(&c, old).await;
+    writer.wait_more(20).await;
+
+    c.clear_filters();
+    writer.wait_more(20).await;
+    let acked = writer.stop().await;
+    assert!(acked.len() >= 60);
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+
+    let new_term = c
+        .region_info(new, REGION)
+        .await
+        .expect("new leader's region")
+        .term;
+    let old_info = c
+        .wait_region_on(old, REGION, "the old leader following", |i| {
+            !i.is_leader && i.term >= new_term
+        })
+        .await;
+    assert!(!old_info.is_leader);
+    for (k, v) in acked.iter().step_by(7) {
+        assert_eq!(c.must_get(k).await.as_ref(), Some(v));
+    }
+}
+
+fn refused(outcome: &Outcome<Option<Vec<u8>>>) -> bool {
+    matches!(
+        outcome,
+        Err(Failure::Raft(
+            Error::NotLeader { .. } | Error::ReadIndexNotReady { .. }
+        )) | Err(Failure::Timeout)
+    )
+}
+
+/// 3. A leader partitioned alone serves neither reads nor writes: its reads fail in bounded
+///    time (even while it still believes it leads), its writes are never acknowledged, and
+///    nothing it accepted alone survives the heal.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn minority_leader_serves_neither_reads_nor_writes() {
+    let c = Cluster::run(3, 3, test_config()).await;
+    c.must_put(b"k", b"v1").await;
+    let old = c.leader_of(REGION).await;
+    assert_eq!(
+        c.read_on(old, REGION, b"k", ATTEMPT_TIMEOUT)
+            .await
+            .expect("read on the leader"),
+        Some(b"v1".to_vec())
+    );
+
+    c.add_filter(isolate(old));
+    // Right away, while the isolated peer still believes it leads (and may hold a lease).
+    let early_read = {
+        let client = c.client();
+        tokio::spawn(async move {
+            let t = Instant::now();
+            let r = client.read_on(old, REGION, b"k", Duration::from_secs(5)).await;
+            (r, t, t.elapsed())
+        })
+    };
+    let minority_write = {
+        let client = c.client();
+        tokio::spawn(async move {
+            client
+                .write_on(old, REGION, vec![put(b"m", b"minority")], Duration::from_secs(60))
+                .await
+        })
+    };
+
+    let new = wait_new_leader(&c, old).await;
+    c.must_put(b"k", b"v2").await;
+    let v2_acked = Instant::now();
+
+    // Issued before the majority acknowledged anything newer: a lease read of v1 is fine.
+    let (r, started, took) = early_read.await.expect("read task");
+    assert!(
+        refused(&r) || (matches!(&r, Ok(Some(v)) if v == b"v1") && started < v2_acked),
+        "isolated leader answered a read with {r:?}"
+    );
+    assert!(took < Duration::from_secs(3), "read refused only after {took:?}");
+
+    // After the majority acknowledged v2: the old leader must not serve v1 (or anything).
+    let t = Instant::now();
+    let r = c.read_on(old, REGION, b"k", Duration::from_secs(5)).await;
+    assert!(
+        refused(&r),
+        "isolated leader answered a read after a newer write: {r:?}"
+    );
+    assert!(
+        t.elapsed() < Duration::from_secs(3),
+        "read refused only after {:?}",
+        t.elapsed()
+    );
+    let w = c
+        .write_on(old, REGION, vec![put(b"m2", b"minority")], Duration::from_secs(1))
+        .await;
+    assert!(w.is_err(), "isolated peer acknowledged a write");
+    let info = c
+        .region_info(old, REGION)
+        .await
+        .expect("region on the old leader");
+    assert!(
+        !info.is_leader,
+        "check-quorum should have made the isolated leader step down"
+    );
+
+    c.clear_filters();
+    c.must_put(b"k", b"v3").await;
+    c.must_have_on_stores(&[1, 2, 3], &[(b"k".to_vec(), b"v3".to_vec())])
+        .await;
+    let w = tokio::time::timeout(MUST_TIMEOUT, minority_write)
+        .await
+        .expect("the minority write is answered once the partition heals")
+        .expect("write task");
+    assert!(
+        w.is_err(),
+        "a write accepted by an isolated leader was acknowledged"
+    );
+    for s in [1, 2, 3] {
+        assert_eq!(
+            c.get_on_store(s, b"m"),
+            None,
+            "store {s} applied a minority write"
+        );
+        assert_eq!(
+            c.get_on_store(s, b"m2"),
+            None,
+            "store {s} applied a minority write"
+        );
+    }
+    assert_eq!(c.must_get(b"m").await, None);
+    assert_eq!(c.leader_of(REGION).await, new);
+}
+
+/// 4. A follower cut off while the leader compacts its log past the follower's position
+///    catches up by snapshot once it is back.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lagging_follower_catches_up_by_snapshot() {
+    let c = Cluster::run(3, 3, snapshot_config()).await;
+    let mut acked = put_many(&c, "s", 0..10).await;
+    let leader = c.leader_of(REGION).await;
+    let follower = [1, 2, 3].into_iter().find(|s| *s != leader).expect("follower");
+    c.must_have_on_store(follower, &acked).await;
+
+    let applied_before = c
+        .apply_state(follower, REGION)
+        .expect("apply state")
+        .applied_index;
+    let snaps_before = c.net.snapshots_received(follower);
+    let metric_before = raftstore::metrics::SNAPSHOT_TOTAL
+        .with_label_values(&["applied"])
+        .get();
+
+    c.add_filter(isolate(follower));
+    acked.extend(put_many(&c, "t", 0..60).await);
+    let leader = c.leader_of(REGION).await;
+    wait_until(
+        "the leader compacted its log past the follower",
+        MUST_TIMEOUT,
+        || {
+            c.apply_state(leader, REGION)
+                .is_some_and(|a| a.truncated_index > applied_before)
+        },
+    )
+    .await;
+    assert_eq!(c.get_on_store(follower, b"t0000"), None);
+
+    c.clear_filters();
+    c.must_have_on_store(follower, &acked).await;
+    assert!(
+        c.net.snapshots_received(follower) > snaps_before,
+        "the follower caught up without a snapshot"
+    );
+    let after = c.apply_state(follower, REGION).expect("apply state");
+    assert!(
+        after.truncated_index > applied_before,
+        "the follower's log start did not jump: {after:?} (applied before: {applied_before})"
+    );
+    assert!(
+        raftstore::metrics::SNAPSHOT_TOTAL
+            .with_label_values(&["applied"])
+            .get()
+            > metric_before
+    );
+    assert_eq!(
+        c.local_region(follower, REGION).expect("region").state,
+        RegionState::Normal
+    );
+    // And it keeps replicating by log afterwards.
+    let more = put_many(&c, "u", 0..5).await;
+    c.must_have_on_stores(&[1, 2, 3], &more).await;
+}
+
+/// 5. Membership changes under a concurrent writer: add a 4th voter, remove one, then one
+///    joint change that promotes a learner and demotes a voter. No acknowledged write is lost
+///    and every member agrees on the final membership; the removed store holds nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conf_changes_under_concurrent_writes() {
+    let c = Cluster::run(5, 3, test_config()).await;
+    let writer = Writer::start(c.client(), "cc");
+    writer.wait_more(10).await;
+
+    let p4 = c.must_add_peer(REGION, 4).await;
+    writer.wait_more(10).await;
+
+    let leader = c.leader_of(REGION).await;
+    let removed_store = [3, 2, 1].into_iter().find(|s| *s != leader).expect("a follower");
+    let removed = c.must_remove_peer(REGION, removed_store).await;
+    writer.wait_more(10).await;
+    c.wait_region_gone(removed_store, REGION).await;
+
+    let p5 = c.must_add_learner(REGION, 5).await;
+    writer.wait_more(5).await;
+    let leader = c.leader_of(REGION).await;
+    let region = c.leader_region(REGION).await;
+    let demoted = *region
+        .peers
+        .iter()
+        .find(|p| p.store_id != leader && p.store_id != 5 && p.store_id != 4)
+        .expect("a voter to demote");
+    c.must_change_peer(
+        REGION,
+        vec![PeerChange::AddVoter(p5), PeerChange::AddLearner(demoted)],
+    )
+    .await;
+    // raft-rs leaves the joint configuration by itself.
+    wait_for(
+        "the region left its joint configuration",
+        MUST_TIMEOUT,
+        || async {
+            let r = c.leader_region(REGION).await;
+            members(&r)
+                .iter()
+                .all(|(_, _, role)| matches!(role, PeerRole::Voter | PeerRole::Learner))
+        },
+    )
+    .await;
+    writer.wait_more(10).await;
+    let acked = writer.stop().await;
+
+    let region = c.leader_region(REGION).await;
+    let got = members(&region);
+    let leader = c.leader_of(REGION).await;
+    let leader_peer = region
+        .peers
+        .iter()
+        .find(|p| p.store_id == leader)
+        .expect("leader peer")
+        .id;
+    let role_of = |id: u64| got.iter().find(|(p, _, _)| *p == id).map(|(_, _, r)| *r);
+    assert_eq!(role_of(p4.id), Some(PeerRole::Voter), "{got:?}");
+    assert_eq!(role_of(p5.id), Some(PeerRole::Voter), "{got:?}");
+    assert_eq!(role_of(demoted.id), Some(PeerRole::Learner), "{got:?}");
+    assert_eq!(role_of(removed.id), None, "{got:?}");
+    assert_eq!(role_of(leader_peer), Some(PeerRole::Voter), "{got:?}");
+    assert_eq!(got.len(), 4, "{got:?}");
+    assert_eq!(
+        region.region_epoch.expect("epoch").conf_ver,
+        1 + 2 * 3 + 1 + 1 + 2 + 1
+    );
+
+    let member_stores: Vec<u64> = got.iter().map(|(_, s, _)| *s).collect();
+    c.must_have_members(&member_stores, REGION, &got).await;
+    c.must_have_on_stores(&member_stores, &acked).await;
+    assert!(c.region_info(removed_store, REGION).await.is_none());
+    assert_eq!(
+        c.local_region(removed_store, REGION).expect("tombstone").state,
+        RegionState::Tombstone
+    );
+    assert_eq!(c.data_key_count(removed_store, b"", b""), 0);
+    for (k, v) in acked.iter().step_by(5) {
+        assert_eq!(c.must_get(k).await.as_ref(), Some(v));
+    }
+}
+
+/// 6. Leadership moves twice while a client writes: writes keep being answered (errors are
+///    retried) and leadership ends where it was sent.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_transfer_under_concurrent_writes() {
+    let c = Cluster::run(3, 3, test_config()).await;
+    let writer = Writer::start(c.client(), "lt");
+    writer.wait_more(10).await;
+
+    let first = c.leader_of(REGION).await;
+    let second = [1, 2, 3].into_iter().find(|s| *s != first).expect("follower");
+    let third = [1, 2, 3]
+        .into_iter()
+        .find(|s| *s != first && *s != second)
+        .expect("follower");
+    c.must_transfer_leader(REGION, second).await;
+    writer.wait_more(20).await;
+    c.must_transfer_leader(REGION, third).await;
+    writer.wait_more(20).await;
+    let acked = writer.stop().await;
+
+    assert_eq!(c.leader_of(REGION).await, third);
+    let info = c.region_info(third, REGION).await.expect("region");
+    assert!(info.is_leader);
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+    for (k, v) in acked.iter().step_by(5) {
+        assert_eq!(c.must_get(k).await.as_ref(), Some(v));
+    }
+}
+
+/// Whether a message may create a peer on a store that lacks its region (see the store loop).
+fn is_creating(env: &raftstore::RaftEnvelope) -> bool {
+    let m = &env.message;
+    !env.is_tombstone
+        && match m.get_msg_type() {
+            MessageType::MsgHeartbeat => m.commit == 0,
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote => true,
+            _ => false,
+        }
+}
+
+/// Replays `envs` to `store` and checks its loop handled them without answering for the
+/// region (a recreated peer would answer a heartbeat or a vote at once).
+async fn replay_creates_nothing(c: &Cluster, store: u64, envs: &[raftstore::RaftEnvelope]) {
+    let before = c.net.sent_by(store, REGION);
+    let router = c.router(store).expect("store running");
+    for env in envs {
+        router.send_raft(env.clone()).expect("send");
+    }
+    // Two round trips through the loop: every replayed message was stepped and any answer
+    // handed to the transport by the time the second one returns.
+    c.region_infos(store).await.expect("infos");
+    c.region_infos(store).await.expect("infos");
+    assert_eq!(
+        c.net.sent_by(store, REGION),
+        before,
+        "a stale message brought the removed peer back to life"
+    );
+    assert!(c.region_info(store, REGION).await.is_none());
+    assert_eq!(
+        c.local_region(store, REGION).expect("tombstone").state,
+        RegionState::Tombstone
+    );
+}
+
+/// 7. A removed peer is destroyed: its store drops the region, its data and log, and keeps a
+///    tombstone; stale messages addressed to it (replayed, also after a restart) do not bring
+///    it back. A new peer on the same store is then added normally.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn removed_peer_is_destroyed_and_stays_dead() {
+    let mut c = Cluster::new(3, test_config());
+    c.bootstrap();
+    c.start();
+    c.leader_of(REGION).await;
+    c.must_add_peer(REGION, 2).await;
+    let (f, captured) = capture(|_, env| env.to_peer.store_id == 3 && is_creating(env));
+    let capture_id = c.add_filter(f);
+    let removed = c.must_add_peer(REGION, 3).await;
+    c.remove_filter(capture_id);
+    let stale: Vec<_> = captured.take().into_iter().map(|(_, e)| e).collect();
+    assert!(
+        !stale.is_empty(),
+        "no peer-creating message to store 3 was captured"
+    );
+
+    let acked = put_many(&c, "d", 0..20).await;
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+    c.must_transfer_leader(REGION, 1).await;
+    c.must_remove_peer(REGION, 3).await;
+    c.wait_region_gone(3, REGION).await;
+
+    wait_until("store 3 persisted a tombstone", MUST_TIMEOUT, || {
+        c.local_region(3, REGION)
+            .is_some_and(|r| r.state == RegionState::Tombstone)
+    })
+    .await;
+    let tomb = c.local_region(3, REGION).expect("tombstone");
+    assert!(tomb.apply.is_none());
+    assert!(tomb.region.peers.iter().any(|p| p.id == removed.id));
+    assert_eq!(
+        c.data_key_count(3, b"", b""),
+        0,
+        "the removed peer's data is left"
+    );
+    assert_eq!(c.raft_log_len(3, REGION), 0, "the removed peer's log is left");
+    assert!(c.apply_state(3, REGION).is_none());
+
+    replay_creates_nothing(&c, 3, &stale).await;
+    c.restart_store(3);
+    replay_creates_nothing(&c, 3, &stale).await;
+
+    // The region goes on without store 3, and takes a new peer there.
+    let more = put_many(&c, "e", 0..5).await;
+    c.must_have_on_stores(&[1, 2], &more).await;
+    let again = c.must_add_peer(REGION, 3).await;
+    assert_ne!(again.id, removed.id);
+    c.must_have_on_store(3, &acked).await;
+    c.must_have_on_store(3, &more).await;
+    assert_eq!(
+        c.local_region(3, REGION).expect("region").state,
+        RegionState::Normal
+    );
+}
+
+/// 7b. A peer removed while cut off never sees its removal in its log; once back, the
+///     others tell it (its votes come from outside the region) and it destroys itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_removed_while_partitioned_is_destroyed_after_heal() {
+    let c = Cluster::run(3, 3, test_config()).await;
+    let acked = put_many(&c, "p", 0..5).await;
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+    c.must_transfer_leader(REGION, 1).await;
+
+    c.add_filter(isolate(3));
+    c.must_remove_peer(REGION, 3).await;
+    let more = put_many(&c, "q", 0..5).await;
+    assert!(
+        c.region_info(3, REGION).await.is_some(),
+        "the isolated peer cannot know it was removed"
+    );
+
+    c.clear_filters();
+    c.wait_region_gone(3, REGION).await;
+    wait_until("store 3 persisted a tombstone", MUST_TIMEOUT, || {
+        c.local_region(3, REGION)
+            .is_some_and(|r| r.state == RegionState::Tombstone)
+    })
+    .await;
+    assert_eq!(c.data_key_count(3, b"", b""), 0);
+    c.must_have_on_stores(&[1, 2], &more).await;
+    let region = c.leader_region(REGION).await;
+    assert_eq!(region.peers.len(), 2);
+}
+
+/// Delayed and dropped messages: writes commit through a slow network, and through a
+/// follower that loses every append (the other one is enough); the follower catches up once
+/// the appends flow again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delayed_and_dropped_messages() {
+    let c = Cluster::run(3, 3, test_config()).await;
+    let delay = c.add_filter(delay_region(REGION, Duration::from_millis(30)));
+    let t = Instant::now();
+    let mut acked = put_many(&c, "x", 0..5).await;
+    assert!(
+        t.elapsed() >= Duration::from_millis(5 * 60),
+        "writes were not delayed: {:?}",
+        t.elapsed()
+    );
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+    c.remove_filter(delay);
+
+    let leader = c.leader_of(REGION).await;
+    let follower = [1, 2, 3].into_iter().find(|s| *s != leader).expect("follower");
+    c.add_filter(drop_type_to(MessageType::MsgAppend, follower));
+    let cut = put_many(&c, "y", 0..10).await;
+    assert_eq!(c.get_on_store(follower, b"y0000"), None);
+    acked.extend(cut);
+    c.clear_filters();
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+}
