@@ -80,6 +80,8 @@ pub(crate) struct Peer<ER: KvEngine, S> {
     pub leader_since: Instant,
     /// Other peers as learned from their messages (an uninitialized peer has no region yet).
     pub peer_cache: HashMap<u64, metapb::Peer>,
+    /// Pending peers last told to PD (the leader heartbeats again when this changes).
+    pub reported_pending: usize,
 }
 
 pub(crate) struct PeerConfig {
@@ -123,6 +125,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             last_heard: HashMap::new(),
             leader_since: Instant::now(),
             peer_cache: HashMap::new(),
+            reported_pending: 0,
         })
     }
 
@@ -159,7 +162,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             .filter_map(|p| {
                 let since = self.last_heard.get(&p.id).copied().unwrap_or(self.leader_since);
                 let idle = now.saturating_duration_since(since);
-                (idle >= max_down).then(|| (*p, idle.as_secs()))
+                (idle >= max_down).then_some((*p, idle.as_secs()))
             })
             .collect()
     }
@@ -295,7 +298,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             return Ok(());
         }
         let target = self.region().peers.iter().find(|p| p.id == to.id);
-        if !target.is_some_and(|p| conf_change::role(p) == metapb::PeerRole::Voter) {
+        if target.is_none_or(|p| conf_change::role(p) != metapb::PeerRole::Voter) {
             return Err(Error::InvalidConfChange {
                 region_id: self.region_id(),
                 message: format!("transfer leader target {} is not a voter", to.id),

@@ -431,11 +431,19 @@ impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
     /// Snapshots are generated off the store loop: the first call asks for one (the store loop
     /// hands the job to the snapshot worker) and later calls return it once it is ready and
     /// recent enough.
-    fn snapshot(&self, request_index: u64, _to: u64) -> raft::Result<Snapshot> {
+    fn snapshot(&self, request_index: u64, to: u64) -> raft::Result<Snapshot> {
         let mut gen = self.snap_gen.borrow_mut();
         if let SnapGen::Ready(s) = &*gen {
-            let index = s.get_metadata().index;
-            if index >= request_index && index >= self.apply_state.truncated_index {
+            let md = s.get_metadata();
+            let cs = md.get_conf_state();
+            // A snapshot taken before `to` joined the region does not let it in.
+            let has_to = cs
+                .get_voters()
+                .iter()
+                .chain(cs.get_learners())
+                .chain(cs.get_voters_outgoing())
+                .any(|id| *id == to);
+            if has_to && md.index >= request_index && md.index >= self.apply_state.truncated_index {
                 return Ok(s.clone());
             }
             *gen = SnapGen::Idle;

@@ -39,7 +39,7 @@ pub struct RegionInfo {
 #[derive(Debug, Clone)]
 pub enum StoreEvent {
     /// This store's peer became leader of the region, or the region changed while leading.
-    LeaderChanged(RegionInfo),
+    LeaderChanged(Box<RegionInfo>),
     /// The store loop cannot persist any more and stopped: the node must stop serving.
     Fatal(String),
 }

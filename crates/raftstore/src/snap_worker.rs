@@ -37,11 +37,10 @@ pub(crate) enum SnapTask<S> {
     },
 }
 
-pub(crate) fn spawn<EK: KvEngine>(
-    kv: EK,
-    mgr: SnapManager,
-    router: Router<EK::Snap>,
-) -> Result<(Sender<SnapTask<EK::Snap>>, JoinHandle<()>)> {
+/// The worker's task queue and thread.
+pub(crate) type Worker<S> = (Sender<SnapTask<S>>, JoinHandle<()>);
+
+pub(crate) fn spawn<EK: KvEngine>(kv: EK, mgr: SnapManager, router: Router<EK::Snap>) -> Result<Worker<EK::Snap>> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let handle = std::thread::Builder::new()
         .name("snap-worker".into())

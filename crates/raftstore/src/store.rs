@@ -284,6 +284,15 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             peer.raw.tick();
             peer.expire_reads(read_timeout);
             peer.maybe_leave_joint();
+            // Tell PD at once when a pending peer caught up (or a new one fell behind): its
+            // operators wait on exactly that.
+            if peer.is_leader() && peer.region().peers.len() > 1 {
+                let pending = peer.pending_peers().len();
+                if pending != peer.reported_pending {
+                    peer.reported_pending = pending;
+                    let _ = self.events.send(StoreEvent::LeaderChanged(Box::new(peer.info())));
+                }
+            }
         }
     }
 
@@ -782,7 +791,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 "became leader"
             );
             peer.on_became_leader();
-            let _ = self.events.send(StoreEvent::LeaderChanged(peer.info()));
+            let _ = self.events.send(StoreEvent::LeaderChanged(Box::new(peer.info())));
         } else {
             peer.on_lost_leadership();
         }
@@ -843,7 +852,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             } else if outcome.region_changed {
                 if let Some(peer) = self.peers.get(&id) {
                     if peer.is_leader() {
-                        let _ = self.events.send(StoreEvent::LeaderChanged(peer.info()));
+                        let _ = self.events.send(StoreEvent::LeaderChanged(Box::new(peer.info())));
                     }
                 }
             }

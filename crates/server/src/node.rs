@@ -381,7 +381,12 @@ pub async fn run(
         tracing::info!("shutting down");
     }
     let _ = stop_tx.send(true);
-    let _ = grpc_task.await;
+    // Other nodes keep their Raft streams to this one open: give in-flight requests a moment,
+    // then close the listener's connections without waiting for those streams to end.
+    let grpc_abort = grpc_task.abort_handle();
+    if tokio::time::timeout(Duration::from_secs(2), grpc_task).await.is_err() {
+        grpc_abort.abort();
+    }
     let _ = status_task.await;
     tokio::task::spawn_blocking(move || store_handle.shutdown())
         .await

@@ -38,7 +38,9 @@ impl RaftKv {
             peer_id: 0,
             conf_ver: epoch.conf_ver,
             version: epoch.version,
-            term: 0,
+            // Non-zero when a write was computed from a snapshot of that term (or the client
+            // pinned one): raftstore refuses it if the leader's term moved on.
+            term: ctx.term,
             replica_read: ctx.replica_read,
         })
     }
@@ -53,6 +55,7 @@ impl Engine for RaftKv {
         Ok(RegionSnapshot {
             snapshot: resp.snapshot,
             region: resp.region,
+            term: resp.term,
         })
     }
 

@@ -11,6 +11,21 @@ use crate::Result;
 pub struct RegionSnapshot<S> {
     pub snapshot: S,
     pub region: metapb::Region,
+    /// The leader's term the snapshot was read in (0: unknown).
+    pub term: u64,
+}
+
+impl<S> RegionSnapshot<S> {
+    /// The context for a write computed from this snapshot: it carries the snapshot's term, so
+    /// the write is refused (a `StaleCommand` region error) if leadership changed in between and
+    /// the data it was computed from may be stale.
+    pub fn write_context(&self, ctx: &kvrpcpb::Context) -> kvrpcpb::Context {
+        let mut c = ctx.clone();
+        if self.term != 0 {
+            c.term = self.term;
+        }
+        c
+    }
 }
 
 /// Replicated key-value access for one region at a time (the region named in the context).

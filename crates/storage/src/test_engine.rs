@@ -41,6 +41,7 @@ impl Engine for TestEngine {
             }));
         }
         Ok(RegionSnapshot {
+            term: 0,
             snapshot: self.engine.snapshot(),
             region: self.region.clone(),
         })

@@ -275,7 +275,7 @@ impl<E: Engine> RawStorage<E> {
         }
         let stored = RawValue::with_ttl(value, ttl, now).encode();
         self.write(
-            ctx,
+            &snap.write_context(ctx),
             vec![Modify::Put {
                 cf,
                 key: rkey,

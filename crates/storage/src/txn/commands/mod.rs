@@ -132,7 +132,7 @@ impl<E: Engine> TxnStorage<E> {
         let reader = MvccReader::new(&snap.snapshot);
         let mut txn = MvccTxn::new();
         let out = actions(&mut txn, &reader)?;
-        self.write(ctx, txn).await?;
+        self.write(&snap.write_context(ctx), txn).await?;
         Ok(out)
     }
 }

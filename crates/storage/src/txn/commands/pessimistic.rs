@@ -79,7 +79,7 @@ impl<E: Engine> TxnStorage<E> {
                 }
             }
             let Some((key, err)) = blocked else {
-                self.write(ctx, txn).await?;
+                self.write(&snap.write_context(ctx), txn).await?;
                 return Ok(results);
             };
             let lock_ts = match &err {

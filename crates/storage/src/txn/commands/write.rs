@@ -131,7 +131,7 @@ impl<E: Engine> TxnStorage<E> {
         // A retry that found every key already prewritten reports what the first attempt
         // wrote (a fresh floor would not match the locks a resolver reads).
         if locks.is_empty() && duplicates > 0 && props.use_async_commit {
-            self.write(ctx, txn).await?;
+            self.write(&snap.write_context(ctx), txn).await?;
             return Ok(PrewriteResponse {
                 errors: vec![],
                 min_commit_ts: if duplicate_fell_back {
@@ -157,7 +157,7 @@ impl<E: Engine> TxnStorage<E> {
             }
             g.update(&updated);
         }
-        self.write(ctx, txn).await?;
+        self.write(&snap.write_context(ctx), txn).await?;
         drop(mem_guard);
         // Zero means "not async commit" (or fell back to 2PC); keys an earlier attempt already
         // prewrote keep their floors, and the answer covers them all.
