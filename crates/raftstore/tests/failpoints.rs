@@ -333,3 +333,60 @@ async fn follower_crash_before_snapshot_apply_task() {
     let more = put_many(&c, "u", 0..5, 8).await;
     c.must_have_on_stores(&[1, 2, 3], &more).await;
 }
+
+/// A peer told it was removed (by a tombstone notice) while the snapshot worker is halfway
+/// through applying a snapshot for it: once destroyed, the peer must stay destroyed. The
+/// worker must not write the rest of the data and the `Normal` state over the tombstone, and
+/// the store must restart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: destroying a peer does not stop its running snapshot apply, which then writes Normal over the tombstone"]
+async fn peer_destroyed_while_applying_snapshot_stays_destroyed() {
+    let _turn = FAILPOINTS.lock().await;
+    let mut c = Cluster::run(4, 3, test_config()).await;
+    // More than one apply batch of data, so the worker can be stopped halfway.
+    put_many(&c, "big", 0..40, 128 << 10).await;
+    let leader = c.leader_of(REGION).await;
+
+    let (cap, from_learner) = capture(move |from, env| from == 4 && env.to_peer.store_id == leader);
+    c.add_filter(cap);
+    let fp = Failpoint::actions("snap_apply_between_batches", "pause");
+    let learner = c.alloc_peer(4);
+    c.must_change_peer(REGION, vec![PeerChange::AddLearner(learner)])
+        .await;
+    wait_state(&c, 4, RegionState::Applying).await;
+    wait_until("the worker wrote its first batch", MUST_TIMEOUT, || {
+        c.data_key_count(4, b"", b"") > 0
+    })
+    .await;
+
+    // Removed meanwhile; a message it sent before arrives late at the leader, which answers
+    // with a tombstone notice.
+    c.must_change_peer(REGION, vec![PeerChange::Remove(learner)])
+        .await;
+    let (_, late) = from_learner
+        .take()
+        .into_iter()
+        .next()
+        .expect("a message from the learner");
+    c.router(leader).expect("leader").send_raft(late).expect("send");
+    wait_state(&c, 4, RegionState::Tombstone).await;
+
+    // The worker resumes and finishes; stopping the store waits for it.
+    drop(fp);
+    c.stop_store(4);
+    let loaded = raftstore::load_local_regions(c.kv(4));
+    assert!(
+        loaded.is_ok(),
+        "store 4 can no longer load its regions: {:?}",
+        loaded.err()
+    );
+    let state = c.local_region(4, REGION).expect("region").state;
+    let keys = c.data_key_count(4, b"", b"");
+    assert_eq!(
+        (state, keys),
+        (RegionState::Tombstone, 0),
+        "the destroyed peer's region state and data came back"
+    );
+    c.start_store(4);
+    assert!(c.region_info(4, REGION).await.is_none());
+}

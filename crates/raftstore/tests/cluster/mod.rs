@@ -705,6 +705,30 @@ impl Client {
             .map_err(|e| Failure::Raft(Error::Engine(e.to_string())))
     }
 
+    /// One follower (replica) read of `key` from `store`'s peer of `region`: the peer asks the
+    /// leader for a read index and answers once it applied up to it.
+    pub async fn replica_read_on(
+        &self,
+        store: u64,
+        region: u64,
+        key: &[u8],
+        timeout: Duration,
+    ) -> Outcome<Option<Vec<u8>>> {
+        let router = self.router(store).ok_or(Failure::StoreDown)?;
+        let info = self
+            .region_info(store, region)
+            .await
+            .ok_or(Failure::Raft(Error::RegionNotFound(region)))?;
+        let header = CmdHeader {
+            replica_read: true,
+            ..header_of(&info.region)
+        };
+        let resp = attempt(timeout, router.read(header)).await?;
+        resp.snapshot
+            .get_cf(CF_DEFAULT, &data_key(key))
+            .map_err(|e| Failure::Raft(Error::Engine(e.to_string())))
+    }
+
     /// One write to the current leader.
     pub async fn try_write(&self, modifies: Vec<Modify>) -> Outcome<()> {
         let Some((store, _)) = self.leader(REGION).await else {
@@ -1015,6 +1039,8 @@ struct StoreSlot {
 pub struct Cluster {
     client: Client,
     pub cfg: StoreConfig,
+    /// Per-store configuration replacing `cfg` (store ids are filled in).
+    pub store_cfgs: HashMap<u64, StoreConfig>,
     stores: BTreeMap<u64, StoreSlot>,
     fatal: Vec<(u64, String)>,
     // Last: the engines close before their directory goes.
@@ -1067,6 +1093,7 @@ impl Cluster {
                 next_peer_id: Arc::new(AtomicU64::new(1001)),
             },
             cfg,
+            store_cfgs: HashMap::new(),
             stores,
             fatal: vec![],
             dir,
@@ -1123,7 +1150,7 @@ impl Cluster {
         assert!(slot.handle.is_none(), "store {id} is running");
         let cfg = StoreConfig {
             store_id: id,
-            ..self.cfg.clone()
+            ..self.store_cfgs.get(&id).unwrap_or(&self.cfg).clone()
         };
         let regions = load_local_regions(&slot.kv).expect("load regions");
         let snap_mgr = SnapManager::new(&slot.snap_dir).expect("snap dir");
