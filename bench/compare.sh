@@ -220,6 +220,24 @@ for _ in $(seq 1 240); do
     sleep 0.5
 done
 grep -q "playground is ready" "$WORK/playground.out" || { cat "$WORK/playground.out" >&2; exit 1; }
+# Every region must have its three voters, caught up, before anything is measured.
+replicated() {
+    "$ATOLL" ctl --pd "127.0.0.1:$PD_PORT" regions 2>/dev/null | python3 -c '
+import json, sys
+regions = json.load(sys.stdin).get("regions", [])
+ok = regions and all(
+    len(r.get("peers", [])) == 3
+    and all(p.get("role_name", "Voter") == "Voter" for p in r["peers"])
+    and not r.get("pending_peers")
+    for r in regions)
+sys.exit(0 if ok else 1)'
+}
+for _ in $(seq 1 120); do
+    replicated && break
+    sleep 0.5
+done
+replicated || { log "regions did not reach 3 caught-up replicas"; "$ATOLL" ctl --pd "127.0.0.1:$PD_PORT" regions >&2; exit 1; }
+log "every region has 3 replicas"
 n=0
 for child in $(pgrep -P "$PLAYGROUND"); do
     n=$(( n + 1 )); limit_pid "atoll-$n" "$child"
@@ -231,9 +249,9 @@ TABLE=$WORK/table.md
 "$ATOLL" bench compare --pd "127.0.0.1:$PD_PORT" --etcd "$ENDPOINTS" \
     --workloads "$WORKLOADS" --clients "$CLIENTS" --duration "$DURATION" --records "$RECORDS" \
     --value-size 256 --limits-dir "$WORK" --json "$RESULT_JSON" \
-    --note "Atoll: 3 nodes + PD, raw API V2, ONE replica per region (replication not built yet); etcd: 3 members, every write replicated to a quorum." \
+    --note "Atoll: 3 nodes + PD, raw API V2, 3 replicas per region (every write on a quorum); etcd: 3 members, every write replicated to a quorum." \
     --note "Durability: both fsync their log before acknowledging a write (etcd's default; Atoll's Raft log write is synced)." \
-    --note "Reads: linearizable on both (Atoll ReadIndex, etcd default Range). etcd requests go round-robin to all members." \
+    --note "Reads: linearizable on both (Atoll leader lease, ReadIndex when the lease lapsed; etcd default Range). etcd requests go round-robin to all members." \
     --note "Memory: each server capped at $MEM ($LIMITER); etcd with --quota-backend-bytes 2 GiB and revision auto-compaction." \
     --note "Binaries: $(basename "$ATOLL_BIN_DIR") build of Atoll; $ETCD_VERSION." \
     | tee "$TABLE"

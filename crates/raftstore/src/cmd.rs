@@ -94,6 +94,22 @@ impl<'a> Reader<'a> {
     }
 }
 
+/// The encoded size of a write command carrying `modifies` (see the layout above).
+pub fn write_encoded_len(modifies: &[Modify]) -> usize {
+    let fixed = 1 + 4 * 8 + 1 + 4;
+    fixed
+        + modifies
+            .iter()
+            .map(|m| {
+                2 + match m {
+                    Modify::Put { key, value, .. } => 8 + key.len() + value.len(),
+                    Modify::Delete { key, .. } => 4 + key.len(),
+                    Modify::DeleteRange { start, end, .. } => 8 + start.len() + end.len(),
+                }
+            })
+            .sum::<usize>()
+}
+
 impl RaftCmd {
     pub fn write(header: CmdHeader, modifies: Vec<Modify>) -> RaftCmd {
         RaftCmd {
@@ -278,7 +294,11 @@ mod tests {
             },
         ];
         for c in cmds {
-            assert_eq!(RaftCmd::decode(&c.encode()).expect("decode"), c);
+            let enc = c.encode();
+            if let CmdBody::Write(m) = &c.body {
+                assert_eq!(write_encoded_len(m), enc.len());
+            }
+            assert_eq!(RaftCmd::decode(&enc).expect("decode"), c);
         }
     }
 

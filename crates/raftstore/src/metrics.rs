@@ -115,3 +115,12 @@ pub static SNAPSHOT_TOTAL: LazyLock<IntCounterVec> = LazyLock::new(|| {
     )
     .expect("metric")
 });
+
+pub static BATCHED_WRITES: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_batched_writes_per_entry",
+        "Client writes proposed together in one Raft entry",
+        exponential_buckets(1.0, 2.0, 12).unwrap_or_default()
+    )
+    .expect("metric")
+});

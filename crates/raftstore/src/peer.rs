@@ -26,14 +26,25 @@ use crate::{Error, Result};
 
 pub(crate) type WriteCb = oneshot::Sender<Result<()>>;
 
+/// One Raft entry waiting to be applied, with every caller it answers (each with when it
+/// handed its write to the router) and when this peer proposed it.
 struct Proposal {
     index: u64,
     term: u64,
-    cb: Option<WriteCb>,
-    /// When the write was handed to the router, and when this peer proposed it.
-    sent_at: Instant,
+    cbs: Vec<(WriteCb, Instant)>,
     proposed_at: Instant,
 }
+
+/// A checked write waiting for the end of the loop's message drain, where every write of the
+/// region goes into one entry.
+struct PendingWrite {
+    modifies: Vec<Modify>,
+    cb: WriteCb,
+    sent_at: Instant,
+}
+
+/// Writes batched into one entry stop growing at about this size.
+const BATCH_ENTRY_BYTES: usize = 1 << 20;
 
 /// What applying committed entries produced, answered after the KV batch is written.
 pub(crate) struct ApplyOutcome {
@@ -64,6 +75,8 @@ pub(crate) struct Peer<ER: KvEngine, S> {
     pub raw: RawNode<PeerStorage<ER>>,
     pub peer_id: u64,
     proposals: VecDeque<Proposal>,
+    pending_writes: Vec<PendingWrite>,
+    pending_bytes: usize,
     reads: ReadQueue<S>,
     lease: Lease,
     /// How long leadership stays blocked from lease reads after a transfer starts.
@@ -115,6 +128,8 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             raw,
             peer_id,
             proposals: VecDeque::new(),
+            pending_writes: Vec::new(),
+            pending_bytes: 0,
             reads: ReadQueue::new(),
             lease: Lease::new(cfg.lease),
             election_timeout: cfg.election_timeout,
@@ -253,7 +268,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             let _ = cb.send(Err(self.not_leader()));
             return;
         }
-        self.track_proposal(cb, sent_at);
+        self.track_proposal(vec![(cb, sent_at)]);
     }
 
     fn check_conf_change(&self, header: &CmdHeader, changes: &[PeerChange]) -> Result<()> {
@@ -318,40 +333,77 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         }
     }
 
+    /// Checks a write and queues it; [`Peer::flush_writes`] proposes every queued write of the
+    /// region as one entry.
     pub fn propose(&mut self, cmd: RaftCmd, cb: WriteCb, sent_at: Instant, cfg: &PeerConfig) {
         if let Err(e) = self.check_request(&cmd.header) {
             let _ = cb.send(Err(e));
             return;
         }
-        if let CmdBody::Write(modifies) = &cmd.body {
-            if let Err(e) = check_keys(self.region(), modifies) {
-                let _ = cb.send(Err(e));
-                return;
-            }
+        let CmdBody::Write(modifies) = cmd.body else {
+            let _ = cb.send(Err(Error::Codec("only writes are proposed by callers".into())));
+            return;
+        };
+        if let Err(e) = check_keys(self.region(), &modifies) {
+            let _ = cb.send(Err(e));
+            return;
         }
-        let data = cmd.encode();
-        if data.len() as u64 > cfg.max_entry_bytes {
+        let size = crate::cmd::write_encoded_len(&modifies);
+        if size as u64 > cfg.max_entry_bytes {
             let _ = cb.send(Err(Error::RaftEntryTooLarge {
                 region_id: self.region_id(),
-                size: data.len() as u64,
+                size: size as u64,
             }));
             return;
         }
-        if self.raw.propose(vec![], data).is_err() {
-            let _ = cb.send(Err(self.not_leader()));
-            return;
+        if self.pending_bytes + size > BATCH_ENTRY_BYTES.min(cfg.max_entry_bytes as usize) {
+            self.flush_writes();
         }
-        self.track_proposal(cb, sent_at);
+        self.pending_bytes += size;
+        self.pending_writes.push(PendingWrite { modifies, cb, sent_at });
     }
 
-    fn track_proposal(&mut self, cb: WriteCb, sent_at: Instant) {
+    /// Proposes the queued writes as one entry. They were all checked against the region as
+    /// it is now (nothing changes it within a loop's message drain), so they share the fate of
+    /// the entry: applied together, or refused together.
+    pub fn flush_writes(&mut self) {
+        if self.pending_writes.is_empty() {
+            return;
+        }
+        self.pending_bytes = 0;
+        let writes = std::mem::take(&mut self.pending_writes);
+        let mut modifies = Vec::with_capacity(writes.iter().map(|w| w.modifies.len()).sum());
+        let mut cbs = Vec::with_capacity(writes.len());
+        for w in writes {
+            modifies.extend(w.modifies);
+            cbs.push((w.cb, w.sent_at));
+        }
+        let epoch = self.region().region_epoch.unwrap_or_default();
+        let header = CmdHeader {
+            region_id: self.region_id(),
+            peer_id: self.peer_id,
+            conf_ver: epoch.conf_ver,
+            version: epoch.version,
+            ..Default::default()
+        };
+        if self.raw.propose(vec![], RaftCmd::write(header, modifies).encode()).is_err() {
+            let err = self.not_leader();
+            for (cb, _) in cbs {
+                let _ = cb.send(Err(err.clone()));
+            }
+            return;
+        }
+        metrics::BATCHED_WRITES.observe(cbs.len() as f64);
+        self.track_proposal(cbs);
+    }
+
+    fn track_proposal(&mut self, cbs: Vec<(WriteCb, Instant)>) {
         let index = self.raw.raft.raft_log.last_index();
         let term = self.raw.raft.term;
         self.proposals.push_back(Proposal {
             index,
             term,
-            cb: Some(cb),
-            sent_at,
+            cbs,
             proposed_at: Instant::now(),
         });
     }
@@ -475,11 +527,12 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
 
     /// Fails every waiting request (shutdown).
     pub fn fail_all(&mut self, err: Error) {
-        for p in self.proposals.drain(..) {
-            if let Some(cb) = p.cb {
-                let _ = cb.send(Err(err.clone()));
-            }
+        let queued = self.pending_writes.drain(..).map(|w| w.cb);
+        let proposed = self.proposals.drain(..).flat_map(|p| p.cbs.into_iter().map(|(cb, _)| cb));
+        for cb in queued.chain(proposed) {
+            let _ = cb.send(Err(err.clone()));
         }
+        self.pending_bytes = 0;
         self.reads.fail_all(&err);
     }
 
@@ -499,7 +552,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             if p.index == index && p.term == term {
                 return Some(p);
             }
-            if let Some(cb) = p.cb {
+            for (cb, _) in p.cbs {
                 out.push((cb, Err(Error::StaleCommand)));
             }
         }
@@ -546,9 +599,9 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
                         .saturating_duration_since(p.proposed_at)
                         .as_secs_f64(),
                 );
-                if let Some(cb) = p.cb {
-                    outcome.responses.push((cb, result));
-                    outcome.answered_sent_at.push(p.sent_at);
+                for (cb, sent_at) in p.cbs {
+                    outcome.responses.push((cb, result.clone()));
+                    outcome.answered_sent_at.push(sent_at);
                 }
             }
             let apply = self.raw.mut_store().apply_state_mut();

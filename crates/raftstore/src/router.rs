@@ -91,18 +91,56 @@ pub(crate) enum Msg<S> {
 
 /// Handle to the store loop: proposes writes, asks for reads, feeds Raft messages in.
 pub struct Router<S> {
+    /// Client requests.
     pub(crate) tx: Sender<Msg<S>>,
+    /// Raft messages and reports: the store loop drains these first, so they never wait
+    /// behind client proposals.
+    pub(crate) raft_tx: Sender<Msg<S>>,
 }
 
 impl<S> Clone for Router<S> {
     fn clone(&self) -> Self {
-        Router { tx: self.tx.clone() }
+        Router {
+            tx: self.tx.clone(),
+            raft_tx: self.raft_tx.clone(),
+        }
+    }
+}
+
+impl<S> Msg<S> {
+    fn is_raft(&self) -> bool {
+        matches!(
+            self,
+            Msg::Raft(_)
+                | Msg::Unreachable { .. }
+                | Msg::SnapshotStatus { .. }
+                | Msg::SnapGenerated { .. }
+                | Msg::SnapApplied { .. }
+                | Msg::Shutdown
+        )
+    }
+
+    /// The region the message is about, if any.
+    pub(crate) fn region_id(&self) -> Option<u64> {
+        Some(match self {
+            Msg::Propose { cmd, .. } => cmd.header.region_id,
+            Msg::Read { header, .. }
+            | Msg::ChangePeer { header, .. }
+            | Msg::TransferLeader { header, .. } => header.region_id,
+            Msg::Raft(env) => env.region_id,
+            Msg::Unreachable { region_id, .. }
+            | Msg::SnapshotStatus { region_id, .. }
+            | Msg::SnapGenerated { region_id, .. }
+            | Msg::SnapApplied { region_id, .. } => *region_id,
+            Msg::RegionInfos(_) | Msg::Shutdown => return None,
+        })
     }
 }
 
 impl<S: Send + 'static> Router<S> {
-    fn send(&self, msg: Msg<S>) -> Result<()> {
-        self.tx.send(msg).map_err(|_| Error::ShuttingDown)
+    pub(crate) fn send(&self, msg: Msg<S>) -> Result<()> {
+        let tx = if msg.is_raft() { &self.raft_tx } else { &self.tx };
+        tx.send(msg).map_err(|_| Error::ShuttingDown)
     }
 
     /// Proposes `modifies` to the region in `header` and waits until they are applied.
@@ -170,6 +208,6 @@ impl<S: Send + 'static> Router<S> {
     }
 
     pub(crate) fn shutdown(&self) {
-        let _ = self.tx.send(Msg::Shutdown);
+        let _ = self.raft_tx.send(Msg::Shutdown);
     }
 }

@@ -92,7 +92,7 @@ fn run<EK: KvEngine>(kv: EK, mgr: SnapManager, router: Router<EK::Snap>, rx: Rec
                 }
             }
         };
-        if router.tx.send(msg).is_err() {
+        if router.send(msg).is_err() {
             return;
         }
     }

@@ -7,12 +7,12 @@
 //! uninitialized peer (unless stale), a peer removed from its region is destroyed and leaves a
 //! tombstone behind. Snapshots are generated and applied by the snapshot worker.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use atoll_proto::metapb;
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 use engine_traits::{KvEngine, WriteBatch, CF_RAFT};
 use raft::eraftpb::MessageType;
 use raft::{SnapshotStatus, StateRole};
@@ -112,7 +112,8 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
     events: UnboundedSender<StoreEvent>,
 ) -> Result<Started<EK::Snap>> {
     let (tx, rx) = crossbeam_channel::unbounded();
-    let router = Router { tx };
+    let (raft_tx, raft_rx) = crossbeam_channel::unbounded();
+    let router = Router { tx, raft_tx };
     let peer_cfg = PeerConfig {
         election_tick: cfg.election_tick,
         heartbeat_tick: cfg.heartbeat_tick,
@@ -175,6 +176,8 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         snap_tx,
         events,
         rx,
+        raft_rx,
+        dirty: HashSet::new(),
         stopping: false,
     };
     let thread = std::thread::Builder::new()
@@ -207,6 +210,9 @@ struct StoreLoop<EK: KvEngine, ER: KvEngine, T> {
     snap_tx: Sender<SnapTask<EK::Snap>>,
     events: UnboundedSender<StoreEvent>,
     rx: Receiver<Msg<EK::Snap>>,
+    raft_rx: Receiver<Msg<EK::Snap>>,
+    /// Regions with work in this iteration: only these are visited (all of them on ticks).
+    dirty: HashSet<u64>,
     stopping: bool,
 }
 
@@ -238,22 +244,40 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         self.update_region_metrics();
         while !self.stopping {
             let wait = next_tick.saturating_duration_since(Instant::now());
-            match self.rx.recv_timeout(wait) {
-                Ok(msg) => self.handle(msg),
-                Err(RecvTimeoutError::Timeout) => {}
-                Err(RecvTimeoutError::Disconnected) => break,
+            let first = crossbeam_channel::select! {
+                recv(self.raft_rx) -> m => m.map(Some),
+                recv(self.rx) -> m => m.map(Some),
+                default(wait) => Ok(None),
+            };
+            match first {
+                Ok(Some(msg)) => self.handle(msg),
+                Ok(None) => {}
+                Err(_) => break,
             }
             // Busy time only: the wait for the first message above is not counted.
             let busy = Instant::now();
+            // Raft messages first: they never wait behind client requests.
+            for _ in 0..MAX_MSGS_PER_LOOP {
+                match self.raft_rx.try_recv() {
+                    Ok(msg) => self.handle(msg),
+                    Err(_) => break,
+                }
+            }
             for _ in 0..MAX_MSGS_PER_LOOP {
                 match self.rx.try_recv() {
                     Ok(msg) => self.handle(msg),
                     Err(_) => break,
                 }
             }
-            if Instant::now() >= next_tick {
+            let ticked = Instant::now() >= next_tick;
+            if ticked {
                 self.on_tick();
                 next_tick = Instant::now() + self.cfg.tick_interval;
+            }
+            for id in &self.dirty {
+                if let Some(peer) = self.peers.get_mut(id) {
+                    peer.flush_writes();
+                }
             }
             self.schedule_snapshot_gen();
             let ready = Instant::now();
@@ -261,6 +285,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 .with_label_values(&["messages"])
                 .observe((ready - busy).as_secs_f64());
             let handled = self.handle_readies();
+            if ticked {
+                self.maybe_compact_logs();
+            }
             metrics::LOOP_DURATION
                 .with_label_values(&["ready"])
                 .observe(ready.elapsed().as_secs_f64());
@@ -271,6 +298,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 let _ = self.events.send(StoreEvent::Fatal(e.to_string()));
                 break;
             }
+            // A region whose Ready produced more work (e.g. raft-rs proposing to leave a joint
+            // configuration once applied) stays dirty for the next iteration.
+            let peers = &self.peers;
+            self.dirty
+                .retain(|id| peers.get(id).is_some_and(|p| p.applying_snap.is_none() && p.raw.has_ready()));
         }
         for peer in self.peers.values_mut() {
             peer.fail_all(Error::ShuttingDown);
@@ -279,6 +311,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     fn on_tick(&mut self) {
+        self.dirty.extend(self.peers.keys().copied());
         let read_timeout = self.cfg.tick_interval * (self.cfg.election_tick as u32) * 2;
         for peer in self.peers.values_mut() {
             peer.raw.tick();
@@ -297,6 +330,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     fn handle(&mut self, msg: Msg<EK::Snap>) {
+        if let Some(id) = msg.region_id() {
+            self.dirty.insert(id);
+        }
         match msg {
             Msg::Propose { cmd, cb, sent_at } => match self.peers.get_mut(&cmd.header.region_id) {
                 Some(peer) => {
@@ -579,7 +615,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     /// store loop applies entries itself, so the engine is exactly at the applied index.
     fn schedule_snapshot_gen(&mut self) {
         let mut kv_snap = None;
-        for peer in self.peers.values_mut() {
+        for id in &self.dirty {
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
             if !matches!(*peer.raw.store().snap_gen.borrow(), SnapGen::Requested) {
                 continue;
             }
@@ -677,15 +716,15 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     fn handle_readies(&mut self) -> Result<()> {
-        for peer in self.peers.values_mut() {
-            peer.submit_reads();
+        let mut ids = Vec::new();
+        for id in &self.dirty {
+            if let Some(peer) = self.peers.get_mut(id) {
+                peer.submit_reads();
+                if peer.applying_snap.is_none() && peer.raw.has_ready() {
+                    ids.push(*id);
+                }
+            }
         }
-        let ids: Vec<u64> = self
-            .peers
-            .iter()
-            .filter(|(_, p)| p.applying_snap.is_none() && p.raw.has_ready())
-            .map(|(id, _)| *id)
-            .collect();
         let mut readies = Vec::with_capacity(ids.len());
         let mut to_apply = Vec::new();
         let mut raft_wb = WriteBatch::new();
@@ -745,7 +784,6 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         }
         self.apply(to_apply)?;
         self.finish_reads();
-        self.maybe_compact_logs();
         Ok(())
     }
 
@@ -872,7 +910,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
 
     fn finish_reads(&mut self) {
         let mut snapshot = None;
-        for peer in self.peers.values_mut() {
+        for id in &self.dirty {
+            let Some(peer) = self.peers.get_mut(id) else {
+                continue;
+            };
             if peer.has_ready_reads() {
                 let snap = snapshot.get_or_insert_with(|| self.kv.snapshot());
                 peer.finish_reads(snap);

@@ -218,6 +218,27 @@ fn covers_key_space(regions: &[metapb::Region]) -> bool {
             .all(|w| !w[0].end_key.is_empty() && w[0].end_key == w[1].start_key)
 }
 
+/// A new leader of `region_id` (in `term`) raises the node's max read ts above every timestamp
+/// PD handed out so far: reads served by earlier leaders on other nodes are then covered, and
+/// async-commit and 1PC prewrites of the region stop fetching a timestamp each.
+async fn sync_max_ts(cm: storage::ConcurrencyManager, pd: pd_client::PdClient, region_id: u64, term: u64) {
+    let mut backoff = Duration::from_millis(100);
+    for _ in 0..10 {
+        match pd.get_tso().await {
+            Ok(ts) => {
+                cm.update_max_ts(txn_types::TimeStamp::new(ts));
+                cm.set_max_ts_synced(region_id, term);
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(region_id, error = %e, "max ts sync: no timestamp from PD yet");
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(2));
+            }
+        }
+    }
+}
+
 /// Runs a node until `shutdown` resolves.
 pub async fn run(
     config: Config,
@@ -298,17 +319,29 @@ pub async fn run(
     // Store events go to the PD worker; a fatal one also stops the node.
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();
-    tokio::spawn(async move {
-        let mut fatal_tx = Some(fatal_tx);
-        while let Some(ev) = store_events.recv().await {
-            if let raftstore::StoreEvent::Fatal(why) = &ev {
-                if let Some(tx) = fatal_tx.take() {
-                    let _ = tx.send(why.clone());
+    let cm = storage::ConcurrencyManager::default();
+    {
+        let (cm, pd) = (cm.clone(), pd.clone());
+        tokio::spawn(async move {
+            let mut fatal_tx = Some(fatal_tx);
+            while let Some(ev) = store_events.recv().await {
+                match &ev {
+                    raftstore::StoreEvent::Fatal(why) => {
+                        if let Some(tx) = fatal_tx.take() {
+                            let _ = tx.send(why.clone());
+                        }
+                    }
+                    raftstore::StoreEvent::LeaderChanged(info) if info.is_leader => {
+                        if !cm.is_max_ts_synced(info.region.id, info.term) {
+                            tokio::spawn(sync_max_ts(cm.clone(), pd.clone(), info.region.id, info.term));
+                        }
+                    }
+                    raftstore::StoreEvent::LeaderChanged(_) => {}
                 }
+                let _ = events_tx.send(ev);
             }
-            let _ = events_tx.send(ev);
-        }
-    });
+        });
+    }
     let pd_commands = tokio::spawn(crate::pd_worker::run_pd_commands(pd.clone(), router.clone()));
 
     let worker = PdWorker {
@@ -336,7 +369,7 @@ pub async fn run(
     let raftkv = RaftKv::new(router.clone(), ident.store_id, kv.clone());
     let kv_service = KvService::new(
         raftkv,
-        storage::ConcurrencyManager::default(),
+        cm,
         std::sync::Arc::new(crate::tso::PdTso(pd.clone())),
     );
     let gc_task = tokio::spawn(

@@ -8,8 +8,10 @@
 //! or before its timestamp. Memory locks live until the prewrite's write has been applied.
 //!
 //! `max_ts` is per node (a superset of every region's reads on it). Reads served by an earlier
-//! leader of a region on another node never raised it, so an async-commit or 1PC prewrite
-//! also raises it from PD's TSO after locking its keys in memory (`TxnStorage::prewrite`).
+//! leader of a region on another node never raised it, so when this node's peer becomes leader
+//! of a region, the node raises `max_ts` from PD's TSO and records the region as synced for that
+//! term (TiKV's "max ts synced"). Until then, an async-commit or 1PC prewrite of the region
+//! raises it from PD's TSO itself, after locking its keys in memory (`TxnStorage::prewrite`).
 
 use std::collections::BTreeMap;
 use std::ops::Bound;
@@ -27,6 +29,8 @@ pub struct ConcurrencyManager {
 #[derive(Default)]
 struct Inner {
     max_ts: AtomicU64,
+    /// Region id -> the leader term in which `max_ts` was raised from PD's TSO.
+    synced: Mutex<std::collections::HashMap<u64, u64>>,
     /// Encoded key -> (lock, number of holders).
     locks: Mutex<BTreeMap<Vec<u8>, (Lock, usize)>>,
 }
@@ -53,6 +57,19 @@ impl ConcurrencyManager {
         if ts != TimeStamp::max() {
             self.inner.max_ts.fetch_max(ts.into_inner(), Ordering::SeqCst);
         }
+    }
+
+    /// Records that `max_ts` was raised from PD's TSO after this node's peer became leader of
+    /// `region_id` in `term`.
+    pub fn set_max_ts_synced(&self, region_id: u64, term: u64) {
+        let mut synced = self.inner.synced.lock();
+        let e = synced.entry(region_id).or_insert(term);
+        *e = (*e).max(term);
+    }
+
+    /// Whether `max_ts` covers every read of `region_id` made before its leader's `term`.
+    pub fn is_max_ts_synced(&self, region_id: u64, term: u64) -> bool {
+        term != 0 && self.inner.synced.lock().get(&region_id) == Some(&term)
     }
 
     /// Puts `locks` (encoded key, lock) in the memory lock table.

@@ -73,7 +73,15 @@ impl<E: Engine> TxnStorage<E> {
 
     async fn snapshot(&self, ctx: &kvrpcpb::Context) -> Result<RegionSnapshot<E::Snap>> {
         let t = Instant::now();
-        let r = self.engine.snapshot(ctx).await;
+        // Transactional reads are served by the leader only: a follower's read would not raise
+        // the leader's max_ts nor see its memory locks, which async commit relies on.
+        let r = if ctx.replica_read {
+            let mut leader_ctx = ctx.clone();
+            leader_ctx.replica_read = false;
+            self.engine.snapshot(&leader_ctx).await
+        } else {
+            self.engine.snapshot(ctx).await
+        };
         COMMAND_DURATION
             .with_label_values(&["txn_snapshot"])
             .observe(t.elapsed().as_secs_f64());

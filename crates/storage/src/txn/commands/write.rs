@@ -145,7 +145,8 @@ impl<E: Engine> TxnStorage<E> {
         let async_or_1pc = props.use_async_commit || props.try_one_pc;
         // Locks in memory first, then the max read ts: see concurrency_manager.rs.
         let mem_guard = async_or_1pc.then(|| self.cm.lock_keys(&locks));
-        if async_or_1pc {
+        // A leader that synced max_ts when it took over needs no TSO round trip here.
+        if async_or_1pc && !self.cm.is_max_ts_synced(ctx.region_id, snap.term) {
             self.cm.update_max_ts(self.ts_source.now().await?);
         }
         let max_ts = self.cm.max_ts();
