@@ -953,11 +953,14 @@ impl Client {
 // Concurrent writer
 // ---------------------------------------------------------------------------------------------
 
+/// Acknowledged (key, value) pairs.
+pub type Acked = Vec<(Vec<u8>, Vec<u8>)>;
+
 /// Writes `prefix` + sequence number keys one after another, retrying each until it is
 /// acknowledged; remembers what was acknowledged.
 pub struct Writer {
     stop: Arc<AtomicBool>,
-    acked: Arc<Mutex<Vec<(Vec<u8>, Vec<u8>)>>>,
+    acked: Arc<Mutex<Acked>>,
     errors: Arc<AtomicU64>,
     task: tokio::task::JoinHandle<()>,
 }
