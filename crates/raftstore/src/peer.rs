@@ -95,6 +95,10 @@ pub(crate) struct Peer<ER: KvEngine, S> {
     pub peer_cache: HashMap<u64, metapb::Peer>,
     /// Pending peers last told to PD (the leader heartbeats again when this changes).
     pub reported_pending: usize,
+    /// When this peer was created or loaded (it does not vote for an election timeout).
+    pub started_at: Instant,
+    /// Stops the snapshot worker's apply for this peer (set while `applying_snap` is).
+    pub apply_cancel: Option<crate::snap_worker::ApplyCancel>,
 }
 
 pub(crate) struct PeerConfig {
@@ -141,6 +145,8 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             leader_since: Instant::now(),
             peer_cache: HashMap::new(),
             reported_pending: 0,
+            started_at: Instant::now(),
+            apply_cancel: None,
         })
     }
 

@@ -7,6 +7,7 @@
 //! A crash anywhere in between leaves `Applying`, and the restart redoes the whole apply from
 //! the received file, which is removed only after `Normal` is durable.
 
+use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
 
 use atoll_proto::metapb;
@@ -22,6 +23,27 @@ use crate::{Error, Result};
 /// Keys are written in batches of about this many bytes.
 const APPLY_BATCH_BYTES: usize = 4 << 20;
 
+/// Lets the store loop stop an apply (the peer was destroyed meanwhile). The worker writes each
+/// batch while holding the lock and only if not cancelled, so once [`ApplyCancel::cancel`]
+/// returns, the worker writes nothing more for that apply.
+#[derive(Clone, Default)]
+pub(crate) struct ApplyCancel(Arc<Mutex<bool>>);
+
+impl ApplyCancel {
+    pub fn cancel(&self) {
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = true;
+    }
+
+    /// Runs `write` unless cancelled.
+    fn write_unless_cancelled(&self, write: impl FnOnce() -> Result<()>) -> Result<()> {
+        let cancelled = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if *cancelled {
+            return Err(Error::Engine("snapshot apply cancelled: the peer was destroyed".into()));
+        }
+        write()
+    }
+}
+
 pub(crate) enum SnapTask<S> {
     /// Write `region`'s data as of `snap` (taken at `key.index`) to a file.
     Generate {
@@ -34,6 +56,7 @@ pub(crate) enum SnapTask<S> {
         key: SnapKey,
         region: metapb::Region,
         old: Option<metapb::Region>,
+        cancel: ApplyCancel,
     },
 }
 
@@ -72,9 +95,14 @@ fn run<EK: KvEngine>(kv: EK, mgr: SnapManager, router: Router<EK::Snap>, rx: Rec
                     result,
                 }
             }
-            SnapTask::Apply { key, region, old } => {
+            SnapTask::Apply {
+                key,
+                region,
+                old,
+                cancel,
+            } => {
                 let t = std::time::Instant::now();
-                let result = apply(&kv, &mgr, &key, &region, old.as_ref());
+                let result = apply(&kv, &mgr, &key, &region, old.as_ref(), &cancel);
                 match &result {
                     Ok(keys) => tracing::info!(
                         region_id = key.region_id,
@@ -110,6 +138,7 @@ fn apply<EK: KvEngine>(
     key: &SnapKey,
     region: &metapb::Region,
     old: Option<&metapb::Region>,
+    cancel: &ApplyCancel,
 ) -> Result<u64> {
     let path = mgr.recv_path(key);
     if !path.exists() {
@@ -121,18 +150,18 @@ fn apply<EK: KvEngine>(
         clear_range(&mut wb, old);
     }
     clear_range(&mut wb, region);
-    kv.write(&wb, false)?;
+    cancel.write_unless_cancelled(|| kv.write(&wb, false).map_err(Error::from))?;
     let mut first = true;
     let keys = load_file(&path, APPLY_BATCH_BYTES, |wb| {
         if !first {
             fail::fail_point!("snap_apply_between_batches", |_| Err(Error::Engine("failpoint".into())));
         }
         first = false;
-        kv.write(&wb, false).map_err(Error::from)
+        cancel.write_unless_cancelled(|| kv.write(&wb, false).map_err(Error::from))
     })?;
     let mut wb = WriteBatch::new();
     write_region_state(&mut wb, region, RegionState::Normal);
-    kv.write(&wb, true)?;
+    cancel.write_unless_cancelled(|| kv.write(&wb, true).map_err(Error::from))?;
     let _ = std::fs::remove_file(&path);
     Ok(keys)
 }

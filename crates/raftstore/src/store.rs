@@ -25,7 +25,7 @@ use crate::peer::{ApplyOutcome, Peer, PeerConfig};
 use crate::peer_storage::{write_region_state, LocalRegion, PeerStorage, RegionState, SnapGen};
 use crate::router::{Msg, Router, StoreEvent};
 use crate::snap::{SnapKey, SnapManager, SnapMeta};
-use crate::snap_worker::{self, SnapTask};
+use crate::snap_worker::{self, ApplyCancel, SnapTask};
 use crate::transport::{RaftEnvelope, Transport};
 use crate::{Error, Result};
 
@@ -146,10 +146,13 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
             };
             tracing::info!(region_id = region.id, index = key.index, "redoing an interrupted snapshot apply");
             peer.applying_snap = Some(key);
+            let cancel = ApplyCancel::default();
+            peer.apply_cancel = Some(cancel.clone());
             let _ = snap_tx.send(SnapTask::Apply {
                 key,
                 region: region.clone(),
                 old: None,
+                cancel,
             });
         } else {
             let voters = region
@@ -424,12 +427,45 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             return;
         };
         if env.to_peer.id != peer.peer_id {
+            // Peer ids only grow: a message for a newer peer of the region on this store means
+            // the local one was removed without learning it. Make way for the new one.
+            if env.to_peer.id > peer.peer_id {
+                tracing::info!(
+                    region_id = env.region_id,
+                    stale = peer.peer_id,
+                    new = env.to_peer.id,
+                    "a newer peer of the region is addressed here; destroying the stale one"
+                );
+                let mut tomb = peer.region().clone();
+                if !peer.is_initialized() {
+                    tomb.region_epoch = Some(env.region_epoch);
+                }
+                if let Err(e) = self.destroy_peer(env.region_id, Some(tomb)) {
+                    tracing::error!(region_id = env.region_id, error = %e, "destroying a stale peer failed");
+                    return;
+                }
+                if !self.maybe_create_peer(&env) {
+                    return;
+                }
+                return self.on_raft_message(env);
+            }
             tracing::debug!(
                 region_id = env.region_id,
                 to = env.to_peer.id,
                 local = peer.peer_id,
                 "raft message for another peer id dropped"
             );
+            return;
+        }
+        let msg_type = env.message.get_msg_type();
+        if matches!(msg_type, MessageType::MsgRequestVote | MessageType::MsgRequestPreVote)
+            && env.message.get_context() != raft::CAMPAIGN_TRANSFER
+            && peer.started_at.elapsed() < self.cfg.election_timeout()
+        {
+            // A peer that just started does not know whether it heard from a leader within the
+            // election timeout: it must not vote before one has passed, or a leader's lease
+            // (which counts on followers' refusals) could outlive its leadership.
+            tracing::debug!(region_id = env.region_id, "vote request to a just-started peer ignored");
             return;
         }
         let region = peer.region();
@@ -576,6 +612,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let Some(mut peer) = self.peers.remove(&region_id) else {
             return Ok(());
         };
+        if let Some(cancel) = peer.apply_cancel.take() {
+            // The snapshot worker may be writing this region: once this returns it writes
+            // nothing more (neither data nor `Normal` over the tombstone).
+            cancel.cancel();
+        }
         peer.fail_all(Error::RegionNotFound(region_id));
         let mut region = tomb.unwrap_or_else(|| peer.region().clone());
         // Remember this peer's id in the tombstone so its stale messages are recognized.
@@ -677,6 +718,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             return;
         }
         peer.applying_snap = None;
+        peer.apply_cancel = None;
         peer.raw.advance_apply_to(key.index);
         metrics::SNAPSHOT_TOTAL.with_label_values(&["applied"]).inc();
         self.update_region_metrics();
@@ -811,9 +853,16 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         self.kv.write(&kv_wb, true)?;
         peer.raw.mut_store().restore_snapshot(index, term, region.clone(), raft_wb);
         peer.applying_snap = Some(key);
+        let cancel = ApplyCancel::default();
+        peer.apply_cancel = Some(cancel.clone());
         tracing::info!(region_id, index, term, "applying snapshot");
         fail::fail_point!("raftstore_before_snapshot_apply_task");
-        let _ = self.snap_tx.send(SnapTask::Apply { key, region, old });
+        let _ = self.snap_tx.send(SnapTask::Apply {
+            key,
+            region,
+            old,
+            cancel,
+        });
         Ok(())
     }
 

@@ -339,7 +339,6 @@ async fn follower_crash_before_snapshot_apply_task() {
 /// worker must not write the rest of the data and the `Normal` state over the tombstone, and
 /// the store must restart.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: destroying a peer does not stop its running snapshot apply, which then writes Normal over the tombstone"]
 async fn peer_destroyed_while_applying_snapshot_stays_destroyed() {
     let _turn = FAILPOINTS.lock().await;
     let mut c = Cluster::run(4, 3, test_config()).await;
