@@ -14,7 +14,8 @@ use serde_json::Value as Json;
 use tikv_client::{RawClient, TransactionClient};
 
 /// Test-friendly heartbeat intervals for the nodes.
-const FAST_HEARTBEATS: &str = "[raftstore]\npd-heartbeat-tick-interval = \"1s\"\npd-store-heartbeat-tick-interval = \"1s\"\n";
+const FAST_HEARTBEATS: &str =
+    "[raftstore]\npd-heartbeat-tick-interval = \"1s\"\npd-store-heartbeat-tick-interval = \"1s\"\n";
 
 /// Store ids of a region's peers (sorted), from PD's region JSON.
 fn peer_stores(region: &Json) -> Vec<u64> {
@@ -33,22 +34,26 @@ fn is_voter(peer: &Json) -> bool {
 /// Waits until every region has `n` voters on `n` distinct stores, none of them pending, and
 /// (when given) none on `excluded`.
 async fn wait_replicated(cluster: &Cluster, n: usize, excluded: Option<u64>, timeout: Duration) {
-    wait_until(timeout, &format!("every region has {n} caught-up voters"), || async {
-        let regions = cluster.pd_regions().await;
-        regions.len() >= PRESPLIT_REGIONS
-            && regions.iter().all(|r| {
-                let stores = peer_stores(r);
-                let voters = r["peers"].as_array().is_some_and(|ps| ps.iter().all(is_voter));
-                let mut distinct = stores.clone();
-                distinct.dedup();
-                let pending = r["pending_peers"].as_array().is_some_and(|p| !p.is_empty());
-                stores.len() == n
-                    && distinct.len() == n
-                    && voters
-                    && !pending
-                    && excluded.is_none_or(|s| !stores.contains(&s))
-            })
-    })
+    wait_until(
+        timeout,
+        &format!("every region has {n} caught-up voters"),
+        || async {
+            let regions = cluster.pd_regions().await;
+            regions.len() >= PRESPLIT_REGIONS
+                && regions.iter().all(|r| {
+                    let stores = peer_stores(r);
+                    let voters = r["peers"].as_array().is_some_and(|ps| ps.iter().all(is_voter));
+                    let mut distinct = stores.clone();
+                    distinct.dedup();
+                    let pending = r["pending_peers"].as_array().is_some_and(|p| !p.is_empty());
+                    stores.len() == n
+                        && distinct.len() == n
+                        && voters
+                        && !pending
+                        && excluded.is_none_or(|s| !stores.contains(&s))
+                })
+        },
+    )
     .await;
 }
 
@@ -74,7 +79,11 @@ async fn busiest_leader_node(cluster: &Cluster) -> usize {
             *counts.entry(s).or_default() += 1;
         }
     }
-    let top = counts.iter().max_by_key(|(_, c)| **c).map(|(s, _)| *s).unwrap_or(0);
+    let top = counts
+        .iter()
+        .max_by_key(|(_, c)| **c)
+        .map(|(s, _)| *s)
+        .unwrap_or(0);
     for i in 0..cluster.kv_count() {
         if store_id(cluster, i).await == top {
             return i;
@@ -101,7 +110,12 @@ type Acked = Arc<AckLog>;
 
 /// Writes `prefix/N` keys until `stop`, retrying failed puts (a failed put's key is retried
 /// with a new value; only acknowledged ones are recorded).
-fn raw_writer(client: RawClient, prefix: String, stop: Arc<AtomicBool>, acks: Arc<AtomicU64>) -> (Acked, tokio::task::JoinHandle<u64>) {
+fn raw_writer(
+    client: RawClient,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
+) -> (Acked, tokio::task::JoinHandle<u64>) {
     let log: Acked = Arc::default();
     let out = log.clone();
     let h = tokio::spawn(async move {
@@ -128,7 +142,12 @@ fn raw_writer(client: RawClient, prefix: String, stop: Arc<AtomicBool>, acks: Ar
 }
 
 /// Commits optimistic transactions of two keys each until `stop`; records committed ones.
-fn txn_writer(client: TransactionClient, prefix: String, stop: Arc<AtomicBool>, acks: Arc<AtomicU64>) -> (Acked, tokio::task::JoinHandle<u64>) {
+fn txn_writer(
+    client: TransactionClient,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
+) -> (Acked, tokio::task::JoinHandle<u64>) {
     let log: Acked = Arc::default();
     let out = log.clone();
     let h = tokio::spawn(async move {
@@ -165,26 +184,45 @@ fn txn_writer(client: TransactionClient, prefix: String, stop: Arc<AtomicBool>, 
 async fn wait_acks(acks: &AtomicU64, at_least: u64, timeout: Duration, what: &str) {
     let deadline = Instant::now() + timeout;
     while acks.load(Ordering::SeqCst) < at_least {
-        assert!(Instant::now() < deadline, "{what}: only {} acks", acks.load(Ordering::SeqCst));
+        assert!(
+            Instant::now() < deadline,
+            "{what}: only {} acks",
+            acks.load(Ordering::SeqCst)
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
 
 async fn check_raw(client: &RawClient, log: &[(String, String)], what: &str) {
     for (k, v) in log {
-        let got = wait_ok(Duration::from_secs(30), &format!("{what}: get {k}"), || client.get(k.clone())).await;
-        assert_eq!(got.as_deref(), Some(v.as_bytes()), "{what}: acknowledged {k} lost or wrong");
+        let got = wait_ok(Duration::from_secs(30), &format!("{what}: get {k}"), || {
+            client.get(k.clone())
+        })
+        .await;
+        assert_eq!(
+            got.as_deref(),
+            Some(v.as_bytes()),
+            "{what}: acknowledged {k} lost or wrong"
+        );
     }
 }
 
 async fn check_txn(client: &TransactionClient, log: &[(String, String)], what: &str) {
     for (k, v) in log {
-        let got = wait_ok(Duration::from_secs(30), &format!("{what}: txn get {k}"), || async {
-            let mut snap = client.snapshot(client.current_timestamp().await?, Default::default());
-            snap.get(k.clone()).await
-        })
+        let got = wait_ok(
+            Duration::from_secs(30),
+            &format!("{what}: txn get {k}"),
+            || async {
+                let mut snap = client.snapshot(client.current_timestamp().await?, Default::default());
+                snap.get(k.clone()).await
+            },
+        )
         .await;
-        assert_eq!(got.as_deref(), Some(v.as_bytes()), "{what}: committed {k} lost or wrong");
+        assert_eq!(
+            got.as_deref(),
+            Some(v.as_bytes()),
+            "{what}: committed {k} lost or wrong"
+        );
     }
 }
 
@@ -206,20 +244,48 @@ async fn kill_one_of_three_during_writes_loses_nothing_and_it_catches_up() {
     let acks = Arc::new(AtomicU64::new(0));
     let mut writers = Vec::new();
     for p in ["a/w1", "s/w2"] {
-        writers.push(raw_writer(cluster.raw_v1().await, p.to_owned(), stop.clone(), acks.clone()));
+        writers.push(raw_writer(
+            cluster.raw_v1().await,
+            p.to_owned(),
+            stop.clone(),
+            acks.clone(),
+        ));
     }
     let txn_acks = Arc::new(AtomicU64::new(0));
-    let txn_w = txn_writer(cluster.txn_v2().await, "tw".to_owned(), stop.clone(), txn_acks.clone());
+    let txn_w = txn_writer(
+        cluster.txn_v2().await,
+        "tw".to_owned(),
+        stop.clone(),
+        txn_acks.clone(),
+    );
 
     wait_acks(&acks, 100, Duration::from_secs(30), "raw writes before the kill").await;
-    wait_acks(&txn_acks, 10, Duration::from_secs(30), "txn writes before the kill").await;
+    wait_acks(
+        &txn_acks,
+        10,
+        Duration::from_secs(30),
+        "txn writes before the kill",
+    )
+    .await;
     let victim = busiest_leader_node(&cluster).await;
     cluster.kill_kv(victim);
     // The survivors elect leaders and the writers go on.
     let before = acks.load(Ordering::SeqCst);
     let before_txn = txn_acks.load(Ordering::SeqCst);
-    wait_acks(&acks, before + 100, Duration::from_secs(40), "raw writes after the kill").await;
-    wait_acks(&txn_acks, before_txn + 10, Duration::from_secs(40), "txn writes after the kill").await;
+    wait_acks(
+        &acks,
+        before + 100,
+        Duration::from_secs(40),
+        "raw writes after the kill",
+    )
+    .await;
+    wait_acks(
+        &txn_acks,
+        before_txn + 10,
+        Duration::from_secs(40),
+        "txn writes after the kill",
+    )
+    .await;
     stop.store(true, Ordering::SeqCst);
     let mut raw_log = Vec::new();
     for (log, h) in writers {
@@ -253,7 +319,9 @@ async fn a_down_stores_replicas_are_rebuilt_on_a_fourth_node() {
     .await;
     wait_replicated(&cluster, 3, None, Duration::from_secs(60)).await;
     let raw = cluster.raw_v1().await;
-    let keys: Vec<(String, String)> = (0..30).map(|i| (format!("a/rebuild/{i:03}"), format!("v{i}"))).collect();
+    let keys: Vec<(String, String)> = (0..30)
+        .map(|i| (format!("a/rebuild/{i:03}"), format!("v{i}")))
+        .collect();
     for (k, v) in &keys {
         raw.put(k.clone(), v.clone()).await.expect("put");
     }

@@ -68,13 +68,17 @@ async fn three_node_cluster_replicates_and_survives_losing_a_node() {
                 .map(|r| (r["id"].as_u64().unwrap_or(0), peer_stores(r)))
                 .collect();
             let settled = regions.iter().all(|r| {
-                let voters = r["peers"]
-                    .as_array()
-                    .is_some_and(|ps| ps.iter().all(|p| p["role_name"].as_str().is_none_or(|n| n == "Voter")));
+                let voters = r["peers"].as_array().is_some_and(|ps| {
+                    ps.iter()
+                        .all(|p| p["role_name"].as_str().is_none_or(|n| n == "Voter"))
+                });
                 let pending = r["pending_peers"].as_array().is_some_and(|p| !p.is_empty());
                 voters && !pending
             });
-            if regions.len() >= PRESPLIT_REGIONS && settled && spread.iter().all(|(_, stores)| stores.len() == 3) {
+            if regions.len() >= PRESPLIT_REGIONS
+                && settled
+                && spread.iter().all(|(_, stores)| stores.len() == 3)
+            {
                 Ok(())
             } else {
                 Err(format!("(region id, peer store ids): {spread:?}"))

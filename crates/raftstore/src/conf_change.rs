@@ -140,7 +140,10 @@ pub fn check(region: &metapb::Region, changes: &[PeerChange]) -> Result<()> {
         if p.id == 0 || p.store_id == 0 {
             return Err(invalid(region, format!("invalid peer {p:?}")));
         }
-        if changes[..i].iter().any(|o| o.peer().id == p.id || o.peer().store_id == p.store_id) {
+        if changes[..i]
+            .iter()
+            .any(|o| o.peer().id == p.id || o.peer().store_id == p.store_id)
+        {
             return Err(invalid(region, format!("peer {p:?} changed twice")));
         }
         let by_id = region.peers.iter().find(|x| x.id == p.id);
@@ -188,17 +191,29 @@ pub fn apply(region: &metapb::Region, changes: &[PeerChange]) -> Result<metapb::
             (PeerChange::AddVoter(_), Some(i)) => {
                 let was_voter = role(&out.peers[i]) == PeerRole::Voter;
                 if !was_voter {
-                    out.peers[i].role = if joint { PeerRole::IncomingVoter } else { PeerRole::Voter } as i32;
+                    out.peers[i].role = if joint {
+                        PeerRole::IncomingVoter
+                    } else {
+                        PeerRole::Voter
+                    } as i32;
                 }
             }
             (PeerChange::AddVoter(_), None) => {
                 let mut np = *p;
-                np.role = if joint { PeerRole::IncomingVoter } else { PeerRole::Voter } as i32;
+                np.role = if joint {
+                    PeerRole::IncomingVoter
+                } else {
+                    PeerRole::Voter
+                } as i32;
                 out.peers.push(np);
             }
             (PeerChange::AddLearner(_), Some(i)) => {
                 if role(&out.peers[i]) == PeerRole::Voter {
-                    out.peers[i].role = if joint { PeerRole::DemotingVoter } else { PeerRole::Learner } as i32;
+                    out.peers[i].role = if joint {
+                        PeerRole::DemotingVoter
+                    } else {
+                        PeerRole::Learner
+                    } as i32;
                 }
             }
             (PeerChange::AddLearner(_), None) => {
@@ -266,7 +281,10 @@ mod tests {
         metapb::Region {
             id: 1,
             peers,
-            region_epoch: Some(metapb::RegionEpoch { conf_ver: 1, version: 1 }),
+            region_epoch: Some(metapb::RegionEpoch {
+                conf_ver: 1,
+                version: 1,
+            }),
             ..Default::default()
         }
     }
@@ -325,7 +343,10 @@ mod tests {
             PeerChange::AddVoter(peer(3, 3, PeerRole::Voter)),
             PeerChange::Remove(peer(2, 2, PeerRole::Voter)),
         ];
-        assert!(check(&two, &joint_remove).is_err(), "voters are demoted, not removed, in joint");
+        assert!(
+            check(&two, &joint_remove).is_err(),
+            "voters are demoted, not removed, in joint"
+        );
     }
 
     #[test]

@@ -31,13 +31,13 @@ mod store;
 mod transport;
 
 pub use cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
-pub use error::{Error, Result};
 pub use conf_change::PeerChange;
+pub use error::{Error, Result};
 pub use peer_storage::{
-    bootstrap_region, clear_prepared_region, load_local_regions, load_regions, LocalRegion, PeerStorage, RegionState,
-    RAFT_INIT_INDEX,
+    bootstrap_region, clear_prepared_region, load_local_regions, load_regions, LocalRegion, PeerStorage,
+    RegionState, RAFT_INIT_INDEX,
 };
-pub use snap::{SnapKey, SnapManager, SnapMeta};
 pub use router::{ReadResponse, RegionInfo, Router, StoreEvent};
+pub use snap::{SnapKey, SnapManager, SnapMeta};
 pub use store::{spawn_store, StoreConfig, StoreHandle};
 pub use transport::{RaftEnvelope, Transport};

@@ -15,13 +15,13 @@ use txn_types::keys::{data_end_key, data_key, in_range};
 use crate::cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
 use crate::conf_change::{self, PeerChange};
 use crate::keys;
-use crate::peer_storage::{write_region_state, RegionState};
-use crate::snap::SnapKey;
 use crate::logger::raft_logger;
 use crate::metrics;
 use crate::peer_storage::PeerStorage;
+use crate::peer_storage::{write_region_state, RegionState};
 use crate::read::{Lease, ReadCb, ReadQueue};
 use crate::router::{ReadResponse, RegionInfo};
+use crate::snap::SnapKey;
 use crate::{Error, Result};
 
 pub(crate) type WriteCb = oneshot::Sender<Result<()>>;
@@ -165,7 +165,13 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             .peers
             .iter()
             .filter(|p| p.id != self.peer_id)
-            .filter(|p| self.raw.raft.prs().get(p.id).is_none_or(|pr| pr.matched < truncated))
+            .filter(|p| {
+                self.raw
+                    .raft
+                    .prs()
+                    .get(p.id)
+                    .is_none_or(|pr| pr.matched < truncated)
+            })
             .cloned()
             .collect()
     }
@@ -255,7 +261,13 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
 
     /// Proposes a membership change; `cb` answers once it is applied (at once if the region
     /// already is as asked).
-    pub fn propose_conf_change(&mut self, header: CmdHeader, changes: Vec<PeerChange>, cb: WriteCb, sent_at: Instant) {
+    pub fn propose_conf_change(
+        &mut self,
+        header: CmdHeader,
+        changes: Vec<PeerChange>,
+        cb: WriteCb,
+        sent_at: Instant,
+    ) {
         if let Err(e) = self.check_conf_change(&header, &changes) {
             let _ = cb.send(Err(e));
             return;
@@ -294,14 +306,18 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             .iter()
             .any(|c| c.peer().id == self.peer_id && !matches!(c, PeerChange::AddVoter(_)))
         {
-            return Err(busy("the leader cannot remove or demote itself; transfer leadership first"));
+            return Err(busy(
+                "the leader cannot remove or demote itself; transfer leadership first",
+            ));
         }
         let after = conf_change::apply(region, changes)?;
         // Refuse a change that would leave fewer healthy voters than a quorum.
         let voters: Vec<u64> = conf_change::conf_state_of(&after).voters;
         let healthy = voters
             .iter()
-            .filter(|id| **id == self.peer_id || self.raw.raft.prs().get(**id).is_some_and(|p| p.recent_active))
+            .filter(|id| {
+                **id == self.peer_id || self.raw.raft.prs().get(**id).is_some_and(|p| p.recent_active)
+            })
             .count();
         if healthy < voters.len() / 2 + 1 {
             return Err(busy(&format!(
@@ -366,7 +382,11 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             self.flush_writes();
         }
         self.pending_bytes += size;
-        self.pending_writes.push(PendingWrite { modifies, cb, sent_at });
+        self.pending_writes.push(PendingWrite {
+            modifies,
+            cb,
+            sent_at,
+        });
     }
 
     /// Proposes the queued writes as one entry. They were all checked against the region as
@@ -392,7 +412,11 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             version: epoch.version,
             ..Default::default()
         };
-        if self.raw.propose(vec![], RaftCmd::write(header, modifies).encode()).is_err() {
+        if self
+            .raw
+            .propose(vec![], RaftCmd::write(header, modifies).encode())
+            .is_err()
+        {
             let err = self.not_leader();
             for (cb, _) in cbs {
                 let _ = cb.send(Err(err.clone()));
@@ -499,6 +523,11 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         }
     }
 
+    /// Reads waiting for a ReadIndex request to be sent (e.g. until a new leader commits).
+    pub fn has_unsent_reads(&self) -> bool {
+        self.reads.has_unsent()
+    }
+
     pub fn has_ready_reads(&self) -> bool {
         self.applying_snap.is_none() && self.reads.has_ready(self.raw.store().apply_state().applied_index)
     }
@@ -534,7 +563,10 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     /// Fails every waiting request (shutdown).
     pub fn fail_all(&mut self, err: Error) {
         let queued = self.pending_writes.drain(..).map(|w| w.cb);
-        let proposed = self.proposals.drain(..).flat_map(|p| p.cbs.into_iter().map(|(cb, _)| cb));
+        let proposed = self
+            .proposals
+            .drain(..)
+            .flat_map(|p| p.cbs.into_iter().map(|(cb, _)| cb));
         for cb in queued.chain(proposed) {
             let _ = cb.send(Err(err.clone()));
         }
@@ -597,7 +629,8 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             }
             if let Some(p) = self.take_callback(index, e.term, &mut outcome.responses) {
                 // A quorum accepted this leader's entry after it was proposed.
-                if self.is_leader() && e.term == self.raw.raft.term && self.raw.raft.lead_transferee.is_none() {
+                if self.is_leader() && e.term == self.raw.raft.term && self.raw.raft.lead_transferee.is_none()
+                {
                     self.lease.renew(p.proposed_at, e.term);
                 }
                 metrics::COMMIT_LOG_DURATION.observe(
@@ -621,7 +654,12 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     /// Applies a membership change entry: the region's peers and `conf_ver` change in the same
     /// KV batch as the apply state. An entry without context is raft-rs leaving a joint
     /// configuration.
-    fn apply_conf_change(&mut self, e: &Entry, wb: &mut WriteBatch, outcome: &mut ApplyOutcome) -> Result<()> {
+    fn apply_conf_change(
+        &mut self,
+        e: &Entry,
+        wb: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
+    ) -> Result<()> {
         let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(|err| Error::Codec(err.to_string()))?;
         let region = self.region().clone();
         let new_region = if e.context.is_empty() {

@@ -230,7 +230,13 @@ impl<ER: KvEngine> PeerStorage<ER> {
     }
 
     /// Records a snapshot's position as the start of the log (its data is applied apart).
-    pub(crate) fn restore_snapshot(&mut self, index: u64, term: u64, region: metapb::Region, raft_wb: &mut WriteBatch) {
+    pub(crate) fn restore_snapshot(
+        &mut self,
+        index: u64,
+        term: u64,
+        region: metapb::Region,
+        raft_wb: &mut WriteBatch,
+    ) {
         if self.raft_state.last_index >= self.apply_state.truncated_index.max(1) {
             raft_wb.delete_range_cf(
                 CF_DEFAULT,

@@ -125,7 +125,10 @@ impl<S: Clone> ReadQueue<S> {
     pub fn send_batch(&mut self) -> Vec<u8> {
         let ctx = self.next_ctx;
         self.next_ctx += 1;
-        let cbs = std::mem::take(&mut self.unsent).into_iter().map(|(cb, _)| cb).collect();
+        let cbs = std::mem::take(&mut self.unsent)
+            .into_iter()
+            .map(|(cb, _)| cb)
+            .collect();
         self.batches.push_back(ReadBatch {
             ctx,
             index: None,

@@ -133,7 +133,12 @@ impl SnapManager {
     }
 
     /// Writes every data key of `region` in `snap` to the generated file of `key`.
-    pub fn generate<S: Snapshot>(&self, key: &SnapKey, snap: &S, region: &metapb::Region) -> Result<SnapMeta> {
+    pub fn generate<S: Snapshot>(
+        &self,
+        key: &SnapKey,
+        snap: &S,
+        region: &metapb::Region,
+    ) -> Result<SnapMeta> {
         let path = self.gen_path(key);
         let tmp = path.with_extension("tmp");
         let mut w = ChecksumWriter::new(BufWriter::new(File::create(&tmp).map_err(io_err)?));
@@ -208,7 +213,11 @@ pub fn checksum_file(path: &Path) -> Result<(u64, u32)> {
 }
 
 /// Reads a snapshot file and hands its keys to `sink` in write batches of about `batch_bytes`.
-pub fn load_file(path: &Path, batch_bytes: usize, mut sink: impl FnMut(WriteBatch) -> Result<()>) -> Result<u64> {
+pub fn load_file(
+    path: &Path,
+    batch_bytes: usize,
+    mut sink: impl FnMut(WriteBatch) -> Result<()>,
+) -> Result<u64> {
     let mut r = BufReader::new(File::open(path).map_err(io_err)?);
     let mut wb = WriteBatch::new();
     let mut pending = 0usize;

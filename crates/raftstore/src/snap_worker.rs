@@ -38,7 +38,9 @@ impl ApplyCancel {
     fn write_unless_cancelled(&self, write: impl FnOnce() -> Result<()>) -> Result<()> {
         let cancelled = self.0.lock().unwrap_or_else(|e| e.into_inner());
         if *cancelled {
-            return Err(Error::Engine("snapshot apply cancelled: the peer was destroyed".into()));
+            return Err(Error::Engine(
+                "snapshot apply cancelled: the peer was destroyed".into(),
+            ));
         }
         write()
     }
@@ -63,7 +65,11 @@ pub(crate) enum SnapTask<S> {
 /// The worker's task queue and thread.
 pub(crate) type Worker<S> = (Sender<SnapTask<S>>, JoinHandle<()>);
 
-pub(crate) fn spawn<EK: KvEngine>(kv: EK, mgr: SnapManager, router: Router<EK::Snap>) -> Result<Worker<EK::Snap>> {
+pub(crate) fn spawn<EK: KvEngine>(
+    kv: EK,
+    mgr: SnapManager,
+    router: Router<EK::Snap>,
+) -> Result<Worker<EK::Snap>> {
     let (tx, rx) = crossbeam_channel::unbounded();
     let handle = std::thread::Builder::new()
         .name("snap-worker".into())
@@ -87,7 +93,9 @@ fn run<EK: KvEngine>(kv: EK, mgr: SnapManager, router: Router<EK::Snap>, rx: Rec
                         took = ?t.elapsed(),
                         "snapshot generated"
                     ),
-                    Err(e) => tracing::error!(region_id = key.region_id, error = %e, "snapshot generation failed"),
+                    Err(e) => {
+                        tracing::error!(region_id = key.region_id, error = %e, "snapshot generation failed")
+                    }
                 }
                 Msg::SnapGenerated {
                     region_id: key.region_id,
@@ -142,7 +150,10 @@ fn apply<EK: KvEngine>(
 ) -> Result<u64> {
     let path = mgr.recv_path(key);
     if !path.exists() {
-        return Err(Error::Engine(format!("snapshot file {} is missing", path.display())));
+        return Err(Error::Engine(format!(
+            "snapshot file {} is missing",
+            path.display()
+        )));
     }
     fail::fail_point!("snap_before_apply", |_| Err(Error::Engine("failpoint".into())));
     let mut wb = WriteBatch::new();
@@ -154,7 +165,9 @@ fn apply<EK: KvEngine>(
     let mut first = true;
     let keys = load_file(&path, APPLY_BATCH_BYTES, |wb| {
         if !first {
-            fail::fail_point!("snap_apply_between_batches", |_| Err(Error::Engine("failpoint".into())));
+            fail::fail_point!("snap_apply_between_batches", |_| Err(Error::Engine(
+                "failpoint".into()
+            )));
         }
         first = false;
         cancel.write_unless_cancelled(|| kv.write(&wb, false).map_err(Error::from))

@@ -144,7 +144,11 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
                 term: apply.truncated_term,
                 index: apply.truncated_index,
             };
-            tracing::info!(region_id = region.id, index = key.index, "redoing an interrupted snapshot apply");
+            tracing::info!(
+                region_id = region.id,
+                index = key.index,
+                "redoing an interrupted snapshot apply"
+            );
             peer.applying_snap = Some(key);
             let cancel = ApplyCancel::default();
             peer.apply_cancel = Some(cancel.clone());
@@ -304,8 +308,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             // A region whose Ready produced more work (e.g. raft-rs proposing to leave a joint
             // configuration once applied) stays dirty for the next iteration.
             let peers = &self.peers;
-            self.dirty
-                .retain(|id| peers.get(id).is_some_and(|p| p.applying_snap.is_none() && p.raw.has_ready()));
+            self.dirty.retain(|id| {
+                peers
+                    .get(id)
+                    .is_some_and(|p| p.applying_snap.is_none() && (p.raw.has_ready() || p.has_unsent_reads()))
+            });
         }
         for peer in self.peers.values_mut() {
             peer.fail_all(Error::ShuttingDown);
@@ -395,8 +402,16 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                     peer.raw.report_snapshot(to_peer_id, status);
                 }
             }
-            Msg::SnapGenerated { region_id, key, result } => self.on_snapshot_generated(region_id, key, result),
-            Msg::SnapApplied { region_id, key, result } => self.on_snapshot_applied(region_id, key, result),
+            Msg::SnapGenerated {
+                region_id,
+                key,
+                result,
+            } => self.on_snapshot_generated(region_id, key, result),
+            Msg::SnapApplied {
+                region_id,
+                key,
+                result,
+            } => self.on_snapshot_applied(region_id, key, result),
             Msg::RegionInfos(cb) => {
                 let max_down = self.peer_cfg.max_peer_down;
                 let infos = self
@@ -458,14 +473,19 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             return;
         }
         let msg_type = env.message.get_msg_type();
-        if matches!(msg_type, MessageType::MsgRequestVote | MessageType::MsgRequestPreVote)
-            && env.message.get_context() != raft::CAMPAIGN_TRANSFER
+        if matches!(
+            msg_type,
+            MessageType::MsgRequestVote | MessageType::MsgRequestPreVote
+        ) && env.message.get_context() != raft::CAMPAIGN_TRANSFER
             && peer.started_at.elapsed() < self.cfg.election_timeout()
         {
             // A peer that just started does not know whether it heard from a leader within the
             // election timeout: it must not vote before one has passed, or a leader's lease
             // (which counts on followers' refusals) could outlive its leadership.
-            tracing::debug!(region_id = env.region_id, "vote request to a just-started peer ignored");
+            tracing::debug!(
+                region_id = env.region_id,
+                "vote request to a just-started peer ignored"
+            );
             return;
         }
         let region = peer.region();
@@ -526,7 +546,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             index: snap.get_metadata().index,
         };
         if meta.region.id != env.region_id || !self.snap_mgr.recv_path(&key).exists() {
-            tracing::warn!(region_id = env.region_id, ?key, "snapshot message without its file dropped");
+            tracing::warn!(
+                region_id = env.region_id,
+                ?key,
+                "snapshot message without its file dropped"
+            );
             return false;
         }
         // The snapshot's range must not overlap another region of this store.
@@ -536,7 +560,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 && ranges_overlap(p.region(), &meta.region.start_key, &meta.region.end_key)
         });
         if overlaps {
-            tracing::warn!(region_id = env.region_id, "snapshot overlapping another local region dropped");
+            tracing::warn!(
+                region_id = env.region_id,
+                "snapshot overlapping another local region dropped"
+            );
             return false;
         }
         true
@@ -557,9 +584,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 return false;
             }
         }
-        let overlaps = self.peers.values().any(|p| {
-            p.is_initialized() && ranges_overlap(p.region(), &env.start_key, &env.end_key)
-        });
+        let overlaps = self
+            .peers
+            .values()
+            .any(|p| p.is_initialized() && ranges_overlap(p.region(), &env.start_key, &env.end_key));
         if overlaps {
             tracing::debug!(region_id, "message overlapping a local region dropped");
             return false;
@@ -596,7 +624,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         if peer.is_initialized() && !epoch_older(&local, &env.region_epoch) {
             return;
         }
-        tracing::info!(region_id = env.region_id, peer_id = peer.peer_id, "removed from the region; destroying");
+        tracing::info!(
+            region_id = env.region_id,
+            peer_id = peer.peer_id,
+            "removed from the region; destroying"
+        );
         let mut region = peer.region().clone();
         if !peer.is_initialized() {
             region.region_epoch = Some(env.region_epoch);
@@ -736,7 +768,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         });
         for m in msgs {
             // An uninitialized peer knows the others only from the messages they sent.
-            let Some(to_peer) = peer.peer_by_id(m.to).or_else(|| peer.peer_cache.get(&m.to).copied()) else {
+            let Some(to_peer) = peer
+                .peer_by_id(m.to)
+                .or_else(|| peer.peer_cache.get(&m.to).copied())
+            else {
                 tracing::debug!(
                     region_id,
                     to = m.to,
@@ -831,13 +866,22 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
 
     /// A follower got a snapshot: persist its position (region `Applying`), then let the
     /// worker write its data. The peer's Ready is not handled again until that is done.
-    fn on_ready_snapshot(&mut self, region_id: u64, snap: raft::eraftpb::Snapshot, raft_wb: &mut WriteBatch) -> Result<()> {
+    fn on_ready_snapshot(
+        &mut self,
+        region_id: u64,
+        snap: raft::eraftpb::Snapshot,
+        raft_wb: &mut WriteBatch,
+    ) -> Result<()> {
         let Some(peer) = self.peers.get_mut(&region_id) else {
             return Ok(());
         };
         let meta = SnapMeta::decode(&snap.data)?;
         let (index, term) = (snap.get_metadata().index, snap.get_metadata().term);
-        let key = SnapKey { region_id, term, index };
+        let key = SnapKey {
+            region_id,
+            term,
+            index,
+        };
         let old = peer.is_initialized().then(|| peer.region().clone());
         let mut region = meta.region.clone();
         region.id = region_id;
@@ -851,7 +895,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         write_region_state(&mut kv_wb, &region, RegionState::Applying);
         // Durable before the raft state moves: a restart finds `Applying` and redoes the apply.
         self.kv.write(&kv_wb, true)?;
-        peer.raw.mut_store().restore_snapshot(index, term, region.clone(), raft_wb);
+        peer.raw
+            .mut_store()
+            .restore_snapshot(index, term, region.clone(), raft_wb);
         peer.applying_snap = Some(key);
         let cancel = ApplyCancel::default();
         peer.apply_cancel = Some(cancel.clone());

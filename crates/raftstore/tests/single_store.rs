@@ -6,8 +6,8 @@ use std::time::Duration;
 use atoll_proto::metapb;
 use engine_traits::{KvEngine, MemEngine, Modify, Peekable, CF_DEFAULT};
 use raftstore::{
-    bootstrap_region, keys, load_local_regions, spawn_store, CmdHeader, Error, RaftEnvelope, Router, SnapManager,
-    StoreConfig, StoreHandle, Transport,
+    bootstrap_region, keys, load_local_regions, spawn_store, CmdHeader, Error, RaftEnvelope, Router,
+    SnapManager, StoreConfig, StoreHandle, Transport,
 };
 
 #[derive(Clone, Default)]
@@ -258,7 +258,10 @@ async fn log_is_compacted_and_survives_restart() {
         .expect("get")
         .is_some()
     {
-        assert!(std::time::Instant::now() < deadline, "compacted entries never deleted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "compacted entries never deleted"
+        );
         std::thread::yield_now();
     }
     handle.shutdown();

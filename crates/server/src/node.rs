@@ -367,11 +367,7 @@ pub async fn run(
         stop_signal(stop_rx.clone()),
     ));
     let raftkv = RaftKv::new(router.clone(), ident.store_id, kv.clone());
-    let kv_service = KvService::new(
-        raftkv,
-        cm,
-        std::sync::Arc::new(crate::tso::PdTso(pd.clone())),
-    );
+    let kv_service = KvService::new(raftkv, cm, std::sync::Arc::new(crate::tso::PdTso(pd.clone())));
     let gc_task = tokio::spawn(
         crate::gc_worker::GcWorker {
             pd: pd.clone(),
@@ -417,7 +413,10 @@ pub async fn run(
     // Other nodes keep their Raft streams to this one open: give in-flight requests a moment,
     // then close the listener's connections without waiting for those streams to end.
     let grpc_abort = grpc_task.abort_handle();
-    if tokio::time::timeout(Duration::from_secs(2), grpc_task).await.is_err() {
+    if tokio::time::timeout(Duration::from_secs(2), grpc_task)
+        .await
+        .is_err()
+    {
         grpc_abort.abort();
     }
     let _ = status_task.await;

@@ -171,10 +171,18 @@ async fn execute_pd_command(router: &Router<RocksSnapshot>, resp: pdpb::RegionHe
         changes.extend(cp.peer.and_then(|p| change_of(cp.change_type, p)));
     }
     if let Some(v2) = &resp.change_peer_v2 {
-        changes.extend(v2.changes.iter().filter_map(|cp| cp.peer.and_then(|p| change_of(cp.change_type, p))));
+        changes.extend(
+            v2.changes
+                .iter()
+                .filter_map(|cp| cp.peer.and_then(|p| change_of(cp.change_type, p))),
+        );
     }
     let result = if !changes.is_empty() {
-        tracing::info!(region_id = resp.region_id, ?changes, "PD asks for a membership change");
+        tracing::info!(
+            region_id = resp.region_id,
+            ?changes,
+            "PD asks for a membership change"
+        );
         router.change_peer(header, changes).await
     } else if let Some(peer) = resp.transfer_leader.as_ref().and_then(|t| t.peer) {
         tracing::info!(region_id = resp.region_id, to = ?peer, "PD asks to transfer leadership");

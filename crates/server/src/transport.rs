@@ -74,7 +74,12 @@ pub fn start(
         let resolver = Resolver { pd };
         while let Some(env) = rx.recv().await {
             if env.message.get_msg_type() == MessageType::MsgSnapshot {
-                tokio::spawn(send_snapshot(resolver.clone(), snap_mgr.clone(), router.clone(), env));
+                tokio::spawn(send_snapshot(
+                    resolver.clone(),
+                    snap_mgr.clone(),
+                    router.clone(),
+                    env,
+                ));
                 continue;
             }
             let store_id = env.to_peer.store_id;
@@ -158,7 +163,11 @@ impl Backoff {
     }
 }
 
-fn spawn_store_sender(store_id: u64, resolver: Resolver, router: Router<RocksSnapshot>) -> mpsc::Sender<RaftEnvelope> {
+fn spawn_store_sender(
+    store_id: u64,
+    resolver: Resolver,
+    router: Router<RocksSnapshot>,
+) -> mpsc::Sender<RaftEnvelope> {
     let (tx, mut rx) = mpsc::channel::<RaftEnvelope>(STORE_QUEUE);
     tokio::spawn(async move {
         let mut backoff = Backoff::new();
@@ -233,7 +242,12 @@ fn drain_unreachable(rx: &mut mpsc::Receiver<RaftEnvelope>, router: &Router<Rock
 }
 
 /// Streams one snapshot (message, then the file in chunks) and reports the outcome to Raft.
-async fn send_snapshot(resolver: Resolver, snap_mgr: SnapManager, router: Router<RocksSnapshot>, env: RaftEnvelope) {
+async fn send_snapshot(
+    resolver: Resolver,
+    snap_mgr: SnapManager,
+    router: Router<RocksSnapshot>,
+    env: RaftEnvelope,
+) {
     let (region_id, to_peer_id, store_id) = (env.region_id, env.to_peer.id, env.to_peer.store_id);
     let md = env.message.get_snapshot().get_metadata();
     let key = SnapKey {
@@ -244,12 +258,23 @@ async fn send_snapshot(resolver: Resolver, snap_mgr: SnapManager, router: Router
     let result = stream_snapshot(&resolver, &snap_mgr, key, env).await;
     match &result {
         Ok(bytes) => {
-            tracing::info!(region_id, to_peer_id, store_id, index = key.index, bytes, "snapshot sent");
-            raftstore::metrics::SNAPSHOT_TOTAL.with_label_values(&["sent"]).inc();
+            tracing::info!(
+                region_id,
+                to_peer_id,
+                store_id,
+                index = key.index,
+                bytes,
+                "snapshot sent"
+            );
+            raftstore::metrics::SNAPSHOT_TOTAL
+                .with_label_values(&["sent"])
+                .inc();
         }
         Err(e) => {
             tracing::warn!(region_id, to_peer_id, store_id, error = %e, "sending snapshot failed");
-            raftstore::metrics::SNAPSHOT_TOTAL.with_label_values(&["send_failed"]).inc();
+            raftstore::metrics::SNAPSHOT_TOTAL
+                .with_label_values(&["send_failed"])
+                .inc();
         }
     }
     let _ = router.report_snapshot(region_id, to_peer_id, result.is_ok());
@@ -267,14 +292,20 @@ async fn stream_snapshot(
         .map_err(|e| format!("open snapshot {key:?}: {e}"))?;
     let mut client = resolver.connect(store_id).await?;
     let (tx, rx) = mpsc::channel::<SnapshotChunk>(4);
-    let call = tokio::spawn(async move { client.snapshot(tokio_stream::wrappers::ReceiverStream::new(rx)).await });
+    let call = tokio::spawn(async move {
+        client
+            .snapshot(tokio_stream::wrappers::ReceiverStream::new(rx))
+            .await
+    });
     let first = SnapshotChunk {
         message: encode(env),
         data: vec![],
     };
     let mut total = 0u64;
     let feed = async {
-        tx.send(first).await.map_err(|_| "snapshot stream closed".to_owned())?;
+        tx.send(first)
+            .await
+            .map_err(|_| "snapshot stream closed".to_owned())?;
         let mut buf = vec![0u8; SNAP_CHUNK];
         loop {
             let n = file.read(&mut buf).await.map_err(|e| e.to_string())?;

@@ -66,7 +66,9 @@ impl RaftTransport for RaftService {
             return Err(Status::invalid_argument("empty snapshot stream"));
         };
         let Some(msg) = first.message else {
-            return Err(Status::invalid_argument("snapshot stream must start with its message"));
+            return Err(Status::invalid_argument(
+                "snapshot stream must start with its message",
+            ));
         };
         let env = decode_envelope(msg)?;
         let snap = env.message.get_snapshot();
@@ -91,7 +93,9 @@ impl RaftTransport for RaftService {
                     .await
                     .map_err(|e| Status::internal(e.to_string()))?;
             }
-            file.sync_all().await.map_err(|e| Status::internal(e.to_string()))?;
+            file.sync_all()
+                .await
+                .map_err(|e| Status::internal(e.to_string()))?;
             Ok(())
         }
         .await;
@@ -104,8 +108,15 @@ impl RaftTransport for RaftService {
             .await
             .map_err(|e| Status::internal(e.to_string()))?
             .map_err(|e| Status::data_loss(e.to_string()))?;
-        raftstore::metrics::SNAPSHOT_TOTAL.with_label_values(&["received"]).inc();
-        tracing::info!(region_id = key.region_id, index = key.index, bytes = received, "snapshot received");
+        raftstore::metrics::SNAPSHOT_TOTAL
+            .with_label_values(&["received"])
+            .inc();
+        tracing::info!(
+            region_id = key.region_id,
+            index = key.index,
+            bytes = received,
+            "snapshot received"
+        );
         self.router
             .send_raft(env)
             .map_err(|e| Status::unavailable(e.to_string()))?;
