@@ -839,7 +839,7 @@ async fn chaos_keeps_acknowledged_writes_and_linearizable_reads() {
     let mut c = Cluster::run(3, 3, snapshot_config()).await;
     let history: History = Default::default();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acked_logs: std::sync::Arc<std::sync::Mutex<Vec<(Vec<u8>, Vec<u8>)>>> = Default::default();
+    let acked_logs: std::sync::Arc<std::sync::Mutex<Acked>> = Default::default();
     let mut tasks = vec![];
     for w in 0..WRITERS {
         let (client, history, stop, acked_logs) =
@@ -935,8 +935,12 @@ async fn chaos_keeps_acknowledged_writes_and_linearizable_reads() {
     let mut down: Option<u64> = None;
     let until = Instant::now() + Duration::from_secs(6);
     while Instant::now() < until {
-        match rng.below(7) {
+        match rng.below(8) {
             0 => c.clear_filters(),
+            7 => {
+                c.clear_filters();
+                c.add_filter(lossy(rng.next(), 10, Duration::from_millis(30)));
+            }
             1 => {
                 c.clear_filters();
                 c.add_filter(isolate(1 + rng.below(3)));
@@ -1043,4 +1047,144 @@ async fn chaos_keeps_acknowledged_writes_and_linearizable_reads() {
         )
         .await;
     }
+}
+
+/// Whether `env` carries the entry that leaves a joint configuration (a V2 conf change
+/// without context).
+fn carries_leave_joint(env: &raftstore::RaftEnvelope) -> bool {
+    env.message
+        .get_entries()
+        .iter()
+        .any(|e| e.get_entry_type() == raft::eraftpb::EntryType::EntryConfChangeV2 && e.context.is_empty())
+}
+
+/// The whole cluster restarts while the region is in a joint configuration (the entry that
+/// would leave it never got out of the leader): after the restart the region leaves it by
+/// itself, with the roles the joint change asked for, and nothing is lost.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn full_restart_in_joint_configuration_leaves_it() {
+    let mut c = Cluster::run(4, 3, test_config()).await;
+    let acked = put_many(&c, "j", 0..10).await;
+    let learner = c.must_add_learner(REGION, 4).await;
+    let leader = c.leader_of(REGION).await;
+    let demoted = c
+        .peer_on(
+            REGION,
+            [1, 2, 3].into_iter().find(|s| *s != leader).expect("follower"),
+        )
+        .await
+        .expect("peer");
+
+    c.add_filter(std::sync::Arc::new(|_: u64, env: &raftstore::RaftEnvelope| {
+        if carries_leave_joint(env) {
+            Verdict::Drop
+        } else {
+            Verdict::Pass
+        }
+    }));
+    c.must_change_peer(
+        REGION,
+        vec![PeerChange::AddVoter(learner), PeerChange::AddLearner(demoted)],
+    )
+    .await;
+    // Every store applied the joint configuration (followers learn its commit from
+    // heartbeats); none can leave it.
+    for s in [1, 2, 3, 4] {
+        c.wait_region_on(s, REGION, "the joint configuration", |i| {
+            members(&i.region)
+                .iter()
+                .any(|(_, _, r)| matches!(r, PeerRole::IncomingVoter | PeerRole::DemotingVoter))
+        })
+        .await;
+    }
+
+    for s in [1, 2, 3, 4] {
+        c.stop_store(s);
+    }
+    c.clear_filters();
+    for s in [1, 2, 3, 4] {
+        c.start_store(s);
+    }
+    wait_for(
+        "the region left the joint configuration",
+        MUST_TIMEOUT,
+        || async {
+            members(&c.leader_region(REGION).await)
+                .iter()
+                .all(|(_, _, r)| matches!(r, PeerRole::Voter | PeerRole::Learner))
+        },
+    )
+    .await;
+    let region = c.leader_region(REGION).await;
+    let got = members(&region);
+    let role_of = |id: u64| got.iter().find(|(p, _, _)| *p == id).map(|(_, _, r)| *r);
+    assert_eq!(role_of(learner.id), Some(PeerRole::Voter), "{got:?}");
+    assert_eq!(role_of(demoted.id), Some(PeerRole::Learner), "{got:?}");
+    c.must_have_members(&[1, 2, 3, 4], REGION, &got).await;
+    let more = put_many(&c, "k", 0..5).await;
+    c.must_have_on_stores(&[1, 2, 3, 4], &acked).await;
+    c.must_have_on_stores(&[1, 2, 3, 4], &more).await;
+}
+
+/// A conf change that would leave fewer live voters than a quorum is refused, and the region
+/// stays as it was.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn unsafe_conf_change_is_refused() {
+    // Peers silent for 300 ms are reported down: by then the leader's check-quorum round
+    // (every election timeout, 200 ms) has marked them inactive too.
+    let cfg = raftstore::StoreConfig {
+        max_peer_down: Duration::from_millis(300),
+        ..test_config()
+    };
+    let mut c = Cluster::run(3, 3, cfg).await;
+    c.must_put(b"a", b"1").await;
+    let leader = c.leader_of(REGION).await;
+    let mut followers = [1, 2, 3].into_iter().filter(|s| *s != leader);
+    let (down, other) = (followers.next().expect("store"), followers.next().expect("store"));
+    let before = c.leader_region(REGION).await;
+    let down_peer = c.peer_on(REGION, down).await.expect("peer");
+    let other_peer = c.peer_on(REGION, other).await.expect("peer");
+    c.stop_store(down);
+    c.wait_region_on(leader, REGION, "the stopped follower reported down", |i| {
+        i.down_peers.iter().any(|(p, _)| p.id == down_peer.id)
+    })
+    .await;
+
+    // Removing (or demoting) the live follower would leave {leader, down}: refused.
+    for change in [PeerChange::Remove(other_peer), PeerChange::AddLearner(other_peer)] {
+        let r = c.change_peer(REGION, vec![change.clone()]).await;
+        assert!(
+            matches!(r, Err(Failure::Raft(Error::InvalidConfChange { .. }))),
+            "{change:?} was not refused: {r:?}"
+        );
+    }
+    assert_eq!(members(&c.leader_region(REGION).await), members(&before));
+    // Removing the dead one is fine.
+    c.must_change_peer(REGION, vec![PeerChange::Remove(down_peer)])
+        .await;
+    c.must_put(b"b", b"2").await;
+    c.must_have_on_stores(&[leader, other], &[(b"b".to_vec(), b"2".to_vec())])
+        .await;
+}
+
+/// A voter removed while its store was down restarts believing it is still a member; the
+/// others answer its campaign with a tombstone notice and it destroys itself.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_removed_while_down_is_destroyed_after_restart() {
+    let mut c = Cluster::run(3, 3, test_config()).await;
+    let acked = put_many(&c, "r", 0..5).await;
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+    c.must_transfer_leader(REGION, 1).await;
+    c.stop_store(3);
+    c.must_remove_peer(REGION, 3).await;
+    let more = put_many(&c, "s", 0..5).await;
+    c.start_store(3);
+    c.wait_region_gone(3, REGION).await;
+    wait_until("store 3 persisted a tombstone", MUST_TIMEOUT, || {
+        c.local_region(3, REGION)
+            .is_some_and(|r| r.state == RegionState::Tombstone)
+    })
+    .await;
+    assert_eq!(c.data_key_count(3, b"", b""), 0);
+    c.must_have_on_stores(&[1, 2], &more).await;
 }

@@ -182,6 +182,39 @@ pub fn drop_type_to(ty: MessageType, store: u64) -> FilterRef {
     })
 }
 
+/// A lossy, jittery network: drops `drop_percent`% of the messages and delays the others by
+/// up to `max_delay` (so messages of one connection may arrive out of order). Seeded.
+pub fn lossy(seed: u64, drop_percent: u64, max_delay: Duration) -> FilterRef {
+    let state = AtomicU64::new(seed.max(1));
+    Arc::new(move |_: u64, _: &RaftEnvelope| {
+        // xorshift64*, advanced atomically so concurrent senders draw different numbers.
+        let mut x = state.load(Ordering::Relaxed);
+        loop {
+            let mut n = x;
+            n ^= n >> 12;
+            n ^= n << 25;
+            n ^= n >> 27;
+            match state.compare_exchange_weak(x, n, Ordering::Relaxed, Ordering::Relaxed) {
+                Ok(_) => {
+                    x = n.wrapping_mul(0x2545_f491_4f6c_dd1d);
+                    break;
+                }
+                Err(cur) => x = cur,
+            }
+        }
+        if x % 100 < drop_percent {
+            Verdict::Drop
+        } else {
+            let micros = max_delay.as_micros() as u64;
+            if micros == 0 {
+                Verdict::Pass
+            } else {
+                Verdict::Delay(Duration::from_micros((x >> 8) % micros))
+            }
+        }
+    })
+}
+
 /// Envelopes copied by a [`capture`] filter, with their sending store.
 #[derive(Clone, Default)]
 pub struct Captured(Arc<Mutex<Vec<(u64, RaftEnvelope)>>>);
@@ -375,6 +408,12 @@ impl Net {
                 Verdict::Pass => {}
                 Verdict::Drop => {
                     self.stats.lock().expect("stats lock").dropped += 1;
+                    if !env.is_tombstone && env.message.get_msg_type() == MessageType::MsgSnapshot {
+                        // A real transport learns that a snapshot did not get through.
+                        if let Some(r) = self.router(from) {
+                            let _ = r.report_snapshot(env.region_id, env.to_peer.id, false);
+                        }
+                    }
                     return;
                 }
                 Verdict::Delay(d) => delay = delay.max(d),
