@@ -8,6 +8,7 @@ use std::time::{Duration, Instant};
 
 use atoll_proto::metapb::PeerRole;
 use cluster::*;
+use engine_traits::{Modify, Peekable, CF_DEFAULT};
 use raft::eraftpb::MessageType;
 use raftstore::{Error, PeerChange, RegionState};
 
@@ -1419,4 +1420,129 @@ async fn chaos_with_membership_changes() {
             eprintln!("store {s} still holds a removed peer {me:?}");
         }
     }
+}
+
+/// A snapshot replaces the follower's data of the region exactly: keys deleted on the leader
+/// while the follower was away are gone after it catches up, and every column family comes
+/// across. While it is behind, the leader reports it as a pending peer.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn snapshot_replaces_data_exactly_in_every_column_family() {
+    use engine_traits::{CF_LOCK, CF_WRITE};
+    let c = Cluster::run(3, 3, snapshot_config()).await;
+    let in_cf = |cf: &'static str, k: &[u8], v: &[u8]| Modify::Put {
+        cf,
+        key: k.to_vec(),
+        value: v.to_vec(),
+    };
+    c.must_write(vec![
+        in_cf(CF_DEFAULT, b"gone", b"1"),
+        in_cf(CF_LOCK, b"gone", b"1"),
+        in_cf(CF_WRITE, b"gone", b"1"),
+        in_cf(CF_DEFAULT, b"range-a", b"1"),
+        in_cf(CF_DEFAULT, b"range-b", b"1"),
+    ])
+    .await;
+    let leader = c.leader_of(REGION).await;
+    let follower = [1, 2, 3].into_iter().find(|s| *s != leader).expect("follower");
+    c.must_have_on_store(follower, &[(b"range-b".to_vec(), b"1".to_vec())])
+        .await;
+    let applied = c.apply_state(follower, REGION).expect("apply").applied_index;
+    let follower_peer = c.peer_on(REGION, follower).await.expect("peer");
+
+    c.add_filter(isolate(follower));
+    c.must_write(vec![
+        Modify::Delete {
+            cf: CF_DEFAULT,
+            key: b"gone".to_vec(),
+        },
+        Modify::Delete {
+            cf: CF_LOCK,
+            key: b"gone".to_vec(),
+        },
+        Modify::Delete {
+            cf: CF_WRITE,
+            key: b"gone".to_vec(),
+        },
+        Modify::DeleteRange {
+            cf: CF_DEFAULT,
+            start: b"range-".to_vec(),
+            end: b"range-z".to_vec(),
+        },
+        in_cf(CF_LOCK, b"lock-new", b"2"),
+        in_cf(CF_WRITE, b"write-new", b"3"),
+    ])
+    .await;
+    let acked = put_many(&c, "fill", 0..40).await;
+    let leader = c.leader_of(REGION).await;
+    wait_until("the leader compacted past the follower", MUST_TIMEOUT, || {
+        c.apply_state(leader, REGION)
+            .is_some_and(|a| a.truncated_index > applied)
+    })
+    .await;
+    c.wait_region_on(leader, REGION, "the follower pending", |i| {
+        i.pending_peers.iter().any(|p| p.id == follower_peer.id)
+    })
+    .await;
+
+    let snaps = c.net.snapshots_received(follower);
+    c.clear_filters();
+    c.must_have_on_store(follower, &acked).await;
+    assert!(c.net.snapshots_received(follower) > snaps);
+    let kv = c.kv(follower);
+    let get = |cf: &str, k: &[u8]| kv.get_cf(cf, &txn_types::keys::data_key(k)).expect("get");
+    for cf in [CF_DEFAULT, CF_LOCK, CF_WRITE] {
+        assert_eq!(get(cf, b"gone"), None, "deleted key survived in {cf}");
+    }
+    assert_eq!(get(CF_DEFAULT, b"range-a"), None);
+    assert_eq!(get(CF_DEFAULT, b"range-b"), None);
+    assert_eq!(get(CF_LOCK, b"lock-new"), Some(b"2".to_vec()));
+    assert_eq!(get(CF_WRITE, b"write-new"), Some(b"3".to_vec()));
+    c.wait_region_on(leader, REGION, "no pending peer", |i| i.pending_peers.is_empty())
+        .await;
+}
+
+/// A write computed from a read in one term is refused once leadership moved on (even back
+/// to the same store), and a learner serves follower reads.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_term_write_refused_and_learner_reads() {
+    let c = Cluster::run(4, 3, test_config()).await;
+    c.must_put(b"k", b"v1").await;
+    let leader = c.leader_of(REGION).await;
+    let region = c.leader_region(REGION).await;
+    let epoch = region.region_epoch.expect("epoch");
+    let router = c.router(leader).expect("router");
+    let header = raftstore::CmdHeader {
+        region_id: REGION,
+        conf_ver: epoch.conf_ver,
+        version: epoch.version,
+        ..Default::default()
+    };
+    let read = router.read(header).await.expect("read");
+    let with_term = raftstore::CmdHeader {
+        term: read.term,
+        ..header
+    };
+    router
+        .write(with_term, vec![put(b"k", b"v2")])
+        .await
+        .expect("write in the read's term");
+
+    let other = [1, 2, 3].into_iter().find(|s| *s != leader).expect("follower");
+    c.must_transfer_leader(REGION, other).await;
+    c.must_transfer_leader(REGION, leader).await;
+    let r = router.write(with_term, vec![put(b"k", b"v3")]).await;
+    assert!(
+        matches!(r, Err(Error::StaleCommand)),
+        "a write from an older term's read was accepted: {r:?}"
+    );
+    assert_eq!(c.must_get(b"k").await, Some(b"v2".to_vec()));
+
+    c.must_add_learner(REGION, 4).await;
+    c.must_put(b"k", b"v4").await;
+    assert_eq!(
+        c.replica_read_on(4, REGION, b"k", Duration::from_secs(5))
+            .await
+            .expect("learner read"),
+        Some(b"v4".to_vec())
+    );
 }
