@@ -1546,3 +1546,95 @@ async fn stale_term_write_refused_and_learner_reads() {
         Some(b"v4".to_vec())
     );
 }
+
+/// Lease reads versus a leader transfer whose `MsgTimeoutNow` is delayed. A transfer lets the
+/// target campaign at once, and the others vote for it even within the leader's lease (the
+/// vote is forced). The leader stops serving lease reads when it starts a transfer, for a
+/// while; but the `MsgTimeoutNow` it sent can arrive much later, after the transfer was given
+/// up and the lease renewed. The forced election then happens inside the renewed lease: the
+/// old leader, cut off, must not serve the old value from its lease once the new leader
+/// acknowledged a newer one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "bug: a delayed MsgTimeoutNow forces an election inside a lease renewed after the transfer was given up"]
+async fn lease_read_after_delayed_timeout_now_is_not_stale() {
+    // Election timeout 1 s (lease 0.9 s).
+    let cfg = raftstore::StoreConfig {
+        election_tick: 50,
+        ..test_config()
+    };
+    let c = Cluster::run(3, 3, cfg).await;
+    c.must_put(b"k", b"v1").await;
+    c.must_have_on_stores(&[1, 2, 3], &[(b"k".to_vec(), b"v1".to_vec())])
+        .await;
+    let leader = c.leader_of(REGION).await;
+    let target = [1, 2, 3].into_iter().find(|s| *s != leader).expect("follower");
+
+    // The network holds the leader's MsgTimeoutNow back (here: until the test lets it go).
+    let (cap, timeout_now) = capture(|_, env| env.message.get_msg_type() == MessageType::MsgTimeoutNow);
+    let held = c.add_filter(cap);
+    let hold = c.add_filter(drop_type(MessageType::MsgTimeoutNow));
+    let region = c.leader_region(REGION).await;
+    let epoch = region.region_epoch.expect("epoch");
+    let header = raftstore::CmdHeader {
+        region_id: REGION,
+        conf_ver: epoch.conf_ver,
+        version: epoch.version,
+        ..Default::default()
+    };
+    let to = *region
+        .peers
+        .iter()
+        .find(|p| p.store_id == target)
+        .expect("target peer");
+    let started = Instant::now();
+    c.router(leader)
+        .expect("leader")
+        .transfer_leader(header, to)
+        .await
+        .expect("transfer started");
+    wait_until("the leader sent MsgTimeoutNow", MUST_TIMEOUT, || {
+        !timeout_now.is_empty()
+    })
+    .await;
+    c.remove_filter(held);
+    c.remove_filter(hold);
+
+    // The transfer is given up after an election timeout; the lease block after starting it
+    // lasts two. Time is what this test is about: let both pass.
+    tokio::time::sleep(Duration::from_millis(2200).saturating_sub(started.elapsed())).await;
+    assert_eq!(c.leader_of(REGION).await, leader);
+    // A read through ReadIndex renews the lease.
+    assert_eq!(
+        c.read_on(leader, REGION, b"k", ATTEMPT_TIMEOUT)
+            .await
+            .expect("read"),
+        Some(b"v1".to_vec())
+    );
+    let renewed = Instant::now();
+
+    // The old MsgTimeoutNow arrives now; the leader is cut off from the others.
+    c.add_filter(isolate(leader));
+    let (_, late) = timeout_now.take().pop().expect("MsgTimeoutNow");
+    c.router(target).expect("target").send_raft(late).expect("send");
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        if let Some((s, _)) = c.leader(REGION).await {
+            if s != leader {
+                break;
+            }
+        }
+        assert!(Instant::now() < deadline, "the transferee was not elected");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    c.write_on(target, REGION, vec![put(b"k", b"v2")], ATTEMPT_TIMEOUT)
+        .await
+        .expect("write on the new leader");
+    let v2_acked = Instant::now();
+
+    let r = c.read_on(leader, REGION, b"k", ATTEMPT_TIMEOUT).await;
+    assert!(
+        !matches!(&r, Ok(Some(v)) if v == b"v1"),
+        "the old leader served v1 after v2 was acknowledged ({:?} after its lease was renewed)",
+        v2_acked.duration_since(renewed)
+    );
+}
