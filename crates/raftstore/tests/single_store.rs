@@ -4,7 +4,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use atoll_proto::metapb;
-use engine_traits::{KvEngine, MemEngine, Modify, Peekable, CF_DEFAULT};
+use engine_traits::{MemEngine, Modify, Peekable, CF_DEFAULT};
 use raftstore::{
     bootstrap_region, keys, load_local_regions, spawn_store, CmdHeader, Error, RaftEnvelope, Router,
     SnapManager, StoreConfig, StoreHandle, Transport,

@@ -264,7 +264,7 @@ impl Tikv for KvService {
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawPutResponse::default();
-        if let Err(e) = self.raw.put(&ctx, &req.cf, req.key, req.value, req.ttl).await {
+        if let Err(e) = self.raw.put(&ctx, &req.cf, req.key, req.value, req.ttl, req.for_cas).await {
             fill_err!(resp, e);
         }
         Ok(Response::new(resp))
@@ -285,7 +285,7 @@ impl Tikv for KvService {
             req.ttls
         };
         let kvs = req.pairs.into_iter().map(|p| (p.key, p.value)).collect();
-        if let Err(e) = self.raw.batch_put(&ctx, &req.cf, kvs, &ttls).await {
+        if let Err(e) = self.raw.batch_put(&ctx, &req.cf, kvs, &ttls, req.for_cas).await {
             fill_err!(resp, e);
         }
         Ok(Response::new(resp))
@@ -299,7 +299,7 @@ impl Tikv for KvService {
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawDeleteResponse::default();
-        if let Err(e) = self.raw.batch_delete(&ctx, &req.cf, &[req.key]).await {
+        if let Err(e) = self.raw.batch_delete(&ctx, &req.cf, &[req.key], req.for_cas).await {
             fill_err!(resp, e);
         }
         Ok(Response::new(resp))
@@ -313,7 +313,7 @@ impl Tikv for KvService {
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawBatchDeleteResponse::default();
-        if let Err(e) = self.raw.batch_delete(&ctx, &req.cf, &req.keys).await {
+        if let Err(e) = self.raw.batch_delete(&ctx, &req.cf, &req.keys, req.for_cas).await {
             fill_err!(resp, e);
         }
         Ok(Response::new(resp))

@@ -164,12 +164,17 @@ impl<E: Engine> RawStorage<E> {
     }
 
     /// Writes `pairs` atomically; `ttls` is empty (no TTL), one TTL for all, or one per pair.
+    /// Writes `pairs`. With `for_cas` (tikv-client's atomic mode) the keys' latches are held
+    /// until the write is applied, so a compare-and-swap never interleaves with it; without,
+    /// writes do not wait on each other (TiKV's contract: CAS is atomic against atomic-mode
+    /// writes).
     pub async fn batch_put(
         &self,
         ctx: &kvrpcpb::Context,
         cf: &str,
         pairs: Vec<KvPair>,
         ttls: &[u64],
+        for_cas: bool,
     ) -> Result<()> {
         let cf = raw_cf(ctx, cf)?;
         if !ttls.is_empty() && ttls.len() != 1 && ttls.len() != pairs.len() {
@@ -191,8 +196,7 @@ impl<E: Engine> RawStorage<E> {
                 value: RawValue::with_ttl(value, ttl, now).encode(),
             });
         }
-        let _guard = self.latches.acquire(modifies.iter().map(|m| m.key())).await;
-        self.write(ctx, modifies).await
+        self.write_latched(ctx, modifies, for_cas).await
     }
 
     pub async fn put(
@@ -202,11 +206,29 @@ impl<E: Engine> RawStorage<E> {
         key: Vec<u8>,
         value: Vec<u8>,
         ttl: u64,
+        for_cas: bool,
     ) -> Result<()> {
-        self.batch_put(ctx, cf, vec![(key, value)], &[ttl]).await
+        self.batch_put(ctx, cf, vec![(key, value)], &[ttl], for_cas).await
     }
 
-    pub async fn batch_delete(&self, ctx: &kvrpcpb::Context, cf: &str, keys: &[Vec<u8>]) -> Result<()> {
+    /// Writes `modifies`, under their keys' latches when `for_cas`.
+    async fn write_latched(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>, for_cas: bool) -> Result<()> {
+        let _guard = if for_cas {
+            Some(self.latches.acquire(modifies.iter().map(|m| m.key())).await)
+        } else {
+            None
+        };
+        self.write(ctx, modifies).await
+    }
+
+    /// Deletes `keys`; `for_cas` as in [`RawStorage::batch_put`].
+    pub async fn batch_delete(
+        &self,
+        ctx: &kvrpcpb::Context,
+        cf: &str,
+        keys: &[Vec<u8>],
+        for_cas: bool,
+    ) -> Result<()> {
         let cf = raw_cf(ctx, cf)?;
         let modifies = keys
             .iter()
@@ -217,8 +239,7 @@ impl<E: Engine> RawStorage<E> {
                 })
             })
             .collect::<Result<Vec<_>>>()?;
-        let _guard = self.latches.acquire(modifies.iter().map(|m| m.key())).await;
-        self.write(ctx, modifies).await
+        self.write_latched(ctx, modifies, for_cas).await
     }
 
     /// Deletes `[start, end)` within the addressed region (empty `end`: to the region's end).

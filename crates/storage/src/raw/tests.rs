@@ -34,7 +34,7 @@ async fn put_get_delete_v1() {
     let s = storage(b"", b"");
     let ctx = v1();
     assert_eq!(s.get(&ctx, "", b"k").await.expect("get"), None);
-    s.put(&ctx, "", b"k".to_vec(), b"v".to_vec(), 0)
+    s.put(&ctx, "", b"k".to_vec(), b"v".to_vec(), 0, false)
         .await
         .expect("put");
     assert_eq!(
@@ -42,7 +42,7 @@ async fn put_get_delete_v1() {
         Some(b"v".to_vec())
     );
     assert_eq!(s.get(&ctx, "write", b"k").await.expect("get"), None);
-    s.batch_delete(&ctx, "", &[b"k".to_vec()]).await.expect("delete");
+    s.batch_delete(&ctx, "", &[b"k".to_vec()], false).await.expect("delete");
     assert_eq!(s.get(&ctx, "", b"k").await.expect("get"), None);
     assert!(matches!(
         s.get(&ctx, "nope", b"k").await,
@@ -57,10 +57,10 @@ async fn v2_keys_are_encoded_and_checked() {
         &memcomparable::encode_bytes(b"r\0\0\x01"),
     );
     let ctx = v2();
-    s.put(&ctx, "", b"r\0\0\0k1".to_vec(), b"v1".to_vec(), 0)
+    s.put(&ctx, "", b"r\0\0\0k1".to_vec(), b"v1".to_vec(), 0, false)
         .await
         .expect("put");
-    s.put(&ctx, "", b"r\0\0\0k2".to_vec(), b"v2".to_vec(), 0)
+    s.put(&ctx, "", b"r\0\0\0k2".to_vec(), b"v2".to_vec(), 0, false)
         .await
         .expect("put");
     assert_eq!(
@@ -92,7 +92,7 @@ async fn batch_and_scan_both_ways() {
     let s = storage(b"b", b"y");
     let ctx = v1();
     let pairs: Vec<KvPair> = (0..10u8).map(|i| (vec![b'c', b'0' + i], vec![i])).collect();
-    s.batch_put(&ctx, "", pairs.clone(), &[])
+    s.batch_put(&ctx, "", pairs.clone(), &[], false)
         .await
         .expect("batch put");
     let got = s
@@ -173,10 +173,10 @@ async fn ttl_expiry_hides_values_everywhere() {
     )
     .await
     .expect("w");
-    s.put(&ctx, "", b"live".to_vec(), b"v".to_vec(), 1000)
+    s.put(&ctx, "", b"live".to_vec(), b"v".to_vec(), 1000, false)
         .await
         .expect("put");
-    s.put(&ctx, "", b"forever".to_vec(), b"v".to_vec(), 0)
+    s.put(&ctx, "", b"forever".to_vec(), b"v".to_vec(), 0, false)
         .await
         .expect("put");
     assert_eq!(s.get(&ctx, "", b"gone").await.expect("get"), None);
@@ -258,7 +258,7 @@ async fn compare_and_swap() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cas_increments_are_atomic() {
     let s = storage(b"", b"");
-    s.put(&v1(), "", b"n".to_vec(), 0u64.to_be_bytes().to_vec(), 0)
+    s.put(&v1(), "", b"n".to_vec(), 0u64.to_be_bytes().to_vec(), 0, false)
         .await
         .expect("put");
     let mut tasks = vec![];
@@ -293,7 +293,7 @@ async fn limits_and_checksum() {
     let ctx = v1();
     let big = vec![b'k'; MAX_KEY_SIZE + 1];
     assert!(matches!(
-        s.put(&ctx, "", big.clone(), b"v".to_vec(), 0).await,
+        s.put(&ctx, "", big.clone(), b"v".to_vec(), 0, false).await,
         Err(Error::KeyTooLarge { .. })
     ));
     assert!(matches!(
@@ -301,7 +301,7 @@ async fn limits_and_checksum() {
         Err(Error::KeyTooLarge { .. })
     ));
     assert!(matches!(
-        s.put(&ctx, "", b"k".to_vec(), vec![0; MAX_VALUE_SIZE + 1], 0)
+        s.put(&ctx, "", b"k".to_vec(), vec![0; MAX_VALUE_SIZE + 1], 0, false)
             .await,
         Err(Error::ValueTooLarge { .. })
     ));
@@ -310,7 +310,8 @@ async fn limits_and_checksum() {
             &ctx,
             "",
             vec![(b"a".to_vec(), vec![]), (b"b".to_vec(), vec![])],
-            &[1, 2, 3]
+            &[1, 2, 3],
+            false
         )
         .await
         .is_err());
@@ -324,6 +325,7 @@ async fn limits_and_checksum() {
         "",
         vec![(b"a".to_vec(), b"1".to_vec()), (b"b".to_vec(), b"22".to_vec())],
         &[],
+        false,
     )
     .await
     .expect("put");
