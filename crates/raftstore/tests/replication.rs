@@ -1638,3 +1638,77 @@ async fn lease_read_after_delayed_timeout_now_is_not_stale() {
         v2_acked.duration_since(renewed)
     );
 }
+
+/// Two regions side by side on the same stores: each is replicated, fails over and catches
+/// up on its own (peers of one region created next to the other's, leaders on different
+/// stores, one region's partition not touching the other).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_regions_replicate_and_fail_over_independently() {
+    const LEFT: u64 = 1;
+    const RIGHT: u64 = 2;
+    let mut c = Cluster::new(3, snapshot_config());
+    c.bootstrap_regions(&[(LEFT, b"", b"m"), (RIGHT, b"m", b"")]);
+    c.start();
+    for region in [LEFT, RIGHT] {
+        c.leader_of(region).await;
+        for store in [2, 3] {
+            c.must_add_peer(region, store).await;
+        }
+    }
+    let client = c.client();
+    let write_both = |i: usize| {
+        let c = client.clone();
+        async move {
+            let (l, r) = (format!("a{i:04}").into_bytes(), format!("x{i:04}").into_bytes());
+            c.must_write_in(LEFT, vec![put(&l, b"left")]).await;
+            c.must_write_in(RIGHT, vec![put(&r, b"right")]).await;
+            [(l, b"left".to_vec()), (r, b"right".to_vec())]
+        }
+    };
+    let mut acked = vec![];
+    for i in 0..10 {
+        acked.extend(write_both(i).await);
+    }
+    // A key outside a region is refused by it.
+    let r = c
+        .write_on(
+            c.leader_of(LEFT).await,
+            LEFT,
+            vec![put(b"x", b"?")],
+            ATTEMPT_TIMEOUT,
+        )
+        .await;
+    assert!(
+        matches!(r, Err(Failure::Raft(Error::KeyNotInRegion { .. }))),
+        "{r:?}"
+    );
+
+    // Leaders on different stores, then only the left region's messages are dropped.
+    c.must_transfer_leader(LEFT, 2).await;
+    c.must_transfer_leader(RIGHT, 3).await;
+    c.add_filter(drop_region(LEFT));
+    for i in 10..15 {
+        let k = format!("x{i:04}").into_bytes();
+        c.must_write_in(RIGHT, vec![put(&k, b"right")]).await;
+        acked.push((k, b"right".to_vec()));
+    }
+    c.clear_filters();
+
+    // The left region's leader store stops: only that region elects anew.
+    c.stop_store(2);
+    let deadline = Instant::now() + MUST_TIMEOUT;
+    while c.leader_of(LEFT).await == 2 {
+        assert!(Instant::now() < deadline);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    for i in 15..40 {
+        acked.extend(write_both(i).await);
+    }
+    c.start_store(2);
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+    for (region, n) in [(LEFT, 3), (RIGHT, 3)] {
+        let got = members(&c.leader_region(region).await);
+        assert_eq!(got.len(), n);
+        c.must_have_members(&[1, 2, 3], region, &got).await;
+    }
+}

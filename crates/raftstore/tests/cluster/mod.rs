@@ -770,20 +770,30 @@ impl Client {
 
     /// One write to the current leader.
     pub async fn try_write(&self, modifies: Vec<Modify>) -> Outcome<()> {
-        let Some((store, _)) = self.leader(REGION).await else {
+        self.try_write_in(REGION, modifies).await
+    }
+
+    /// One write to the current leader of `region`.
+    pub async fn try_write_in(&self, region: u64, modifies: Vec<Modify>) -> Outcome<()> {
+        let Some((store, _)) = self.leader(region).await else {
             return Err(Failure::Raft(Error::NotLeader {
-                region_id: REGION,
+                region_id: region,
                 leader: None,
             }));
         };
-        self.write_on(store, REGION, modifies, ATTEMPT_TIMEOUT).await
+        self.write_on(store, region, modifies, ATTEMPT_TIMEOUT).await
     }
 
     /// Writes until acknowledged (retrying leader changes, epoch changes and timeouts).
     pub async fn must_write(&self, modifies: Vec<Modify>) {
+        self.must_write_in(REGION, modifies).await
+    }
+
+    /// [`Client::must_write`] to `region`.
+    pub async fn must_write_in(&self, region: u64, modifies: Vec<Modify>) {
         let deadline = Instant::now() + MUST_TIMEOUT;
         loop {
-            let last = match self.try_write(modifies.clone()).await {
+            let last = match self.try_write_in(region, modifies.clone()).await {
                 Ok(()) => return,
                 Err(e) => e,
             };
@@ -1161,6 +1171,30 @@ impl Cluster {
         };
         let s = &self.stores[&1];
         bootstrap_region(&s.kv, &s.raft, &region).expect("bootstrap");
+    }
+
+    /// Writes regions `(id, start, end)` (epoch 1/1), each with its only peer (id `100 + id`)
+    /// on store 1, instead of [`Cluster::bootstrap`]'s one region.
+    pub fn bootstrap_regions(&self, regions: &[(u64, &[u8], &[u8])]) {
+        let s = &self.stores[&1];
+        for (id, start, end) in regions {
+            let region = metapb::Region {
+                id: *id,
+                start_key: start.to_vec(),
+                end_key: end.to_vec(),
+                region_epoch: Some(metapb::RegionEpoch {
+                    conf_ver: 1,
+                    version: 1,
+                }),
+                peers: vec![metapb::Peer {
+                    id: 100 + id,
+                    store_id: 1,
+                    ..Default::default()
+                }],
+                ..Default::default()
+            };
+            bootstrap_region(&s.kv, &s.raft, &region).expect("bootstrap");
+        }
     }
 
     /// Bootstraps, starts `n` stores and replicates region 1 to stores 1..=replicas.
