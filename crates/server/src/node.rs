@@ -315,7 +315,7 @@ pub async fn run(
         snap_mgr.clone(),
         events_tx,
     )?;
-    let _ = router_slot.send(router.clone());
+    let _ = router_slot.send(Some(router.clone()));
     // Store events go to the PD worker; a fatal one also stops the node.
     let (events_tx, events_rx) = tokio::sync::mpsc::unbounded_channel();
     let (fatal_tx, fatal_rx) = tokio::sync::oneshot::channel::<String>();

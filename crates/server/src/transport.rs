@@ -1,5 +1,6 @@
-//! Outgoing Raft messages: raftstore hands envelopes to [`GrpcTransport`] (never blocking the
-//! store loop); a task per target store keeps one client stream open to it, resolving the
+//! Outgoing Raft messages: raftstore hands envelopes to [`GrpcTransport`], which puts each
+//! straight into its target store's queue (never blocking the store loop); a task per target
+//! store keeps one client stream open to it, resolving the
 //! address through PD, and reports the target unreachable when sending fails. Snapshot
 //! messages go apart, each over its own `Snapshot` stream carrying the file in chunks.
 //!
@@ -34,14 +35,58 @@ const KEEPALIVE_TIMEOUT: Duration = Duration::from_secs(3);
 const BACKOFF_BASE: Duration = Duration::from_millis(100);
 const BACKOFF_MAX: Duration = Duration::from_secs(3);
 
-/// The raftstore side: a channel into the dispatcher.
+/// The raftstore side: called on the store thread, it hands each message straight to its
+/// target store's queue (a sending task per store), never blocking.
 pub struct GrpcTransport {
-    tx: mpsc::UnboundedSender<RaftEnvelope>,
+    handle: tokio::runtime::Handle,
+    resolver: Resolver,
+    snap_mgr: SnapManager,
+    router: RouterCell,
+    per_store: HashMap<u64, mpsc::Sender<RaftEnvelope>>,
+}
+
+/// The router, once raftstore started (tasks wait for it before reporting anything).
+type RouterCell = tokio::sync::watch::Receiver<Option<Router<RocksSnapshot>>>;
+
+/// Sets the router of the transport's tasks.
+pub type RouterSlot = tokio::sync::watch::Sender<Option<Router<RocksSnapshot>>>;
+
+async fn router_of(mut cell: RouterCell) -> Option<Router<RocksSnapshot>> {
+    cell.wait_for(Option::is_some).await.ok().and_then(|r| r.clone())
 }
 
 impl Transport for GrpcTransport {
-    fn send(&mut self, msg: RaftEnvelope) {
-        let _ = self.tx.send(msg);
+    fn send(&mut self, env: RaftEnvelope) {
+        if env.message.get_msg_type() == MessageType::MsgSnapshot {
+            let (resolver, mgr, cell) = (self.resolver.clone(), self.snap_mgr.clone(), self.router.clone());
+            self.handle.spawn(async move {
+                if let Some(router) = router_of(cell).await {
+                    send_snapshot(resolver, mgr, router, env).await;
+                }
+            });
+            return;
+        }
+        let store_id = env.to_peer.store_id;
+        let (handle, resolver, cell) = (&self.handle, &self.resolver, &self.router);
+        let sender = self
+            .per_store
+            .entry(store_id)
+            .or_insert_with(|| spawn_store_sender(handle, store_id, resolver.clone(), cell.clone()));
+        match sender.try_send(env) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(env)) => {
+                tracing::debug!(store_id, "raft message queue full; message dropped");
+                if let Some(router) = self.router.borrow().as_ref() {
+                    let _ = router.report_unreachable(env.region_id, env.to_peer.id);
+                }
+            }
+            Err(mpsc::error::TrySendError::Closed(env)) => {
+                let fresh =
+                    spawn_store_sender(&self.handle, store_id, self.resolver.clone(), self.router.clone());
+                let _ = fresh.try_send(env);
+                self.per_store.insert(store_id, fresh);
+            }
+        }
     }
 }
 
@@ -60,47 +105,18 @@ pub fn encode(env: RaftEnvelope) -> Option<RaftMessage> {
     })
 }
 
-/// Starts the dispatcher; returns the transport to give raftstore and a setter for the router
-/// (which exists only once raftstore has started).
-pub fn start(
-    pd: pd_client::PdClient,
-    snap_mgr: SnapManager,
-) -> (GrpcTransport, tokio::sync::oneshot::Sender<Router<RocksSnapshot>>) {
-    let (tx, mut rx) = mpsc::unbounded_channel::<RaftEnvelope>();
-    let (router_tx, router_rx) = tokio::sync::oneshot::channel::<Router<RocksSnapshot>>();
-    tokio::spawn(async move {
-        let Ok(router) = router_rx.await else { return };
-        let mut per_store: HashMap<u64, mpsc::Sender<RaftEnvelope>> = HashMap::new();
-        let resolver = Resolver { pd };
-        while let Some(env) = rx.recv().await {
-            if env.message.get_msg_type() == MessageType::MsgSnapshot {
-                tokio::spawn(send_snapshot(
-                    resolver.clone(),
-                    snap_mgr.clone(),
-                    router.clone(),
-                    env,
-                ));
-                continue;
-            }
-            let store_id = env.to_peer.store_id;
-            let sender = per_store
-                .entry(store_id)
-                .or_insert_with(|| spawn_store_sender(store_id, resolver.clone(), router.clone()));
-            match sender.try_send(env) {
-                Ok(()) => {}
-                Err(mpsc::error::TrySendError::Full(env)) => {
-                    tracing::debug!(store_id, "raft message queue full; message dropped");
-                    let _ = router.report_unreachable(env.region_id, env.to_peer.id);
-                }
-                Err(mpsc::error::TrySendError::Closed(env)) => {
-                    let fresh = spawn_store_sender(store_id, resolver.clone(), router.clone());
-                    let _ = fresh.try_send(env);
-                    per_store.insert(store_id, fresh);
-                }
-            }
-        }
-    });
-    (GrpcTransport { tx }, router_tx)
+/// Creates the transport (call within the node's tokio runtime); returns it with the slot
+/// that receives raftstore's router once raftstore started.
+pub fn start(pd: pd_client::PdClient, snap_mgr: SnapManager) -> (GrpcTransport, RouterSlot) {
+    let (slot, cell) = tokio::sync::watch::channel(None);
+    let transport = GrpcTransport {
+        handle: tokio::runtime::Handle::current(),
+        resolver: Resolver { pd },
+        snap_mgr,
+        router: cell,
+        per_store: HashMap::new(),
+    };
+    (transport, slot)
 }
 
 /// Finds stores' addresses through PD and connects to them.
@@ -164,12 +180,16 @@ impl Backoff {
 }
 
 fn spawn_store_sender(
+    handle: &tokio::runtime::Handle,
     store_id: u64,
     resolver: Resolver,
-    router: Router<RocksSnapshot>,
+    cell: RouterCell,
 ) -> mpsc::Sender<RaftEnvelope> {
     let (tx, mut rx) = mpsc::channel::<RaftEnvelope>(STORE_QUEUE);
-    tokio::spawn(async move {
+    handle.spawn(async move {
+        let Some(router) = router_of(cell).await else {
+            return;
+        };
         let mut backoff = Backoff::new();
         loop {
             let mut client = match resolver.connect(store_id).await {

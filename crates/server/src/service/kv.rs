@@ -264,7 +264,11 @@ impl Tikv for KvService {
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawPutResponse::default();
-        if let Err(e) = self.raw.put(&ctx, &req.cf, req.key, req.value, req.ttl, req.for_cas).await {
+        if let Err(e) = self
+            .raw
+            .put(&ctx, &req.cf, req.key, req.value, req.ttl, req.for_cas)
+            .await
+        {
             fill_err!(resp, e);
         }
         Ok(Response::new(resp))
@@ -299,7 +303,11 @@ impl Tikv for KvService {
         let req = req.into_inner();
         let ctx = req.context.unwrap_or_default();
         let mut resp = RawDeleteResponse::default();
-        if let Err(e) = self.raw.batch_delete(&ctx, &req.cf, &[req.key], req.for_cas).await {
+        if let Err(e) = self
+            .raw
+            .batch_delete(&ctx, &req.cf, &[req.key], req.for_cas)
+            .await
+        {
             fill_err!(resp, e);
         }
         Ok(Response::new(resp))

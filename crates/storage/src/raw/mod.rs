@@ -212,7 +212,12 @@ impl<E: Engine> RawStorage<E> {
     }
 
     /// Writes `modifies`, under their keys' latches when `for_cas`.
-    async fn write_latched(&self, ctx: &kvrpcpb::Context, modifies: Vec<Modify>, for_cas: bool) -> Result<()> {
+    async fn write_latched(
+        &self,
+        ctx: &kvrpcpb::Context,
+        modifies: Vec<Modify>,
+        for_cas: bool,
+    ) -> Result<()> {
         let _guard = if for_cas {
             Some(self.latches.acquire(modifies.iter().map(|m| m.key())).await)
         } else {

@@ -42,7 +42,9 @@ async fn put_get_delete_v1() {
         Some(b"v".to_vec())
     );
     assert_eq!(s.get(&ctx, "write", b"k").await.expect("get"), None);
-    s.batch_delete(&ctx, "", &[b"k".to_vec()], false).await.expect("delete");
+    s.batch_delete(&ctx, "", &[b"k".to_vec()], false)
+        .await
+        .expect("delete");
     assert_eq!(s.get(&ctx, "", b"k").await.expect("get"), None);
     assert!(matches!(
         s.get(&ctx, "nope", b"k").await,
