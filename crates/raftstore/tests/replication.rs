@@ -252,6 +252,8 @@ async fn lagging_follower_catches_up_by_snapshot() {
     .await;
     assert_eq!(c.get_on_store(follower, b"t0000"), None);
 
+    // The first transfer arrives corrupted: the receiver refuses it, the leader sends again.
+    c.net.corrupt_next_snapshots(1);
     c.clear_filters();
     c.must_have_on_store(follower, &acked).await;
     assert!(
@@ -272,6 +274,10 @@ async fn lagging_follower_catches_up_by_snapshot() {
     assert_eq!(
         c.local_region(follower, REGION).expect("region").state,
         RegionState::Normal
+    );
+    assert!(
+        c.net.stats().snapshots_failed >= 1,
+        "the corrupted transfer was not refused"
     );
     // And it keeps replicating by log afterwards.
     let more = put_many(&c, "u", 0..5).await;

@@ -287,6 +287,8 @@ pub struct Net {
     /// Which store each store-loop thread runs (learned from the thread's transport calls).
     threads: Mutex<HashMap<ThreadId, u64>>,
     stats: Mutex<NetStats>,
+    /// The next this many snapshot transfers arrive corrupted (one byte flipped).
+    corrupt_snapshots: AtomicU64,
 }
 
 /// Identifies a filter added to the network, to remove it alone.
@@ -306,6 +308,7 @@ impl Net {
             snap_tx,
             threads: Mutex::default(),
             stats: Mutex::default(),
+            corrupt_snapshots: AtomicU64::new(0),
         });
         let weak = Arc::downgrade(&net);
         std::thread::Builder::new()
@@ -343,6 +346,11 @@ impl Net {
 
     pub fn clear_filters(&self) {
         self.filters.write().expect("filters lock").clear();
+    }
+
+    /// Makes the next `n` snapshot transfers arrive with one byte flipped.
+    pub fn corrupt_next_snapshots(&self, n: u64) {
+        self.corrupt_snapshots.store(n, Ordering::SeqCst);
     }
 
     pub fn stats(&self) -> NetStats {
@@ -466,6 +474,17 @@ impl Net {
                 .ok_or("receiver has no snapshot directory")?;
             let router = self.router(to_store).ok_or("receiver is down")?;
             std::fs::copy(src.gen_path(&key), dst.recv_tmp_path(&key)).map_err(|e| e.to_string())?;
+            let corrupt = self
+                .corrupt_snapshots
+                .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+                .is_ok();
+            if corrupt {
+                let path = dst.recv_tmp_path(&key);
+                let mut bytes = std::fs::read(&path).map_err(|e| e.to_string())?;
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x40;
+                std::fs::write(&path, bytes).map_err(|e| e.to_string())?;
+            }
             dst.finish_receive(&key, &meta).map_err(|e| e.to_string())?;
             router.send_raft(env.clone()).map_err(|e| e.to_string())
         })();
