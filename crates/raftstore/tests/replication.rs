@@ -1718,3 +1718,33 @@ async fn two_regions_replicate_and_fail_over_independently() {
         c.must_have_members(&[1, 2, 3], region, &got).await;
     }
 }
+
+/// What PD hears from the stores: the store whose peer becomes leader reports the region at
+/// once, and the leader reports again when the region's membership changed.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn leader_reports_leadership_and_membership_changes() {
+    let mut c = Cluster::run(4, 3, test_config()).await;
+    let leader = c.leader_of(REGION).await;
+    let target = [1, 2, 3].into_iter().find(|s| *s != leader).expect("follower");
+    for s in [1, 2, 3, 4] {
+        c.take_events(s);
+    }
+    c.must_transfer_leader(REGION, target).await;
+    let reported = c.take_events(target);
+    assert!(
+        reported
+            .iter()
+            .any(|i| i.region.id == REGION && i.is_leader && i.leader.is_some_and(|l| l.store_id == target)),
+        "the new leader did not report: {reported:?}"
+    );
+
+    let learner = c.must_add_learner(REGION, 4).await;
+    let reported = c.take_events(target);
+    assert!(
+        reported
+            .iter()
+            .any(|i| i.region.id == REGION && i.region.peers.iter().any(|p| p.id == learner.id)),
+        "the leader did not report the new membership: {reported:?}"
+    );
+    assert!(c.fatal_events().is_empty());
+}

@@ -1306,18 +1306,29 @@ impl Cluster {
         .await
     }
 
-    /// Every fatal event the stores reported so far.
+    /// Every fatal event the stores reported so far (other events are dropped).
     pub fn fatal_events(&mut self) -> Vec<(u64, String)> {
-        for (id, slot) in &mut self.stores {
-            if let Some(rx) = slot.events.as_mut() {
-                while let Ok(ev) = rx.try_recv() {
-                    if let StoreEvent::Fatal(msg) = ev {
-                        self.fatal.push((*id, msg));
-                    }
+        let ids: Vec<u64> = self.stores.keys().copied().collect();
+        for id in ids {
+            self.take_events(id);
+        }
+        self.fatal.clone()
+    }
+
+    /// The regions `store` reported as led by it (`LeaderChanged`) since the last call; fatal
+    /// events are kept for [`Cluster::fatal_events`].
+    pub fn take_events(&mut self, store: u64) -> Vec<RegionInfo> {
+        let mut out = vec![];
+        let slot = self.stores.get_mut(&store).expect("no such store");
+        if let Some(rx) = slot.events.as_mut() {
+            while let Ok(ev) = rx.try_recv() {
+                match ev {
+                    StoreEvent::LeaderChanged(info) => out.push(*info),
+                    StoreEvent::Fatal(msg) => self.fatal.push((store, msg)),
                 }
             }
         }
-        self.fatal.clone()
+        out
     }
 
     pub fn add_filter(&self, f: FilterRef) -> FilterId {
