@@ -97,6 +97,10 @@ pub(crate) struct Peer<ER: KvEngine, S> {
     pub reported_pending: usize,
     /// When this peer was created or loaded (it does not vote for an election timeout).
     pub started_at: Instant,
+    /// When a message from another peer last arrived, and when this peer last asked its
+    /// region's peers whether it is still a member.
+    pub last_message_at: Instant,
+    pub last_probe_at: Instant,
     /// Stops the snapshot worker's apply for this peer (set while `applying_snap` is).
     pub apply_cancel: Option<crate::snap_worker::ApplyCancel>,
 }
@@ -146,6 +150,8 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             peer_cache: HashMap::new(),
             reported_pending: 0,
             started_at: Instant::now(),
+            last_message_at: Instant::now(),
+            last_probe_at: Instant::now(),
             apply_cancel: None,
         })
     }
@@ -345,6 +351,11 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         self.lease.expire(self.election_timeout * 2);
         self.raw.transfer_leader(to.id);
         Ok(())
+    }
+
+    /// This leader is sending `MsgTimeoutNow` (a transferee will campaign at once).
+    pub fn on_timeout_now_sent(&mut self) {
+        self.lease.suspect(self.raw.raft.term);
     }
 
     /// A leader left in a joint configuration (e.g. elected before raft-rs's automatic leave

@@ -11,7 +11,9 @@
 //!   within the election timeout. The lease is that window minus a clock-drift margin; while
 //!   it holds, the leader serves reads at its commit index without a network round trip.
 //!   A leadership transfer bypasses followers' lease check (the transferee campaigns at once),
-//!   so starting one ends the lease and blocks renewals for two election timeouts.
+//!   so starting one ends the lease and blocks renewals for two election timeouts, and once the
+//!   leader sent the transferee `MsgTimeoutNow` (which may arrive late) there is no lease for the
+//!   rest of that term.
 //!
 //! Every queued read has a deadline, whether or not its ReadIndex was sent yet.
 
@@ -39,6 +41,9 @@ pub(crate) struct Lease {
     until: Option<Instant>,
     term: u64,
     blocked_until: Option<Instant>,
+    /// A term in which this leader told a transferee to campaign at once: the transferee may
+    /// win whenever that message arrives, so no lease in that term.
+    suspect_term: u64,
 }
 
 impl Lease {
@@ -48,12 +53,22 @@ impl Lease {
             until: None,
             term: 0,
             blocked_until: None,
+            suspect_term: 0,
         }
+    }
+
+    /// This leader sent `MsgTimeoutNow` in `term`: leases are over for that term.
+    pub fn suspect(&mut self, term: u64) {
+        self.suspect_term = self.suspect_term.max(term);
+        self.until = None;
     }
 
     /// A quorum acknowledged this leader in `term` at or after `since`.
     pub fn renew(&mut self, since: Instant, term: u64) {
-        if self.duration.is_zero() || self.blocked_until.is_some_and(|b| Instant::now() < b) {
+        if self.duration.is_zero()
+            || term <= self.suspect_term
+            || self.blocked_until.is_some_and(|b| Instant::now() < b)
+        {
             return;
         }
         let until = since + self.duration;
@@ -66,6 +81,7 @@ impl Lease {
     pub fn is_valid(&self, term: u64) -> bool {
         let now = Instant::now();
         self.term == term
+            && term > self.suspect_term
             && self.until.is_some_and(|u| now < u)
             && self.blocked_until.is_none_or(|b| now >= b)
     }
@@ -233,6 +249,17 @@ mod tests {
         assert!(!l.is_valid(1));
         l.renew(Instant::now(), 1);
         assert!(!l.is_valid(1), "no renewal while blocked by a transfer");
+        let mut t = Lease::new(Duration::from_secs(5));
+        t.renew(Instant::now(), 4);
+        t.suspect(4);
+        assert!(!t.is_valid(4));
+        t.renew(Instant::now(), 4);
+        assert!(
+            !t.is_valid(4),
+            "no lease for the rest of a term with a forced campaign"
+        );
+        t.renew(Instant::now(), 5);
+        assert!(t.is_valid(5));
         let mut stale = Lease::new(Duration::from_millis(1));
         stale.renew(Instant::now() - Duration::from_secs(1), 3);
         assert!(!stale.is_valid(3));

@@ -322,11 +322,16 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
 
     fn on_tick(&mut self) {
         self.dirty.extend(self.peers.keys().copied());
+        let mut probes = Vec::new();
         let read_timeout = self.cfg.tick_interval * (self.cfg.election_tick as u32) * 2;
         for peer in self.peers.values_mut() {
             peer.raw.tick();
             peer.expire_reads(read_timeout);
             peer.maybe_leave_joint();
+            if let Some(probe) = Self::membership_probe(peer, self.cfg.store_id, self.cfg.election_timeout())
+            {
+                probes.push(probe);
+            }
             // Tell PD at once when a pending peer caught up (or a new one fell behind): its
             // operators wait on exactly that.
             if peer.is_leader() && peer.region().peers.len() > 1 {
@@ -337,6 +342,56 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 }
             }
         }
+        for env in probes.into_iter().flatten() {
+            self.transport.send(env);
+        }
+    }
+
+    /// A follower or learner that heard nothing from its group for three election timeouts asks
+    /// the region's other peers (an empty heartbeat response): a member that removed it answers
+    /// with a tombstone notice, so a peer removed while cut off is destroyed after the heal even
+    /// if it never campaigns (learners do not).
+    fn membership_probe(
+        peer: &mut Peer<ER, EK::Snap>,
+        store_id: u64,
+        election_timeout: Duration,
+    ) -> Option<Vec<RaftEnvelope>> {
+        let quiet = election_timeout * 3;
+        if peer.is_leader()
+            || !peer.is_initialized()
+            || peer.applying_snap.is_some()
+            || peer.last_message_at.elapsed() < quiet
+            || peer.last_probe_at.elapsed() < quiet
+        {
+            return None;
+        }
+        peer.last_probe_at = Instant::now();
+        let region = peer.region();
+        let from = peer.peer_by_id(peer.peer_id)?;
+        Some(
+            region
+                .peers
+                .iter()
+                .filter(|p| p.id != peer.peer_id && p.store_id != store_id)
+                .map(|to| {
+                    let mut m = raft::eraftpb::Message::default();
+                    m.set_msg_type(MessageType::MsgHeartbeatResponse);
+                    m.from = peer.peer_id;
+                    m.to = to.id;
+                    m.term = peer.raw.raft.term;
+                    RaftEnvelope {
+                        region_id: region.id,
+                        from_peer: from,
+                        to_peer: *to,
+                        region_epoch: region.region_epoch.unwrap_or_default(),
+                        start_key: region.start_key.clone(),
+                        end_key: region.end_key.clone(),
+                        is_tombstone: false,
+                        message: m,
+                    }
+                })
+                .collect(),
+        )
     }
 
     fn handle(&mut self, msg: Msg<EK::Snap>) {
@@ -516,6 +571,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             return;
         };
         peer.last_heard.insert(env.from_peer.id, Instant::now());
+        peer.last_message_at = Instant::now();
         if !peer.is_initialized() {
             peer.peer_cache.insert(env.from_peer.id, env.from_peer);
         }
@@ -757,9 +813,17 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     }
 
     fn send_messages(&mut self, region_id: u64, msgs: Vec<raft::eraftpb::Message>) {
-        let Some(peer) = self.peers.get(&region_id) else {
+        let Some(peer) = self.peers.get_mut(&region_id) else {
             return;
         };
+        if peer.is_leader()
+            && msgs
+                .iter()
+                .any(|m| m.get_msg_type() == MessageType::MsgTimeoutNow)
+        {
+            peer.on_timeout_now_sent();
+        }
+        let peer = &*peer;
         let region = peer.region();
         let from_peer = peer.peer_by_id(peer.peer_id).unwrap_or(metapb::Peer {
             id: peer.peer_id,

@@ -1200,7 +1200,6 @@ async fn peer_removed_while_down_is_destroyed_after_restart() {
 /// member sends it anything any more): it should still be cleaned up once it can reach the
 /// others again, not keep the region's data on its store forever.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a learner removed while partitioned is never destroyed (no one ever tells it)"]
 async fn learner_removed_while_partitioned_is_destroyed_after_heal() {
     let c = Cluster::run(4, 3, test_config()).await;
     let acked = put_many(&c, "l", 0..5).await;
@@ -1561,7 +1560,6 @@ async fn stale_term_write_refused_and_learner_reads() {
 /// old leader, cut off, must not serve the old value from its lease once the new leader
 /// acknowledged a newer one.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-#[ignore = "bug: a delayed MsgTimeoutNow forces an election inside a lease renewed after the transfer was given up"]
 async fn lease_read_after_delayed_timeout_now_is_not_stale() {
     // Election timeout 1 s (lease 0.9 s).
     let cfg = raftstore::StoreConfig {
