@@ -49,11 +49,11 @@ pub(crate) struct ApplyWriter {
 }
 
 impl ApplyWriter {
-    pub fn spawn<EK: KvEngine>(kv: EK) -> Result<ApplyWriter> {
+    pub fn spawn<EK: KvEngine>(kv: EK, store_id: u64) -> Result<ApplyWriter> {
         let (tx, rx) = crossbeam_channel::unbounded::<ApplyJob>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
         let thread = std::thread::Builder::new()
-            .name("apply-writer".into())
+            .name(format!("apply-writer-{store_id}"))
             .spawn(move || run(kv, rx, done_tx))
             .map_err(|e| Error::Engine(e.to_string()))?;
         Ok(ApplyWriter {
@@ -72,8 +72,9 @@ impl ApplyWriter {
         Ok(())
     }
 
-    pub fn in_flight(&self) -> usize {
-        self.in_flight
+    /// Counts a finished job received straight from `done_rx`.
+    pub fn note_done(&mut self) {
+        self.in_flight = self.in_flight.saturating_sub(1);
     }
 
     /// A finished job, if any (non-blocking).

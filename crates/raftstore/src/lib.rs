@@ -15,10 +15,12 @@
 //!   carries each region's apply state, so data and applied index never disagree.
 //! - A command is applied only if its region epoch still matches and its keys lie in the region.
 
+mod apply_writer;
 mod cmd;
 pub mod conf_change;
 mod error;
 pub mod keys;
+mod log_writer;
 mod logger;
 pub mod metrics;
 mod peer;

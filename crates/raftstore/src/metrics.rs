@@ -124,3 +124,12 @@ pub static BATCHED_WRITES: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric")
 });
+
+pub static LOG_JOBS_PER_WRITE: LazyLock<Histogram> = LazyLock::new(|| {
+    register_histogram!(
+        "tikv_raftstore_log_batches_per_write",
+        "Store loop iterations' Raft log batches merged into one write and fsync",
+        exponential_buckets(1.0, 2.0, 8).unwrap_or_default()
+    )
+    .expect("metric")
+});

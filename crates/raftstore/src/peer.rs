@@ -101,6 +101,9 @@ pub(crate) struct Peer<ER: KvEngine, S> {
     /// region's peers whether it is still a member.
     pub last_message_at: Instant,
     pub last_probe_at: Instant,
+    /// The applied index whose KV writes are done (the apply writer may lag the in-memory
+    /// apply state): reads are served from it.
+    pub durable_applied: u64,
     /// Stops the snapshot worker's apply for this peer (set while `applying_snap` is).
     pub apply_cancel: Option<crate::snap_worker::ApplyCancel>,
 }
@@ -153,6 +156,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             last_message_at: Instant::now(),
             last_probe_at: Instant::now(),
             apply_cancel: None,
+            durable_applied: applied,
         })
     }
 
@@ -540,12 +544,12 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     }
 
     pub fn has_ready_reads(&self) -> bool {
-        self.applying_snap.is_none() && self.reads.has_ready(self.raw.store().apply_state().applied_index)
+        self.applying_snap.is_none() && self.reads.has_ready(self.durable_applied)
     }
 
     /// Answers every read whose read index has been applied.
     pub fn finish_reads(&mut self, snapshot: &S) {
-        let applied = self.raw.store().apply_state().applied_index;
+        let applied = self.durable_applied;
         let region = self.region().clone();
         let term = self.raw.raft.term;
         self.reads.finish(applied, || ReadResponse {

@@ -165,6 +165,10 @@ pub struct PeerStorage<ER: KvEngine> {
     raft_state: RaftLocalState,
     apply_state: ApplyState,
     pub(crate) snap_gen: RefCell<SnapGen>,
+    /// Entries handed to the log writer but not known to be written yet, in index order, each
+    /// with the sequence number of the write carrying it: raft-rs reads them from here until
+    /// that write is done (it expects appended entries to be readable at once).
+    unpersisted: std::collections::VecDeque<(Entry, u64)>,
 }
 
 fn storage_err(e: impl std::fmt::Display) -> raft::Error {
@@ -196,6 +200,7 @@ impl<ER: KvEngine> PeerStorage<ER> {
             raft_state,
             apply_state,
             snap_gen: RefCell::new(SnapGen::Idle),
+            unpersisted: std::collections::VecDeque::new(),
         })
     }
 
@@ -220,6 +225,7 @@ impl<ER: KvEngine> PeerStorage<ER> {
             raft_state,
             apply_state: ApplyState::default(),
             snap_gen: RefCell::new(SnapGen::Idle),
+            unpersisted: std::collections::VecDeque::new(),
         })
     }
 
@@ -252,6 +258,7 @@ impl<ER: KvEngine> PeerStorage<ER> {
             truncated_index: index,
             truncated_term: term,
         };
+        self.unpersisted.clear();
         self.region = region;
         raft_wb.put_cf(
             CF_DEFAULT,
@@ -290,14 +297,37 @@ impl<ER: KvEngine> PeerStorage<ER> {
         &self.raft_state
     }
 
-    /// Stages `entries` (appended after a possible conflict) and `hs` into `wb`.
-    pub fn append(&mut self, entries: &[Entry], hs: Option<&HardState>, wb: &mut WriteBatch) -> Result<()> {
+    /// Stages `entries` (appended after a possible conflict) and `hs` into `wb`, the write of
+    /// sequence number `seq`; the entries stay readable from memory until that write is done
+    /// ([`PeerStorage::on_persisted`]).
+    pub fn append(
+        &mut self,
+        entries: &[Entry],
+        hs: Option<&HardState>,
+        wb: &mut WriteBatch,
+        seq: u64,
+    ) -> Result<()> {
         let region_id = self.region.id;
         if let Some(first) = entries.first() {
             let prev_last = self.raft_state.last_index;
+            while self
+                .unpersisted
+                .back()
+                .is_some_and(|(e, _)| e.index >= first.index)
+            {
+                self.unpersisted.pop_back();
+            }
+            if self
+                .unpersisted
+                .back()
+                .is_some_and(|(e, _)| e.index + 1 != first.index)
+            {
+                self.unpersisted.clear();
+            }
             for e in entries {
                 let bytes = e.write_to_bytes().map_err(|e| Error::Codec(e.to_string()))?;
                 wb.put_cf(CF_DEFAULT, keys::raft_entry_key(region_id, e.index), bytes);
+                self.unpersisted.push_back((e.clone(), seq));
             }
             let last = entries.last().unwrap_or(first);
             if last.index < prev_last {
@@ -323,6 +353,20 @@ impl<ER: KvEngine> PeerStorage<ER> {
             );
         }
         Ok(())
+    }
+
+    /// The log write of sequence number `seq` (and every earlier one) is done: its entries are
+    /// read from the engine from now on.
+    pub fn on_persisted(&mut self, seq: u64) {
+        while self.unpersisted.front().is_some_and(|(_, s)| *s <= seq) {
+            self.unpersisted.pop_front();
+        }
+    }
+
+    fn cached(&self, idx: u64) -> Option<&Entry> {
+        let first = self.unpersisted.front()?.0.index;
+        let i = usize::try_from(idx.checked_sub(first)?).ok()?;
+        self.unpersisted.get(i).map(|(e, _)| e)
     }
 
     /// Stages removal of log entries up to `index` once the apply state recorded the truncation.
@@ -376,9 +420,14 @@ impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
         let max_size = max_size.into().unwrap_or(u64::MAX);
         let mut out = Vec::with_capacity((high - low).min(1024) as usize);
         let mut size = 0u64;
+        // Entries at and after the first unpersisted one come from memory.
+        let engine_high = self
+            .unpersisted
+            .front()
+            .map_or(high, |(e, _)| e.index.clamp(low, high));
         let bounds = engine_traits::IterBounds::new(
             Some(keys::raft_entry_key(self.region.id, low)),
-            Some(keys::raft_entry_key(self.region.id, high)),
+            Some(keys::raft_entry_key(self.region.id, engine_high)),
         );
         let mut it = self
             .raft_engine
@@ -401,6 +450,17 @@ impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
             expect += 1;
             valid = engine_traits::EngineIterator::next(&mut it).map_err(storage_err)?;
         }
+        if expect == engine_high {
+            while expect < high {
+                let Some(e) = self.cached(expect) else { break };
+                size += e.compute_size() as u64;
+                if !out.is_empty() && size > max_size {
+                    break;
+                }
+                out.push(e.clone());
+                expect += 1;
+            }
+        }
         if out.is_empty() && low < high {
             return Err(raft::Error::Store(StorageError::Unavailable));
         }
@@ -419,6 +479,9 @@ impl<ER: KvEngine> raft::Storage for PeerStorage<ER> {
         }
         if idx == self.raft_state.last_index {
             return Ok(self.raft_state.last_term);
+        }
+        if let Some(e) = self.cached(idx) {
+            return Ok(e.term);
         }
         match self.read_entry(idx)? {
             Some(e) => Ok(e.term),

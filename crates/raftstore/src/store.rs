@@ -18,8 +18,10 @@ use raft::eraftpb::MessageType;
 use raft::{SnapshotStatus, StateRole};
 use tokio::sync::mpsc::UnboundedSender;
 
+use crate::apply_writer::{ApplyDone, ApplyJob, ApplyWriter};
 use crate::cmd::CmdBody;
 use crate::keys::{self, ApplyState};
+use crate::log_writer::{LogDone, LogWriter, PersistedReady};
 use crate::metrics;
 use crate::peer::{ApplyOutcome, Peer, PeerConfig};
 use crate::peer_storage::{write_region_state, LocalRegion, PeerStorage, RegionState, SnapGen};
@@ -123,6 +125,8 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         election_timeout: cfg.election_timeout(),
     };
     let (snap_tx, snap_thread) = snap_worker::spawn(kv.clone(), snap_mgr.clone(), router.clone())?;
+    let writer = ApplyWriter::spawn(kv.clone(), cfg.store_id)?;
+    let log_writer = LogWriter::spawn(raft_engine.clone(), cfg.store_id)?;
     let mut peers = HashMap::new();
     let mut tombstones = HashMap::new();
     for local in regions {
@@ -185,10 +189,12 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         rx,
         raft_rx,
         dirty: HashSet::new(),
+        writer,
+        log_writer,
         stopping: false,
     };
     let thread = std::thread::Builder::new()
-        .name("raftstore".into())
+        .name(format!("raftstore-{}", store.cfg.store_id))
         .spawn(move || {
             store.run();
             drop(store);
@@ -220,10 +226,20 @@ struct StoreLoop<EK: KvEngine, ER: KvEngine, T> {
     raft_rx: Receiver<Msg<EK::Snap>>,
     /// Regions with work in this iteration: only these are visited (all of them on ticks).
     dirty: HashSet<u64>,
+    /// Writes applied entries to the KV engine while the loop goes on.
+    writer: ApplyWriter,
+    /// Persists Raft log batches while the loop goes on.
+    log_writer: LogWriter,
     stopping: bool,
 }
 
 const MAX_MSGS_PER_LOOP: usize = 8192;
+
+/// A writer thread's report.
+enum Done {
+    Log(LogDone),
+    Apply(ApplyDone),
+}
 
 /// Whether a message may create a peer on a store that does not have the region: only what a
 /// leader sends a new member (a heartbeat before it knows the member's log) or a vote request.
@@ -252,17 +268,52 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         while !self.stopping {
             let wait = next_tick.saturating_duration_since(Instant::now());
             let first = crossbeam_channel::select! {
-                recv(self.raft_rx) -> m => m.map(Some),
-                recv(self.rx) -> m => m.map(Some),
+                recv(self.log_writer.done_rx) -> d => match d {
+                    Ok(d) => {
+                        self.log_writer.note_done(1);
+                        Ok(Some(Err(Done::Log(d))))
+                    }
+                    Err(_) => Err(()),
+                },
+                recv(self.writer.done_rx) -> d => match d {
+                    Ok(d) => {
+                        self.writer.note_done();
+                        Ok(Some(Err(Done::Apply(d))))
+                    }
+                    Err(_) => Err(()),
+                },
+                recv(self.raft_rx) -> m => m.map(|m| Some(Ok(m))).map_err(|_| ()),
+                recv(self.rx) -> m => m.map(|m| Some(Ok(m))).map_err(|_| ()),
                 default(wait) => Ok(None),
             };
+            let mut failed = None;
             match first {
-                Ok(Some(msg)) => self.handle(msg),
+                Ok(Some(Ok(msg))) => self.handle(msg),
+                Ok(Some(Err(Done::Apply(done)))) => failed = self.on_apply_done(done).err(),
+                Ok(Some(Err(Done::Log(done)))) => failed = self.on_log_done(done).err(),
                 Ok(None) => {}
-                Err(_) => break,
+                Err(()) => {
+                    failed = Some(Error::Engine("a raftstore channel closed".into()));
+                }
             }
             // Busy time only: the wait for the first message above is not counted.
             let busy = Instant::now();
+            while failed.is_none() {
+                let Ok(done) = self.log_writer.done_rx.try_recv() else {
+                    break;
+                };
+                self.log_writer.note_done(1);
+                failed = self.on_log_done(done).err();
+            }
+            while failed.is_none() {
+                let Some(done) = self.writer.try_done() else { break };
+                failed = self.on_apply_done(done).err();
+            }
+            if let Some(e) = failed {
+                tracing::error!(error = %e, "raftstore cannot apply; stopping");
+                let _ = self.events.send(StoreEvent::Fatal(e.to_string()));
+                break;
+            }
             // Raft messages first: they never wait behind client requests.
             for _ in 0..MAX_MSGS_PER_LOOP {
                 match self.raft_rx.try_recv() {
@@ -314,10 +365,49 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                     .is_some_and(|p| p.applying_snap.is_none() && (p.raw.has_ready() || p.has_unsent_reads()))
             });
         }
+        // Whatever was persisted or applied gets written (and answered) before the loop goes.
+        let _ = self.drain_log_writer();
+        self.log_writer.stop();
+        while let Some(done) = self.writer.wait_done() {
+            if self.on_apply_done(done).is_err() {
+                break;
+            }
+        }
+        self.writer.stop();
         for peer in self.peers.values_mut() {
             peer.fail_all(Error::ShuttingDown);
         }
         tracing::info!("raftstore stopped");
+    }
+
+    /// A KV batch of applied entries is written: reads, snapshots and log deletion may use it.
+    fn on_apply_done(&mut self, done: ApplyDone) -> Result<()> {
+        let regions = done.map_err(Error::Engine)?;
+        let mut log_gc_wb = WriteBatch::new();
+        for r in regions {
+            self.dirty.insert(r.region_id);
+            let Some(peer) = self.peers.get_mut(&r.region_id) else {
+                continue;
+            };
+            peer.durable_applied = peer.durable_applied.max(r.applied_index);
+            if let Some((from, to)) = r.compacted {
+                peer.raw.store().compact_to(from, to, &mut log_gc_wb);
+            }
+        }
+        if !log_gc_wb.is_empty() {
+            // The apply state recording the truncation was written with sync: the entries can go.
+            self.raft_engine.write(&log_gc_wb, false)?;
+        }
+        Ok(())
+    }
+
+    /// Waits until every applied entry is in the KV engine (before writing around the apply
+    /// writer: destroying a peer, taking a snapshot of the engine, applying a snapshot).
+    fn drain_writer(&mut self) -> Result<()> {
+        while let Some(done) = self.writer.wait_done() {
+            self.on_apply_done(done)?;
+        }
+        Ok(())
     }
 
     fn on_tick(&mut self) {
@@ -697,6 +787,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     /// Removes the peer of `region_id` with its data and log; `tomb` (the region as last known,
     /// with this peer's removal) is persisted as a tombstone.
     fn destroy_peer(&mut self, region_id: u64, tomb: Option<metapb::Region>) -> Result<()> {
+        if !self.peers.contains_key(&region_id) {
+            return Ok(());
+        }
+        self.drain_writer()?;
+        self.drain_log_writer()?;
         let Some(mut peer) = self.peers.remove(&region_id) else {
             return Ok(());
         };
@@ -743,6 +838,19 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     /// Hands requested snapshot generations to the worker, with a KV snapshot taken now: the
     /// store loop applies entries itself, so the engine is exactly at the applied index.
     fn schedule_snapshot_gen(&mut self) {
+        let requested = self.dirty.iter().any(|id| {
+            self.peers
+                .get(id)
+                .is_some_and(|p| matches!(*p.raw.store().snap_gen.borrow(), SnapGen::Requested))
+        });
+        if !requested {
+            return;
+        }
+        // The engine snapshot must be exactly at the applied index.
+        if let Err(e) = self.drain_writer() {
+            tracing::error!(error = %e, "apply writer failed");
+            return;
+        }
         let mut kv_snap = None;
         for id in &self.dirty {
             let Some(peer) = self.peers.get_mut(id) else {
@@ -807,6 +915,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         }
         peer.applying_snap = None;
         peer.apply_cancel = None;
+        peer.durable_applied = key.index;
         peer.raw.advance_apply_to(key.index);
         metrics::SNAPSHOT_TOTAL.with_label_values(&["applied"]).inc();
         self.update_region_metrics();
@@ -866,11 +975,12 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 }
             }
         }
-        let mut readies = Vec::with_capacity(ids.len());
         let mut to_apply = Vec::new();
         let mut raft_wb = WriteBatch::new();
+        let mut persisted = Vec::with_capacity(ids.len());
         let mut role_changed = Vec::new();
         let mut must_sync = false;
+        let seq = self.log_writer.next_seq();
         for id in &ids {
             let Some(peer) = self.peers.get_mut(id) else {
                 continue;
@@ -879,45 +989,33 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             if let Some(ss) = rd.ss() {
                 role_changed.push((*id, ss.raft_state));
             }
+            if !rd.snapshot().is_empty() {
+                // Rare: persisted synchronously, apart from the other regions' batch.
+                self.on_ready_snapshot(*id, rd, &mut to_apply)?;
+                continue;
+            }
             must_sync |= rd.must_sync();
             let msgs = rd.take_messages();
-            if !rd.snapshot().is_empty() {
-                self.on_ready_snapshot(*id, rd.snapshot().clone(), &mut raft_wb)?;
-            }
-            let Some(peer) = self.peers.get_mut(id) else {
-                continue;
-            };
             let committed = rd.take_committed_entries();
             if !committed.is_empty() {
                 to_apply.push((*id, committed, Instant::now()));
             }
-            peer.raw.mut_store().append(rd.entries(), rd.hs(), &mut raft_wb)?;
+            peer.raw
+                .mut_store()
+                .append(rd.entries(), rd.hs(), &mut raft_wb, seq)?;
             peer.on_read_states(rd.take_read_states());
-            readies.push((*id, rd));
+            persisted.push(PersistedReady {
+                region_id: *id,
+                number: rd.number(),
+                messages: rd.take_persisted_messages(),
+            });
+            peer.raw.advance_append_async(rd);
+            // A leader's appends go out before its own write is durable.
             self.send_messages(*id, msgs);
         }
         metrics::RAFT_READY_REGIONS.observe(ids.len() as f64);
-        if !raft_wb.is_empty() {
-            let t = Instant::now();
-            fail::fail_point!("raftstore_before_append_log");
-            self.raft_engine.write(&raft_wb, must_sync)?;
-            metrics::APPEND_LOG_DURATION.observe(t.elapsed().as_secs_f64());
-            fail::fail_point!("raftstore_after_append_log");
-        }
-        for (id, rd) in readies {
-            let Some(peer) = self.peers.get_mut(&id) else {
-                continue;
-            };
-            let mut rd = rd;
-            let persisted = rd.take_persisted_messages();
-            let mut light = peer.raw.advance_append(rd);
-            let msgs = light.take_messages();
-            let committed = light.take_committed_entries();
-            if !committed.is_empty() {
-                to_apply.push((id, committed, Instant::now()));
-            }
-            self.send_messages(id, persisted);
-            self.send_messages(id, msgs);
+        if !persisted.is_empty() {
+            self.log_writer.submit(raft_wb, must_sync, persisted)?;
         }
         self.transport.flush();
         for (id, role) in role_changed {
@@ -928,14 +1026,50 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         Ok(())
     }
 
+    /// A Raft log batch is durable: its Readies count as persisted and the messages that
+    /// waited for that go out.
+    fn on_log_done(&mut self, done: LogDone) -> Result<()> {
+        let (seq, readies) = done.map_err(Error::Engine)?;
+        for r in readies {
+            self.dirty.insert(r.region_id);
+            let Some(peer) = self.peers.get_mut(&r.region_id) else {
+                continue;
+            };
+            peer.raw.mut_store().on_persisted(seq);
+            peer.raw.on_persist_ready(r.number);
+            self.send_messages(r.region_id, r.messages);
+        }
+        Ok(())
+    }
+
+    /// Waits until every submitted Raft log batch is durable.
+    fn drain_log_writer(&mut self) -> Result<()> {
+        while self.log_writer.in_flight() > 0 {
+            let done = self
+                .log_writer
+                .done_rx
+                .recv()
+                .map_err(|_| Error::Engine("the raft log writer stopped".into()))?;
+            self.log_writer.note_done(1);
+            self.on_log_done(done)?;
+        }
+        Ok(())
+    }
+
     /// A follower got a snapshot: persist its position (region `Applying`), then let the
-    /// worker write its data. The peer's Ready is not handled again until that is done.
+    /// worker write its data. The peer's Ready is not handled again until that is done. This
+    /// Ready is persisted synchronously (after every earlier log batch), so that raft-rs counts
+    /// the snapshot as persisted before the apply finishes.
     fn on_ready_snapshot(
         &mut self,
         region_id: u64,
-        snap: raft::eraftpb::Snapshot,
-        raft_wb: &mut WriteBatch,
+        mut rd: raft::Ready,
+        to_apply: &mut Vec<(u64, Vec<raft::eraftpb::Entry>, Instant)>,
     ) -> Result<()> {
+        // Entries applied or persisted before the snapshot must be written first.
+        self.drain_writer()?;
+        self.drain_log_writer()?;
+        let snap = rd.snapshot().clone();
         let Some(peer) = self.peers.get_mut(&region_id) else {
             return Ok(());
         };
@@ -959,13 +1093,36 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         write_region_state(&mut kv_wb, &region, RegionState::Applying);
         // Durable before the raft state moves: a restart finds `Applying` and redoes the apply.
         self.kv.write(&kv_wb, true)?;
+        let mut raft_wb = WriteBatch::new();
         peer.raw
             .mut_store()
-            .restore_snapshot(index, term, region.clone(), raft_wb);
+            .restore_snapshot(index, term, region.clone(), &mut raft_wb);
+        let seq = self.log_writer.next_seq();
+        peer.raw
+            .mut_store()
+            .append(rd.entries(), rd.hs(), &mut raft_wb, seq)?;
+        self.raft_engine.write(&raft_wb, true)?;
+        peer.raw.mut_store().on_persisted(seq);
+        peer.on_read_states(rd.take_read_states());
+        let msgs = rd.take_messages();
+        let committed = rd.take_committed_entries();
+        let persisted_msgs = rd.take_persisted_messages();
+        let mut light = peer.raw.advance_append(rd);
+        let light_msgs = light.take_messages();
+        let committed_after = light.take_committed_entries();
         peer.applying_snap = Some(key);
         let cancel = ApplyCancel::default();
         peer.apply_cancel = Some(cancel.clone());
+        for list in [committed, committed_after] {
+            if !list.is_empty() {
+                tracing::warn!(region_id, "entries committed with a snapshot wait for its apply");
+                to_apply.push((region_id, list, Instant::now()));
+            }
+        }
         tracing::info!(region_id, index, term, "applying snapshot");
+        self.send_messages(region_id, msgs);
+        self.send_messages(region_id, persisted_msgs);
+        self.send_messages(region_id, light_msgs);
         fail::fail_point!("raftstore_before_snapshot_apply_task");
         let _ = self.snap_tx.send(SnapTask::Apply {
             key,
@@ -1005,60 +1162,55 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             .set(leaders as i64);
     }
 
+    /// Applies committed entries in memory and hands their KV batch to the apply writer, which
+    /// answers the proposals once it is written.
     fn apply(&mut self, to_apply: Vec<(u64, Vec<raft::eraftpb::Entry>, Instant)>) -> Result<()> {
         if to_apply.is_empty() {
             return Ok(());
         }
         let t = Instant::now();
-        let mut kv_wb = WriteBatch::new();
-        let mut outcomes = Vec::with_capacity(to_apply.len());
-        let mut applied = Vec::with_capacity(to_apply.len());
+        let mut job = ApplyJob {
+            wb: WriteBatch::new(),
+            sync: false,
+            regions: Vec::with_capacity(to_apply.len()),
+            responses: Vec::new(),
+            answered_sent_at: Vec::new(),
+            started: t,
+        };
+        let mut destroy = Vec::new();
+        let mut changed = Vec::new();
         for (id, entries, committed_at) in to_apply {
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
             metrics::APPLY_WAIT_DURATION.observe(t.saturating_duration_since(committed_at).as_secs_f64());
             let mut outcome = ApplyOutcome::new();
-            peer.apply_entries(entries, committed_at, &mut kv_wb, &mut outcome);
-            applied.push(id);
-            outcomes.push((id, outcome));
-        }
-        fail::fail_point!("raftstore_before_apply_write");
-        self.kv.write(&kv_wb, false)?;
-        metrics::APPLY_DURATION.observe(t.elapsed().as_secs_f64());
-        let mut log_gc_wb = WriteBatch::new();
-        for id in applied {
-            if let Some(peer) = self.peers.get_mut(&id) {
-                let idx = peer.raw.store().apply_state().applied_index;
-                peer.raw.advance_apply_to(idx);
-            }
-        }
-        let mut destroy = Vec::new();
-        for (id, outcome) in outcomes {
-            for (cb, res) in outcome.responses {
-                let _ = cb.send(res);
-            }
-            for sent_at in outcome.answered_sent_at {
-                metrics::PROPOSE_TO_APPLY_DURATION.observe(sent_at.elapsed().as_secs_f64());
-            }
-            if let (Some((from, to)), Some(peer)) = (outcome.compacted, self.peers.get(&id)) {
-                peer.raw.store().compact_to(from, to, &mut log_gc_wb);
-            }
+            peer.apply_entries(entries, committed_at, &mut job.wb, &mut outcome);
+            let applied_index = peer.raw.store().apply_state().applied_index;
+            peer.raw.advance_apply_to(applied_index);
+            job.responses.append(&mut outcome.responses);
+            job.answered_sent_at.append(&mut outcome.answered_sent_at);
+            // The apply state recording a truncation must be durable before the entries go, or
+            // a crash could leave a node whose log has a hole below its applied index.
+            job.sync |= outcome.compacted.is_some();
+            job.regions.push(crate::apply_writer::AppliedRegion {
+                region_id: id,
+                applied_index,
+                compacted: outcome.compacted,
+            });
             if outcome.destroy {
                 destroy.push(id);
             } else if outcome.region_changed {
-                if let Some(peer) = self.peers.get(&id) {
-                    if peer.is_leader() {
-                        let _ = self.events.send(StoreEvent::LeaderChanged(Box::new(peer.info())));
-                    }
-                }
+                changed.push(id);
             }
         }
-        if !log_gc_wb.is_empty() {
-            // The apply state recording the truncation must be durable before the entries go,
-            // or a crash could leave a node whose log has a hole below its applied index.
-            self.kv.sync()?;
-            self.raft_engine.write(&log_gc_wb, false)?;
+        self.writer.submit(job)?;
+        for id in changed {
+            if let Some(peer) = self.peers.get(&id) {
+                if peer.is_leader() {
+                    let _ = self.events.send(StoreEvent::LeaderChanged(Box::new(peer.info())));
+                }
+            }
         }
         for id in destroy {
             tracing::info!(region_id = id, "this peer was removed from its region");

@@ -378,13 +378,22 @@ impl Net {
             .unwrap_or(0)
     }
 
-    /// The store whose loop runs on the calling thread, if it is one.
+    /// The store whose loop (or one of its writer threads, named `<role>-<store id>`) runs on
+    /// the calling thread, if any.
     pub fn current_store(&self) -> Option<u64> {
-        self.threads
+        let registered = self
+            .threads
             .lock()
             .expect("threads lock")
             .get(&std::thread::current().id())
-            .copied()
+            .copied();
+        registered.or_else(|| {
+            let name = std::thread::current().name()?.to_owned();
+            let (role, id) = name.rsplit_once('-')?;
+            matches!(role, "raftstore" | "apply-writer" | "raft-log-writer")
+                .then(|| id.parse().ok())
+                .flatten()
+        })
     }
 
     fn register_thread(&self, store: u64) {
