@@ -41,17 +41,39 @@ pub(crate) struct AppliedRegion {
 
 pub(crate) type ApplyDone = std::result::Result<Vec<AppliedRegion>, String>;
 
+/// Writes a KV batch (with sync when asked).
+type WriteFn = Box<dyn Fn(&WriteBatch, bool) -> engine_traits::Result<()> + Send>;
+
 pub(crate) struct ApplyWriter {
     tx: Option<Sender<ApplyJob>>,
     pub done_rx: Receiver<ApplyDone>,
     in_flight: usize,
     thread: Option<JoinHandle<()>>,
+    /// Inline mode (no thread): jobs are written in `submit`, their reports queued here.
+    inline: Option<WriteFn>,
+    inline_done: std::collections::VecDeque<ApplyDone>,
+    /// Inline mode keeps the sending half, so `done_rx` never reads as disconnected.
+    _inline_done_tx: Option<Sender<ApplyDone>>,
 }
 
 impl ApplyWriter {
-    pub fn spawn<EK: KvEngine>(kv: EK, store_id: u64) -> Result<ApplyWriter> {
+    /// With `threads == 0` (`apply-pool-size = 0`) batches are written on the store thread
+    /// itself, in `submit`; otherwise by one writer thread.
+    pub fn spawn<EK: KvEngine>(kv: EK, store_id: u64, threads: usize) -> Result<ApplyWriter> {
         let (tx, rx) = crossbeam_channel::unbounded::<ApplyJob>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        if threads == 0 {
+            let write: WriteFn = Box::new(move |wb: &WriteBatch, sync: bool| kv.write(wb, sync));
+            return Ok(ApplyWriter {
+                tx: None,
+                done_rx,
+                in_flight: 0,
+                thread: None,
+                inline: Some(write),
+                inline_done: Default::default(),
+                _inline_done_tx: Some(done_tx),
+            });
+        }
         let thread = std::thread::Builder::new()
             .name(format!("apply-writer-{store_id}"))
             .spawn(move || run(kv, rx, done_tx))
@@ -61,15 +83,28 @@ impl ApplyWriter {
             done_rx,
             in_flight: 0,
             thread: Some(thread),
+            inline: None,
+            inline_done: Default::default(),
+            _inline_done_tx: None,
         })
     }
 
     pub fn submit(&mut self, job: ApplyJob) -> Result<()> {
+        if let Some(write) = &self.inline {
+            let done = write_job(job, |wb, sync| write(wb, sync));
+            self.inline_done.push_back(done);
+            self.in_flight += 1;
+            return Ok(());
+        }
         let tx = self.tx.as_ref().ok_or(Error::ShuttingDown)?;
         tx.send(job)
             .map_err(|_| Error::Engine("the apply writer stopped".into()))?;
         self.in_flight += 1;
         Ok(())
+    }
+
+    pub fn is_inline(&self) -> bool {
+        self.inline.is_some()
     }
 
     /// Counts a finished job received straight from `done_rx`.
@@ -79,6 +114,10 @@ impl ApplyWriter {
 
     /// A finished job, if any (non-blocking).
     pub fn try_done(&mut self) -> Option<ApplyDone> {
+        if let Some(d) = self.inline_done.pop_front() {
+            self.in_flight = self.in_flight.saturating_sub(1);
+            return Some(d);
+        }
         let d = self.done_rx.try_recv().ok()?;
         self.in_flight = self.in_flight.saturating_sub(1);
         Some(d)
@@ -88,6 +127,10 @@ impl ApplyWriter {
     pub fn wait_done(&mut self) -> Option<ApplyDone> {
         if self.in_flight == 0 {
             return None;
+        }
+        if let Some(d) = self.inline_done.pop_front() {
+            self.in_flight -= 1;
+            return Some(d);
         }
         let d = self.done_rx.recv().ok()?;
         self.in_flight -= 1;
@@ -105,24 +148,30 @@ impl ApplyWriter {
 
 fn run<EK: KvEngine>(kv: EK, rx: Receiver<ApplyJob>, done: Sender<ApplyDone>) {
     while let Ok(job) = rx.recv() {
-        fail::fail_point!("raftstore_before_apply_write");
-        if let Err(e) = kv.write(&job.wb, job.sync) {
-            let msg = format!("applying committed entries to the KV engine failed: {e}");
-            for (cb, _) in job.responses {
-                let _ = cb.send(Err(Error::Engine(msg.clone())));
-            }
-            let _ = done.send(Err(msg));
-            return;
-        }
-        metrics::APPLY_DURATION.observe(job.started.elapsed().as_secs_f64());
-        for (cb, res) in job.responses {
-            let _ = cb.send(res);
-        }
-        for sent_at in job.answered_sent_at {
-            metrics::PROPOSE_TO_APPLY_DURATION.observe(sent_at.elapsed().as_secs_f64());
-        }
-        if done.send(Ok(job.regions)).is_err() {
+        let d = write_job(job, |wb, sync| kv.write(wb, sync));
+        let failed = d.is_err();
+        if done.send(d).is_err() || failed {
             return;
         }
     }
+}
+
+/// Writes one job and answers its proposals.
+fn write_job(job: ApplyJob, write: impl Fn(&WriteBatch, bool) -> engine_traits::Result<()>) -> ApplyDone {
+    fail::fail_point!("raftstore_before_apply_write");
+    if let Err(e) = write(&job.wb, job.sync) {
+        let msg = format!("applying committed entries to the KV engine failed: {e}");
+        for (cb, _) in job.responses {
+            let _ = cb.send(Err(Error::Engine(msg.clone())));
+        }
+        return Err(msg);
+    }
+    metrics::APPLY_DURATION.observe(job.started.elapsed().as_secs_f64());
+    for (cb, res) in job.responses {
+        let _ = cb.send(res);
+    }
+    for sent_at in job.answered_sent_at {
+        metrics::PROPOSE_TO_APPLY_DURATION.observe(sent_at.elapsed().as_secs_f64());
+    }
+    Ok(job.regions)
 }

@@ -40,12 +40,31 @@ pub(crate) struct LogWriter {
     in_flight: usize,
     next_seq: u64,
     thread: Option<JoinHandle<()>>,
+    /// Inline mode keeps the sending half, so `done_rx` never reads as disconnected.
+    _inline_done_tx: Option<Sender<LogDone>>,
 }
 
 impl LogWriter {
-    pub fn spawn<ER: KvEngine>(raft_engine: ER, store_id: u64) -> Result<LogWriter> {
+    /// No thread: the store loop writes each batch itself (`store-io-pool-size = 0`).
+    pub fn is_inline(&self) -> bool {
+        self.tx.is_none() && self.thread.is_none()
+    }
+}
+
+impl LogWriter {
+    pub fn spawn<ER: KvEngine>(raft_engine: ER, store_id: u64, threads: usize) -> Result<LogWriter> {
         let (tx, rx) = crossbeam_channel::unbounded::<LogJob>();
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        if threads == 0 {
+            return Ok(LogWriter {
+                tx: None,
+                done_rx,
+                in_flight: 0,
+                next_seq: 1,
+                thread: None,
+                _inline_done_tx: Some(done_tx),
+            });
+        }
         let thread = std::thread::Builder::new()
             .name(format!("raft-log-writer-{store_id}"))
             .spawn(move || run(raft_engine, rx, done_tx))
@@ -56,6 +75,7 @@ impl LogWriter {
             in_flight: 0,
             next_seq: 1,
             thread: Some(thread),
+            _inline_done_tx: None,
         })
     }
 

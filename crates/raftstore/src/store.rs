@@ -50,6 +50,12 @@ pub struct StoreConfig {
     pub log_gc_count_limit: u64,
     /// A peer not heard from for this long is reported down (`max-peer-down-duration`).
     pub max_peer_down: Duration,
+    /// Threads persisting the Raft log (TiKV's `store-io-pool-size`): 0 = the store loop
+    /// writes and fsyncs each batch itself; 1 = a log writer thread does while the loop goes on.
+    pub store_io_pool_size: usize,
+    /// Threads writing applied entries to the KV engine (TiKV's `apply-pool-size`): 0 = the
+    /// store loop writes them; 1 = an apply writer thread does.
+    pub apply_pool_size: usize,
 }
 
 impl Default for StoreConfig {
@@ -64,6 +70,8 @@ impl Default for StoreConfig {
             log_gc_keep: 256,
             log_gc_count_limit: 20_000,
             max_peer_down: Duration::from_secs(600),
+            store_io_pool_size: 0,
+            apply_pool_size: 0,
         }
     }
 }
@@ -125,8 +133,8 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         election_timeout: cfg.election_timeout(),
     };
     let (snap_tx, snap_thread) = snap_worker::spawn(kv.clone(), snap_mgr.clone(), router.clone())?;
-    let writer = ApplyWriter::spawn(kv.clone(), cfg.store_id)?;
-    let log_writer = LogWriter::spawn(raft_engine.clone(), cfg.store_id)?;
+    let writer = ApplyWriter::spawn(kv.clone(), cfg.store_id, cfg.apply_pool_size)?;
+    let log_writer = LogWriter::spawn(raft_engine.clone(), cfg.store_id, cfg.store_io_pool_size)?;
     let mut peers = HashMap::new();
     let mut tombstones = HashMap::new();
     for local in regions {
@@ -977,6 +985,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         }
         let mut to_apply = Vec::new();
         let mut raft_wb = WriteBatch::new();
+        let mut readies = Vec::with_capacity(ids.len());
         let mut persisted = Vec::with_capacity(ids.len());
         let mut role_changed = Vec::new();
         let mut must_sync = false;
@@ -1004,18 +1013,50 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 .mut_store()
                 .append(rd.entries(), rd.hs(), &mut raft_wb, seq)?;
             peer.on_read_states(rd.take_read_states());
-            persisted.push(PersistedReady {
-                region_id: *id,
-                number: rd.number(),
-                messages: rd.take_persisted_messages(),
-            });
-            peer.raw.advance_append_async(rd);
+            readies.push((*id, rd));
             // A leader's appends go out before its own write is durable.
             self.send_messages(*id, msgs);
         }
         metrics::RAFT_READY_REGIONS.observe(ids.len() as f64);
-        if !persisted.is_empty() {
-            self.log_writer.submit(raft_wb, must_sync, persisted)?;
+        if self.log_writer.is_inline() {
+            // `store-io-pool-size = 0`: the loop writes the batch itself, then advances.
+            if !raft_wb.is_empty() {
+                let t = Instant::now();
+                fail::fail_point!("raftstore_before_append_log");
+                self.raft_engine.write(&raft_wb, must_sync)?;
+                metrics::APPEND_LOG_DURATION.observe(t.elapsed().as_secs_f64());
+                fail::fail_point!("raftstore_after_append_log");
+            }
+            for (id, mut rd) in readies {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    continue;
+                };
+                peer.raw.mut_store().on_persisted(seq);
+                let persisted = rd.take_persisted_messages();
+                let mut light = peer.raw.advance_append(rd);
+                let msgs = light.take_messages();
+                let committed = light.take_committed_entries();
+                if !committed.is_empty() {
+                    to_apply.push((id, committed, Instant::now()));
+                }
+                self.send_messages(id, persisted);
+                self.send_messages(id, msgs);
+            }
+        } else {
+            for (id, mut rd) in readies {
+                let Some(peer) = self.peers.get_mut(&id) else {
+                    continue;
+                };
+                persisted.push(PersistedReady {
+                    region_id: id,
+                    number: rd.number(),
+                    messages: rd.take_persisted_messages(),
+                });
+                peer.raw.advance_append_async(rd);
+            }
+            if !persisted.is_empty() {
+                self.log_writer.submit(raft_wb, must_sync, persisted)?;
+            }
         }
         self.transport.flush();
         for (id, role) in role_changed {
@@ -1205,6 +1246,11 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             }
         }
         self.writer.submit(job)?;
+        if self.writer.is_inline() {
+            while let Some(done) = self.writer.try_done() {
+                self.on_apply_done(done)?;
+            }
+        }
         for id in changed {
             if let Some(peer) = self.peers.get(&id) {
                 if peer.is_leader() {

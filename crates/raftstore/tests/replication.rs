@@ -841,9 +841,25 @@ fn check_register_history(history: &[Op], register: usize) {
 /// store and the read history of each register is linearizable.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_keeps_acknowledged_writes_and_linearizable_reads() {
+    chaos_run(snapshot_config()).await;
+}
+
+/// The same with the Raft log and applied entries written by their own threads
+/// (`store-io-pool-size = 1`, `apply-pool-size = 1`).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn chaos_with_writer_threads() {
+    chaos_run(raftstore::StoreConfig {
+        store_io_pool_size: 1,
+        apply_pool_size: 1,
+        ..snapshot_config()
+    })
+    .await;
+}
+
+async fn chaos_run(cfg: raftstore::StoreConfig) {
     const WRITERS: usize = 2;
     // Aggressive log GC: stores that were down or cut off catch up by snapshot.
-    let mut c = Cluster::run(3, 3, snapshot_config()).await;
+    let mut c = Cluster::run(3, 3, cfg).await;
     let history: History = Default::default();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked_logs: std::sync::Arc<std::sync::Mutex<Acked>> = Default::default();
@@ -1222,7 +1238,13 @@ async fn learner_removed_while_partitioned_is_destroyed_after_heal() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chaos_with_membership_changes() {
     const WRITERS: usize = 2;
-    let mut c = Cluster::run(5, 3, snapshot_config()).await;
+    // Writer threads on: membership changes, snapshots and destroys drain them.
+    let cfg = raftstore::StoreConfig {
+        store_io_pool_size: 1,
+        apply_pool_size: 1,
+        ..snapshot_config()
+    };
+    let mut c = Cluster::run(5, 3, cfg).await;
     let history: History = Default::default();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked_logs: std::sync::Arc<std::sync::Mutex<Acked>> = Default::default();

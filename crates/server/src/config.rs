@@ -161,6 +161,10 @@ pub struct RaftstoreSection {
     pub raft_log_gc_count_limit: u64,
     /// A peer not heard from for this long is reported to PD as down.
     pub max_peer_down_duration: ReadableDuration,
+    /// Raft log writer threads (0: the store loop writes the log itself).
+    pub store_io_pool_size: usize,
+    /// Apply writer threads (0: the store loop writes applied entries itself).
+    pub apply_pool_size: usize,
     pub pd_heartbeat_tick_interval: ReadableDuration,
     pub pd_store_heartbeat_tick_interval: ReadableDuration,
 }
@@ -176,6 +180,9 @@ impl Default for RaftstoreSection {
             raft_log_gc_threshold: 2048,
             raft_log_gc_count_limit: 20_000,
             max_peer_down_duration: ReadableDuration(Duration::from_secs(600)),
+            // Measured on 2 cores: handing writes to other threads costs more than it overlaps.
+            store_io_pool_size: 0,
+            apply_pool_size: 0,
             pd_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
             pd_store_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
         }

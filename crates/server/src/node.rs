@@ -302,6 +302,8 @@ pub async fn run(
         log_gc_threshold: rs.raft_log_gc_threshold,
         log_gc_count_limit: rs.raft_log_gc_count_limit,
         max_peer_down: rs.max_peer_down_duration.0,
+        store_io_pool_size: rs.store_io_pool_size.min(1),
+        apply_pool_size: rs.apply_pool_size.min(1),
         ..Default::default()
     };
     let (transport, router_slot) = transport::start(pd.clone(), snap_mgr.clone());
