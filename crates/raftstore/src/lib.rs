@@ -1,9 +1,11 @@
 //! Multi-Raft: many Raft groups (regions) per store.
 //!
 //! Owns the peers of every region on this store (each wraps a raft-rs `RawNode` over a
-//! [`PeerStorage`]), the store loop that drives them, proposing commands, linearizable reads
-//! (ReadIndex), persisting the Raft log, applying committed commands to the KV engine, and the
-//! local layout of Raft and region state ([`keys`]).
+//! [`PeerStorage`]), the store loop that drives them, proposing commands and membership changes
+//! ([`conf_change`]), linearizable reads (lease, ReadIndex, follower reads), persisting the Raft
+//! log, applying committed commands to the KV engine, region snapshots ([`snap`]), peers created
+//! from messages and destroyed when removed, and the local layout of Raft and region state
+//! ([`keys`]).
 //!
 //! Must not depend on `storage` or `server`: it knows column families and keys, never MVCC or
 //! RPCs. It talks to other stores only through the [`Transport`] trait.
@@ -13,7 +15,11 @@
 //! - One store loop iteration persists the Ready of every region in one raft-engine write batch
 //!   with one fsync, and applies every region's committed entries in one KV write batch that also
 //!   carries each region's apply state, so data and applied index never disagree.
-//! - A command is applied only if its region epoch still matches and its keys lie in the region.
+//! - A command is applied only if its region epoch still matches and its keys lie in the region;
+//!   a membership change changes the region state in the same batch as the apply state.
+//! - A removed peer leaves a tombstone and never comes back under the same peer id.
+//! - Reads are served only from KV data at or past their read index, on a leader holding a lease
+//!   or after a quorum confirmed the read index.
 
 mod apply_writer;
 mod cmd;

@@ -1,11 +1,15 @@
-//! The store loop: one thread drives every peer of this store. Each iteration takes all queued
-//! messages, ticks, collects every region's Ready, persists all of them with one raft-engine
-//! write and one fsync (only when some Ready must be durable), sends messages, applies all
-//! committed entries in one KV write batch, and then answers proposals and reads.
+//! The store loop: one thread drives every peer of this store. Each iteration takes queued
+//! Raft messages first, then client requests, ticks (every region, on tick iterations), and
+//! visits only the regions with work: proposes each region's queued writes as one entry,
+//! collects their Ready, persists all of them with one raft-engine write and one fsync (only
+//! when some Ready must be durable; on this thread or the Raft log writer's), sends messages,
+//! applies all committed entries in one KV write batch (written here or by the apply writer),
+//! and answers proposals and reads.
 //!
-//! Peers come and go here: a message for a region this store does not have creates an
-//! uninitialized peer (unless stale), a peer removed from its region is destroyed and leaves a
-//! tombstone behind. Snapshots are generated and applied by the snapshot worker.
+//! Peers come and go here ([`lifecycle`]): a message for a region this store does not have
+//! creates an uninitialized peer (unless stale), a peer removed from its region is destroyed
+//! and leaves a tombstone behind. Snapshots ([`snapshot`]) are generated and applied by the
+//! snapshot worker; applying and durability bookkeeping live in [`apply`].
 
 use std::collections::{HashMap, HashSet};
 use std::thread::JoinHandle;
