@@ -1,0 +1,253 @@
+//! Applying committed entries of one peer: data writes, log compaction and membership
+//! changes, each checked against the region's epoch and range again, into the store loop's KV
+//! batch; and answering the proposals they complete.
+
+use super::*;
+
+/// What applying committed entries produced, answered after the KV batch is written.
+pub(crate) struct ApplyOutcome {
+    pub responses: Vec<(WriteCb, Result<()>)>,
+    /// When each applied proposal with a waiting caller was handed to the router.
+    pub answered_sent_at: Vec<Instant>,
+    /// Log entries `[from, to]` may be deleted from the raft engine.
+    pub compacted: Option<(u64, u64)>,
+    /// A membership change was applied (PD should hear of it).
+    pub region_changed: bool,
+    /// This peer was removed from its region: the store destroys it.
+    pub destroy: bool,
+}
+
+impl ApplyOutcome {
+    pub fn new() -> ApplyOutcome {
+        ApplyOutcome {
+            responses: vec![],
+            answered_sent_at: vec![],
+            compacted: None,
+            region_changed: false,
+            destroy: false,
+        }
+    }
+}
+
+impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
+    fn take_callback(
+        &mut self,
+        index: u64,
+        term: u64,
+        out: &mut Vec<(WriteCb, Result<()>)>,
+    ) -> Option<Proposal> {
+        // A proposal of an older term can never be applied once an entry of term `term` is:
+        // committed entries after it have terms >= `term`. So it is stale whatever its index.
+        while let Some(p) = self.proposals.front() {
+            if p.index > index && p.term >= term {
+                return None;
+            }
+            let p = self.proposals.pop_front()?;
+            if p.index == index && p.term == term {
+                return Some(p);
+            }
+            for (cb, _) in p.cbs {
+                out.push((cb, Err(Error::StaleCommand)));
+            }
+        }
+        None
+    }
+
+    /// Applies committed `entries` (seen committed at `committed_at`) into `wb`; advances the
+    /// in-memory apply state.
+    pub(crate) fn apply_entries(
+        &mut self,
+        entries: Vec<Entry>,
+        committed_at: Instant,
+        wb: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
+    ) {
+        for e in entries {
+            let index = e.index;
+            let result = match e.get_entry_type() {
+                EntryType::EntryNormal if e.data.is_empty() => Ok(()),
+                EntryType::EntryNormal => self.apply_command(&e.data, wb, outcome),
+                EntryType::EntryConfChangeV2 => self.apply_conf_change(&e, wb, outcome),
+                EntryType::EntryConfChange => {
+                    // Atoll proposes only V2 changes; a V1 entry cannot come from it.
+                    tracing::error!(
+                        region_id = self.region_id(),
+                        index,
+                        "skipping a conf change v1 entry"
+                    );
+                    Err(Error::Codec("conf change v1 entries are not supported".into()))
+                }
+            };
+            if let Err(err) = &result {
+                if !matches!(err, Error::EpochNotMatch { .. } | Error::KeyNotInRegion { .. }) {
+                    tracing::warn!(region_id = self.region_id(), index, error = %err, "entry not applied");
+                }
+            }
+            if let Some(p) = self.take_callback(index, e.term, &mut outcome.responses) {
+                // A quorum accepted this leader's entry after it was proposed.
+                if self.is_leader() && e.term == self.raw.raft.term && self.raw.raft.lead_transferee.is_none()
+                {
+                    self.lease.renew(p.proposed_at, e.term);
+                }
+                metrics::COMMIT_LOG_DURATION.observe(
+                    committed_at
+                        .saturating_duration_since(p.proposed_at)
+                        .as_secs_f64(),
+                );
+                for (cb, sent_at) in p.cbs {
+                    outcome.responses.push((cb, result.clone()));
+                    outcome.answered_sent_at.push(sent_at);
+                }
+            }
+            let apply = self.raw.mut_store().apply_state_mut();
+            apply.applied_index = index;
+        }
+        let region_id = self.region_id();
+        let apply = *self.raw.store().apply_state();
+        wb.put_cf(CF_RAFT, keys::apply_state_key(region_id), apply.encode());
+    }
+
+    /// Applies a membership change entry: the region's peers and `conf_ver` change in the same
+    /// KV batch as the apply state. An entry without context is raft-rs leaving a joint
+    /// configuration.
+    fn apply_conf_change(
+        &mut self,
+        e: &Entry,
+        wb: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
+    ) -> Result<()> {
+        let cc = ConfChangeV2::parse_from_bytes(&e.data).map_err(|err| Error::Codec(err.to_string()))?;
+        let region = self.region().clone();
+        let new_region = if e.context.is_empty() {
+            if !cc.changes.is_empty() {
+                return Err(Error::Codec("conf change without context".into()));
+            }
+            conf_change::leave_joint(&region)
+        } else {
+            let cmd = RaftCmd::decode(&e.context)?;
+            let CmdBody::ChangePeer(changes) = cmd.body else {
+                return Err(Error::Codec("conf change entry without peer changes".into()));
+            };
+            if cmd.header.region_id != region.id {
+                return Err(Error::RegionNotFound(cmd.header.region_id));
+            }
+            check_whole_epoch(&region, &cmd.header)?;
+            conf_change::apply(&region, &changes)?
+        };
+        let cs = self.raw.apply_conf_change(&cc)?;
+        if !conf_change::matches(&new_region, &cs) {
+            tracing::error!(
+                region_id = region.id,
+                region = ?new_region,
+                conf_state = ?cs,
+                "region peers disagree with raft's configuration"
+            );
+        }
+        tracing::info!(
+            region_id = region.id,
+            peer_id = self.peer_id,
+            epoch = ?new_region.region_epoch,
+            peers = ?new_region.peers,
+            "applied conf change"
+        );
+        write_region_state(wb, &new_region, RegionState::Normal);
+        if !new_region.peers.iter().any(|p| p.id == self.peer_id) {
+            outcome.destroy = true;
+        }
+        self.raw.mut_store().set_region(new_region);
+        outcome.region_changed = true;
+        Ok(())
+    }
+
+    fn apply_command(&mut self, data: &[u8], wb: &mut WriteBatch, outcome: &mut ApplyOutcome) -> Result<()> {
+        let cmd = RaftCmd::decode(data)?;
+        let region = self.region().clone();
+        if cmd.header.region_id != region.id {
+            return Err(Error::RegionNotFound(cmd.header.region_id));
+        }
+        match cmd.body {
+            CmdBody::Write(modifies) => {
+                check_epoch(&region, &cmd.header)?;
+                check_keys(&region, &modifies)?;
+                for m in modifies {
+                    self.written_keys += 1;
+                    self.written_bytes += m.size() as u64;
+                    match m {
+                        Modify::Put { cf, key, value } => wb.put_cf(cf, data_key(&key), value),
+                        Modify::Delete { cf, key } => wb.delete_cf(cf, data_key(&key)),
+                        Modify::DeleteRange { cf, start, end } => {
+                            let start = start.max(region.start_key.clone());
+                            let end =
+                                if end.is_empty() || (!region.end_key.is_empty() && end > region.end_key) {
+                                    data_end_key(&region.end_key)
+                                } else {
+                                    data_key(&end)
+                                };
+                            wb.delete_range_cf(cf, data_key(&start), end);
+                        }
+                    }
+                }
+                Ok(())
+            }
+            CmdBody::CompactLog { index, term } => {
+                let apply = self.raw.mut_store().apply_state_mut();
+                if index > apply.truncated_index && index <= apply.applied_index {
+                    let from = apply.truncated_index + 1;
+                    apply.truncated_index = index;
+                    apply.truncated_term = term;
+                    outcome.compacted = Some((from, index));
+                }
+                Ok(())
+            }
+            CmdBody::ChangePeer(_) => Err(Error::Codec("peer changes outside a conf change entry".into())),
+        }
+    }
+}
+
+/// A request or proposal must carry the region's current epoch, both `version` (split, merge)
+/// and `conf_ver` (membership).
+pub(crate) fn check_whole_epoch(region: &metapb::Region, header: &CmdHeader) -> Result<()> {
+    check_epoch(region, header)?;
+    let epoch = region.region_epoch.unwrap_or_default();
+    if header.conf_ver != epoch.conf_ver {
+        return Err(epoch_not_match(region, header));
+    }
+    Ok(())
+}
+
+fn epoch_not_match(region: &metapb::Region, header: &CmdHeader) -> Error {
+    let epoch = region.region_epoch.unwrap_or_default();
+    Error::EpochNotMatch {
+        region_id: region.id,
+        message: format!(
+            "current epoch of region {} is conf_ver: {} version: {}, but you sent conf_ver: {} version: {}",
+            region.id, epoch.conf_ver, epoch.version, header.conf_ver, header.version
+        ),
+        current_regions: vec![region.clone()],
+    }
+}
+
+/// When a write is applied only its `version` must still match: a membership change between
+/// proposing and applying it does not change which keys the region holds.
+pub(crate) fn check_epoch(region: &metapb::Region, header: &CmdHeader) -> Result<()> {
+    let epoch = region.region_epoch.unwrap_or_default();
+    if header.version != epoch.version {
+        return Err(epoch_not_match(region, header));
+    }
+    Ok(())
+}
+
+pub(crate) fn check_keys(region: &metapb::Region, modifies: &[Modify]) -> Result<()> {
+    for m in modifies {
+        // A range is clamped to the region when applied; only its start must lie inside.
+        if !in_range(m.key(), &region.start_key, &region.end_key) {
+            return Err(Error::KeyNotInRegion {
+                key: m.key().to_vec(),
+                region_id: region.id,
+                start_key: region.start_key.clone(),
+                end_key: region.end_key.clone(),
+            });
+        }
+    }
+    Ok(())
+}
