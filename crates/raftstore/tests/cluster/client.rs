@@ -70,6 +70,25 @@ where
     }
 }
 
+/// Retries `attempt` every 20 ms until it succeeds and returns its value; fails the test with
+/// `desc` and the last error after [`MUST_TIMEOUT`].
+pub async fn retry_ok<T, E, F, Fut>(desc: &str, mut attempt: F) -> T
+where
+    E: std::fmt::Debug,
+    F: FnMut() -> Fut,
+    Fut: Future<Output = std::result::Result<T, E>>,
+{
+    let deadline = Instant::now() + MUST_TIMEOUT;
+    loop {
+        let last = match attempt().await {
+            Ok(v) => return v,
+            Err(e) => e,
+        };
+        assert!(Instant::now() < deadline, "{desc}; last error {last:?}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// Membership of a region as comparable (peer id, store id, role) triples, sorted.
 pub fn members(region: &metapb::Region) -> Vec<(u64, u64, PeerRole)> {
     let mut m: Vec<_> = region
@@ -242,18 +261,10 @@ impl Client {
 
     /// [`Client::must_write`] to `region`.
     pub async fn must_write_in(&self, region: u64, modifies: Vec<Modify>) {
-        let deadline = Instant::now() + MUST_TIMEOUT;
-        loop {
-            let last = match self.try_write_in(region, modifies.clone()).await {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            assert!(
-                Instant::now() < deadline,
-                "write never acknowledged; last error {last:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        retry_ok("write never acknowledged", || {
+            self.try_write_in(region, modifies.clone())
+        })
+        .await
     }
 
     pub async fn must_put(&self, key: &[u8], value: &[u8]) {
@@ -262,21 +273,16 @@ impl Client {
 
     /// Linearizable read through the current leader, retried until it is answered.
     pub async fn must_get(&self, key: &[u8]) -> Option<Vec<u8>> {
-        let deadline = Instant::now() + MUST_TIMEOUT;
-        loop {
-            let last = match self.leader(REGION).await {
-                Some((store, _)) => match self.read_on(store, REGION, key, ATTEMPT_TIMEOUT).await {
-                    Ok(v) => return v,
-                    Err(e) => format!("{e:?}"),
-                },
-                None => "no leader".to_owned(),
-            };
-            assert!(
-                Instant::now() < deadline,
-                "read never answered; last error {last}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        retry_ok("read never answered", || async {
+            match self.leader(REGION).await {
+                Some((store, _)) => self.read_on(store, REGION, key, ATTEMPT_TIMEOUT).await,
+                None => Err(Failure::Raft(Error::NotLeader {
+                    region_id: REGION,
+                    leader: None,
+                })),
+            }
+        })
+        .await
     }
 
     /// One membership change proposed to the current leader with its current epoch.
@@ -298,18 +304,8 @@ impl Client {
     /// Retries a membership change until it is applied. A retry of a change that was applied
     /// meanwhile is answered at once (the region already is as asked).
     pub async fn must_change_peer(&self, region: u64, changes: Vec<PeerChange>) {
-        let deadline = Instant::now() + MUST_TIMEOUT;
-        loop {
-            let last = match self.change_peer(region, changes.clone()).await {
-                Ok(()) => return,
-                Err(e) => e,
-            };
-            assert!(
-                Instant::now() < deadline,
-                "conf change {changes:?} never applied; last error {last:?}"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        let desc = format!("conf change {changes:?} never applied");
+        retry_ok(&desc, || self.change_peer(region, changes.clone())).await
     }
 
     /// The leader's view of `region`.
