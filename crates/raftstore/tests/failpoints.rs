@@ -179,6 +179,16 @@ async fn leave_behind(c: &Cluster, follower: u64, prefix: &str) -> Vec<(Vec<u8>,
     acked
 }
 
+/// Restarts `store`, waits until its region is `Normal` again with every acknowledged write,
+/// and checks that `more` new writes reach all three stores.
+async fn restart_and_catch_up(c: &mut Cluster, store: u64, acked: &[(Vec<u8>, Vec<u8>)], more: usize) {
+    c.start_store(store);
+    wait_state(c, store, RegionState::Normal).await;
+    c.must_have_on_store(store, acked).await;
+    let more = put_many(c, "u", 0..more, 8).await;
+    c.must_have_on_stores(&[1, 2, 3], &more).await;
+}
+
 async fn wait_state(c: &Cluster, store: u64, state: RegionState) {
     wait_until(
         &format!("region state {state:?} on store {store}"),
@@ -215,11 +225,7 @@ async fn snapshot_apply_failure_is_redone_on_restart() {
         RegionState::Applying
     );
 
-    c.start_store(follower);
-    wait_state(&c, follower, RegionState::Normal).await;
-    c.must_have_on_store(follower, &acked).await;
-    let more = put_many(&c, "u", 0..5, 8).await;
-    c.must_have_on_stores(&[1, 2, 3], &more).await;
+    restart_and_catch_up(&mut c, follower, &acked, 5).await;
 }
 
 /// 9b. The snapshot worker crashes halfway through writing a snapshot's data (between two
@@ -246,11 +252,7 @@ async fn snapshot_apply_crash_between_batches_is_redone() {
         RegionState::Applying
     );
 
-    c.start_store(follower);
-    wait_state(&c, follower, RegionState::Normal).await;
-    c.must_have_on_store(follower, &acked).await;
-    let more = put_many(&c, "u", 0..3, 8).await;
-    c.must_have_on_stores(&[1, 2, 3], &more).await;
+    restart_and_catch_up(&mut c, follower, &acked, 3).await;
 }
 
 /// 9c. A new peer's store crashes after persisting `Applying` for its first snapshot and
@@ -311,11 +313,7 @@ async fn follower_crash_before_snapshot_apply_task() {
         RegionState::Applying
     );
 
-    c.start_store(follower);
-    wait_state(&c, follower, RegionState::Normal).await;
-    c.must_have_on_store(follower, &acked).await;
-    let more = put_many(&c, "u", 0..5, 8).await;
-    c.must_have_on_stores(&[1, 2, 3], &more).await;
+    restart_and_catch_up(&mut c, follower, &acked, 5).await;
 }
 
 /// A peer told it was removed (by a tombstone notice) while the snapshot worker is halfway
