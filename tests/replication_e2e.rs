@@ -108,29 +108,32 @@ impl AckLog {
 
 type Acked = Arc<AckLog>;
 
-/// Writes `prefix/N` keys until `stop`, retrying failed puts (a failed put's key is retried
-/// with a new value; only acknowledged ones are recorded).
-fn raw_writer(
-    client: RawClient,
-    prefix: String,
+/// Runs `write(i, failures)` until `stop`: each call writes attempt `i` and returns the pairs
+/// it got acknowledged, or `None` if it failed (then it is retried as the same `i`, with a new
+/// value, after a short pause). Returns the acknowledged pairs in order and the failure count.
+fn spawn_writer<F, Fut>(
     stop: Arc<AtomicBool>,
     acks: Arc<AtomicU64>,
-) -> (Acked, tokio::task::JoinHandle<u64>) {
+    mut write: F,
+) -> (Acked, tokio::task::JoinHandle<u64>)
+where
+    F: FnMut(u64, u64) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = Option<Vec<(String, String)>>> + Send,
+{
     let log: Acked = Arc::default();
     let out = log.clone();
     let h = tokio::spawn(async move {
-        let mut i = 0u64;
-        let mut failures = 0u64;
+        let (mut i, mut failures) = (0u64, 0u64);
         while !stop.load(Ordering::SeqCst) {
-            let k = format!("{prefix}/{i:06}");
-            let v = format!("v{i}-{failures}");
-            match client.put(k.clone(), v.clone()).await {
-                Ok(()) => {
-                    log.push(k, v);
+            match write(i, failures).await {
+                Some(pairs) => {
+                    for (k, v) in pairs {
+                        log.push(k, v);
+                    }
                     acks.fetch_add(1, Ordering::SeqCst);
                     i += 1;
                 }
-                Err(_) => {
+                None => {
                     failures += 1;
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -141,21 +144,35 @@ fn raw_writer(
     (out, h)
 }
 
-/// Commits optimistic transactions of two keys each until `stop`; records committed ones.
+/// Puts `prefix/N` keys one at a time until `stop`.
+fn raw_writer(
+    client: RawClient,
+    prefix: String,
+    stop: Arc<AtomicBool>,
+    acks: Arc<AtomicU64>,
+) -> (Acked, tokio::task::JoinHandle<u64>) {
+    spawn_writer(stop, acks, move |i, failures| {
+        let (client, k, v) = (
+            client.clone(),
+            format!("{prefix}/{i:06}"),
+            format!("v{i}-{failures}"),
+        );
+        async move { client.put(k.clone(), v.clone()).await.ok().map(|()| vec![(k, v)]) }
+    })
+}
+
+/// Commits optimistic transactions of two keys each until `stop`.
 fn txn_writer(
     client: TransactionClient,
     prefix: String,
     stop: Arc<AtomicBool>,
     acks: Arc<AtomicU64>,
 ) -> (Acked, tokio::task::JoinHandle<u64>) {
-    let log: Acked = Arc::default();
-    let out = log.clone();
-    let h = tokio::spawn(async move {
-        let mut i = 0u64;
-        let mut failures = 0u64;
-        while !stop.load(Ordering::SeqCst) {
-            let (k1, k2) = (format!("{prefix}/a{i:06}"), format!("{prefix}/b{i:06}"));
-            let v = format!("t{i}-{failures}");
+    spawn_writer(stop, acks, move |i, failures| {
+        let client = client.clone();
+        let (k1, k2) = (format!("{prefix}/a{i:06}"), format!("{prefix}/b{i:06}"));
+        let v = format!("t{i}-{failures}");
+        async move {
             let attempt = async {
                 let mut txn = client.begin_optimistic().await?;
                 txn.put(k1.clone(), v.clone()).await?;
@@ -163,22 +180,9 @@ fn txn_writer(
                 txn.commit().await?;
                 Ok::<(), tikv_client::Error>(())
             };
-            match attempt.await {
-                Ok(()) => {
-                    log.push(k1, v.clone());
-                    log.push(k2, v);
-                    acks.fetch_add(1, Ordering::SeqCst);
-                    i += 1;
-                }
-                Err(_) => {
-                    failures += 1;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-            }
+            attempt.await.ok().map(|()| vec![(k1, v.clone()), (k2, v)])
         }
-        failures
-    });
-    (out, h)
+    })
 }
 
 async fn wait_acks(acks: &AtomicU64, at_least: u64, timeout: Duration, what: &str) {
