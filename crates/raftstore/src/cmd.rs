@@ -4,13 +4,16 @@
 //! conf_ver:u64 version:u64`, then a body tag: `1` = write (`count:u32`, then per modify
 //! `op:u8 cf:u8` and length-prefixed (`u32`) byte strings: put key+value, delete key, delete-range
 //! start+end), `2` = compact log (`index:u64 term:u64`), `3` = change peers (`count:u32`, then per
-//! change `kind:u8 peer_id:u64 store_id:u64`; carried in a conf-change entry's context). Keys are
+//! change `kind:u8 peer_id:u64 store_id:u64`; carried in a conf-change entry's context), `4` =
+//! batch split (`count:u32`, then per cut the length-prefixed split key, `new_region_id:u64`,
+//! `peers:u32` and that many `peer_id:u64`). Keys are
 //! range keys (no data prefix). The header's `term` is not encoded: it only guards the proposal.
 
 pub use engine_traits::Modify;
 use engine_traits::{CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE};
 
 use crate::conf_change::PeerChange;
+use crate::split::SplitRequest;
 use crate::{Error, Result};
 
 const CODEC_VERSION: u8 = 1;
@@ -41,6 +44,8 @@ pub enum CmdBody {
     },
     /// Membership change (admin; the payload of a conf-change entry's context).
     ChangePeer(Vec<PeerChange>),
+    /// Cuts the region at each request's key (admin; see [`crate::split`]).
+    BatchSplit(Vec<SplitRequest>),
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -166,6 +171,18 @@ impl RaftCmd {
                     out.extend_from_slice(&c.peer().store_id.to_be_bytes());
                 }
             }
+            CmdBody::BatchSplit(reqs) => {
+                out.push(4);
+                out.extend_from_slice(&(reqs.len() as u32).to_be_bytes());
+                for r in reqs {
+                    put_bytes(&mut out, &r.split_key);
+                    out.extend_from_slice(&r.new_region_id.to_be_bytes());
+                    out.extend_from_slice(&(r.new_peer_ids.len() as u32).to_be_bytes());
+                    for id in &r.new_peer_ids {
+                        out.extend_from_slice(&id.to_be_bytes());
+                    }
+                }
+            }
         }
         out
     }
@@ -229,6 +246,25 @@ impl RaftCmd {
                 }
                 CmdBody::ChangePeer(changes)
             }
+            4 => {
+                let n = r.u32()? as usize;
+                let mut reqs = Vec::with_capacity(n.min(64));
+                for _ in 0..n {
+                    let split_key = r.bytes()?;
+                    let new_region_id = r.u64()?;
+                    let peers = r.u32()? as usize;
+                    let mut new_peer_ids = Vec::with_capacity(peers.min(16));
+                    for _ in 0..peers {
+                        new_peer_ids.push(r.u64()?);
+                    }
+                    reqs.push(SplitRequest {
+                        split_key,
+                        new_region_id,
+                        new_peer_ids,
+                    });
+                }
+                CmdBody::BatchSplit(reqs)
+            }
             other => return Err(Error::Codec(format!("unknown command body {other}"))),
         };
         if !r.0.is_empty() {
@@ -290,6 +326,21 @@ mod tests {
                         store_id: 1,
                         ..Default::default()
                     }),
+                ]),
+            },
+            RaftCmd {
+                header,
+                body: CmdBody::BatchSplit(vec![
+                    SplitRequest {
+                        split_key: b"m".to_vec(),
+                        new_region_id: 20,
+                        new_peer_ids: vec![21, 22, 23],
+                    },
+                    SplitRequest {
+                        split_key: b"t".to_vec(),
+                        new_region_id: 30,
+                        new_peer_ids: vec![31, 32, 33],
+                    },
                 ]),
             },
         ];

@@ -37,6 +37,8 @@ pub enum Error {
     },
     #[error("invalid conf change for region {region_id}: {message}")]
     InvalidConfChange { region_id: u64, message: String },
+    #[error("invalid split of region {region_id}: {message}")]
+    InvalidSplit { region_id: u64, message: String },
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
     #[error("raftstore is shutting down")]

@@ -122,6 +122,16 @@ pub struct ApplyState {
 }
 
 impl ApplyState {
+    /// The apply state of a region created by bootstrap or split: its log starts after
+    /// [`crate::RAFT_INIT_INDEX`].
+    pub fn initial() -> ApplyState {
+        ApplyState {
+            applied_index: crate::RAFT_INIT_INDEX,
+            truncated_index: crate::RAFT_INIT_INDEX,
+            truncated_term: crate::RAFT_INIT_INDEX,
+        }
+    }
+
     pub fn encode(&self) -> Vec<u8> {
         encode_u64s(&[self.applied_index, self.truncated_index, self.truncated_term])
     }

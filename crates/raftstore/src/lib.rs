@@ -35,6 +35,8 @@ mod read;
 mod router;
 pub mod snap;
 mod snap_worker;
+pub mod split;
+mod split_check;
 mod store;
 mod transport;
 
@@ -47,5 +49,7 @@ pub use peer_storage::{
 };
 pub use router::{ReadResponse, RegionInfo, Router, StoreEvent};
 pub use snap::{SnapKey, SnapManager, SnapMeta};
+pub use split::SplitRequest;
+pub use split_check::SplitConfig;
 pub use store::{spawn_store, StoreConfig, StoreHandle};
 pub use transport::{RaftEnvelope, Transport};

@@ -98,11 +98,7 @@ pub fn bootstrap_region<EK: KvEngine, ER: KvEngine>(
     rwb.put_cf(CF_DEFAULT, keys::raft_state_key(region.id), rs.encode());
     raft.write(&rwb, true)?;
     let mut kwb = WriteBatch::new();
-    let apply = ApplyState {
-        applied_index: RAFT_INIT_INDEX,
-        truncated_index: RAFT_INIT_INDEX,
-        truncated_term: RAFT_INIT_INDEX,
-    };
+    let apply = ApplyState::initial();
     kwb.put_cf(CF_RAFT, keys::apply_state_key(region.id), apply.encode());
     write_region_state(&mut kwb, region, RegionState::Normal);
     kv.write(&kwb, true)?;
@@ -178,10 +174,16 @@ fn storage_err(e: impl std::fmt::Display) -> raft::Error {
 impl<ER: KvEngine> PeerStorage<ER> {
     /// Opens the storage of `region` from the raft engine; `apply_state` comes from the KV engine.
     pub fn open(raft_engine: ER, region: metapb::Region, apply_state: ApplyState) -> Result<PeerStorage<ER>> {
-        let mut raft_state = raft_engine
+        let saved = raft_engine
             .get_cf(CF_DEFAULT, &keys::raft_state_key(region.id))?
-            .and_then(|b| RaftLocalState::decode(&b))
-            .ok_or_else(|| Error::Codec(format!("region {} has no raft state", region.id)))?;
+            .and_then(|b| RaftLocalState::decode(&b));
+        let mut raft_state = match saved {
+            Some(s) => s,
+            // A region made by a split has no log yet: it starts where the split's apply state
+            // says, and its raft state is written with its first Ready.
+            None if apply_state == ApplyState::initial() => RaftLocalState::default(),
+            None => return Err(Error::Codec(format!("region {} has no raft state", region.id))),
+        };
         // The commit index advanced by a LightReady is not persisted until the next hard state
         // is, so the saved commit can trail the applied index: everything applied was committed.
         if raft_state.commit < apply_state.applied_index {
@@ -194,6 +196,9 @@ impl<ER: KvEngine> PeerStorage<ER> {
             raft_state.last_term = apply_state.truncated_term;
             raft_state.commit = raft_state.commit.max(apply_state.truncated_index);
         }
+        // A peer that voted while uninitialized (before its split arrived) keeps that vote, in
+        // a term no older than its log.
+        raft_state.term = raft_state.term.max(raft_state.last_term);
         Ok(PeerStorage {
             raft_engine,
             region,

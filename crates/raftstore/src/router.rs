@@ -7,6 +7,8 @@ use tokio::sync::oneshot;
 use crate::cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
 use crate::conf_change::PeerChange;
 use crate::snap::{SnapKey, SnapMeta};
+use crate::split::SplitRequest;
+use crate::split_check::CheckResult;
 use crate::transport::RaftEnvelope;
 use crate::{Error, Result};
 
@@ -33,6 +35,9 @@ pub struct RegionInfo {
     pub pending_peers: Vec<metapb::Peer>,
     /// Leader only: peers not heard from for `max-peer-down-duration`, with seconds.
     pub down_peers: Vec<(metapb::Peer, u64)>,
+    /// Size and key count found by the last split check, if any.
+    pub approximate_size: Option<u64>,
+    pub approximate_keys: Option<u64>,
 }
 
 /// Notifications from the store loop to the node (e.g. to heartbeat PD at once).
@@ -42,6 +47,14 @@ pub enum StoreEvent {
     LeaderChanged(Box<RegionInfo>),
     /// The store loop cannot persist any more and stopped: the node must stop serving.
     Fatal(String),
+    /// The leader found that `region` should split at `split_keys`: the node asks PD for ids
+    /// (`AskBatchSplit`) and proposes the split ([`Router::batch_split`]).
+    AskSplit {
+        region: metapb::Region,
+        split_keys: Vec<Vec<u8>>,
+    },
+    /// The leader applied a split into `regions` (PD learns it through `ReportBatchSplit`).
+    RegionSplit(Vec<metapb::Region>),
 }
 
 pub(crate) enum Msg<S> {
@@ -86,6 +99,23 @@ pub(crate) enum Msg<S> {
         key: SnapKey,
         result: Result<()>,
     },
+    BatchSplit {
+        header: CmdHeader,
+        requests: Vec<SplitRequest>,
+        cb: oneshot::Sender<Result<()>>,
+    },
+    /// Split the region at `split_keys`, or in its middle when there are none (PD's
+    /// `SplitRegion` step).
+    SplitRegion {
+        header: CmdHeader,
+        split_keys: Vec<Vec<u8>>,
+    },
+    /// The split checker measured the region at `epoch`.
+    SplitChecked {
+        region_id: u64,
+        epoch: metapb::RegionEpoch,
+        result: Option<CheckResult>,
+    },
     Shutdown,
 }
 
@@ -116,6 +146,7 @@ impl<S> Msg<S> {
                 | Msg::SnapshotStatus { .. }
                 | Msg::SnapGenerated { .. }
                 | Msg::SnapApplied { .. }
+                | Msg::SplitChecked { .. }
                 | Msg::Shutdown
         )
     }
@@ -126,12 +157,15 @@ impl<S> Msg<S> {
             Msg::Propose { cmd, .. } => cmd.header.region_id,
             Msg::Read { header, .. }
             | Msg::ChangePeer { header, .. }
-            | Msg::TransferLeader { header, .. } => header.region_id,
+            | Msg::TransferLeader { header, .. }
+            | Msg::BatchSplit { header, .. }
+            | Msg::SplitRegion { header, .. } => header.region_id,
             Msg::Raft(env) => env.region_id,
             Msg::Unreachable { region_id, .. }
             | Msg::SnapshotStatus { region_id, .. }
             | Msg::SnapGenerated { region_id, .. }
-            | Msg::SnapApplied { region_id, .. } => *region_id,
+            | Msg::SnapApplied { region_id, .. }
+            | Msg::SplitChecked { region_id, .. } => *region_id,
             Msg::RegionInfos(_) | Msg::Shutdown => return None,
         })
     }
@@ -158,10 +192,38 @@ impl<S: Send + 'static> Router<S> {
     }
 
     /// A snapshot reflecting every write acknowledged before this call (ReadIndex on the leader).
+    /// A region that split or merged while the read waited answers `EpochNotMatch`: the
+    /// snapshot no longer holds the range the caller asked for.
     pub async fn read(&self, header: CmdHeader) -> Result<ReadResponse<S>> {
         let (cb, rx) = oneshot::channel();
         self.send(Msg::Read { header, cb })?;
+        let resp = rx.await.map_err(|_| Error::ShuttingDown)??;
+        let epoch = resp.region.region_epoch.unwrap_or_default();
+        if epoch.version != header.version {
+            return Err(Error::EpochNotMatch {
+                region_id: resp.region.id,
+                message: format!(
+                    "region {} changed to version {} while the read with version {} waited",
+                    resp.region.id, epoch.version, header.version
+                ),
+                current_regions: vec![resp.region],
+            });
+        }
+        Ok(resp)
+    }
+
+    /// Proposes a batch split of the region in `header` (ids from PD) and waits until it is
+    /// applied.
+    pub async fn batch_split(&self, header: CmdHeader, requests: Vec<SplitRequest>) -> Result<()> {
+        let (cb, rx) = oneshot::channel();
+        self.send(Msg::BatchSplit { header, requests, cb })?;
         rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
+    /// Asks the leader of the region in `header` to split at `split_keys`, or in its middle
+    /// when there are none; the split goes on as [`StoreEvent::AskSplit`].
+    pub fn split_region(&self, header: CmdHeader, split_keys: Vec<Vec<u8>>) -> Result<()> {
+        self.send(Msg::SplitRegion { header, split_keys })
     }
 
     /// Hands a Raft message received from another store to its peer.

@@ -167,6 +167,11 @@ pub struct RaftstoreSection {
     pub apply_pool_size: usize,
     pub pd_heartbeat_tick_interval: ReadableDuration,
     pub pd_store_heartbeat_tick_interval: ReadableDuration,
+    /// How often leaders are looked at by the split checker.
+    pub split_region_check_tick_interval: ReadableDuration,
+    /// Bytes written to a region since its last split check that make it worth checking again
+    /// (TiKV's default: a sixteenth of `region-split-size`).
+    pub region_split_check_diff: Option<ReadableSize>,
 }
 
 impl Default for RaftstoreSection {
@@ -185,6 +190,55 @@ impl Default for RaftstoreSection {
             apply_pool_size: 0,
             pd_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
             pd_store_heartbeat_tick_interval: ReadableDuration(Duration::from_secs(10)),
+            split_region_check_tick_interval: ReadableDuration(Duration::from_secs(10)),
+            region_split_check_diff: None,
+        }
+    }
+}
+
+/// `[coprocessor]`: region split thresholds, as TiKV names them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct CoprocessorSection {
+    pub region_max_size: Option<ReadableSize>,
+    pub region_split_size: ReadableSize,
+    pub region_max_keys: Option<u64>,
+    pub region_split_keys: Option<u64>,
+    pub batch_split_limit: u64,
+}
+
+impl Default for CoprocessorSection {
+    fn default() -> Self {
+        CoprocessorSection {
+            region_max_size: None,
+            region_split_size: ReadableSize(96 << 20),
+            region_max_keys: None,
+            region_split_keys: None,
+            batch_split_limit: 10,
+        }
+    }
+}
+
+impl Config {
+    /// The split thresholds. Unset ones follow TiKV: max size = split size × 3/2, split keys
+    /// = 960 000 per 96 MiB of split size, max keys = split keys × 3/2, check diff = split
+    /// size / 16.
+    pub fn split_config(&self) -> raftstore::SplitConfig {
+        let c = &self.coprocessor;
+        let split_size = c.region_split_size.0.max(1);
+        let by_size = (u128::from(split_size) * 960_000 / (96 << 20)) as u64;
+        let split_keys = c.region_split_keys.unwrap_or(by_size).max(1);
+        raftstore::SplitConfig {
+            region_max_size: c.region_max_size.map_or(split_size / 2 * 3, |s| s.0),
+            region_split_size: split_size,
+            region_max_keys: c.region_max_keys.unwrap_or(split_keys / 2 * 3),
+            region_split_keys: split_keys,
+            batch_split_limit: c.batch_split_limit.max(1),
+            check_interval: self.raftstore.split_region_check_tick_interval.0,
+            check_diff: self
+                .raftstore
+                .region_split_check_diff
+                .map_or(split_size / 16, |s| s.0),
         }
     }
 }
@@ -225,6 +279,7 @@ pub struct Config {
     pub pd: PdSection,
     pub storage: StorageSection,
     pub raftstore: RaftstoreSection,
+    pub coprocessor: CoprocessorSection,
     pub gc: GcSection,
     pub log: LogSection,
 }
@@ -314,6 +369,40 @@ mod tests {
         assert_eq!(cfg.raftstore.raft_election_timeout_ticks, 10);
         assert_eq!(unknown, vec!["server.bogus".to_string(), "rocksdb".to_string()]);
         assert!(Config::from_toml("[server]\naddr = 5").is_err());
+    }
+
+    #[test]
+    fn split_thresholds_follow_tikv() {
+        let (cfg, unknown) = Config::from_toml("").expect("parse");
+        assert!(unknown.is_empty());
+        let s = cfg.split_config();
+        assert_eq!(
+            (
+                s.region_max_size,
+                s.region_split_size,
+                s.region_max_keys,
+                s.region_split_keys
+            ),
+            (144 << 20, 96 << 20, 1_440_000, 960_000)
+        );
+        assert_eq!(s.check_diff, 6 << 20);
+        let text = r#"
+            [raftstore]
+            split-region-check-tick-interval = "1s"
+            region-split-check-diff = "1B"
+            [coprocessor]
+            region-split-keys = 7
+            region-max-keys = 10
+            batch-split-limit = 3
+        "#;
+        let (cfg, unknown) = Config::from_toml(text).expect("parse");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        let s = cfg.split_config();
+        assert_eq!(
+            (s.region_split_keys, s.region_max_keys, s.batch_split_limit),
+            (7, 10, 3)
+        );
+        assert_eq!((s.check_diff, s.check_interval), (1, Duration::from_secs(1)));
     }
 
     #[test]

@@ -58,7 +58,7 @@ pub fn raftstore_error(e: raftstore::Error) -> storage::Error {
         }
         E::ShuttingDown => return storage::Error::ShuttingDown,
         E::Engine(m) | E::Codec(m) | E::Raft(m) => return storage::Error::Engine(m),
-        E::InvalidConfChange { .. } => return storage::Error::Engine(err.message),
+        E::InvalidConfChange { .. } | E::InvalidSplit { .. } => return storage::Error::Engine(err.message),
     }
     storage::Error::Region(Box::new(err))
 }

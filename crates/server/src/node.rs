@@ -304,6 +304,7 @@ pub async fn run(
         max_peer_down: rs.max_peer_down_duration.0,
         store_io_pool_size: rs.store_io_pool_size.min(1),
         apply_pool_size: rs.apply_pool_size.min(1),
+        split: config.split_config(),
         ..Default::default()
     };
     let (transport, router_slot) = transport::start(pd.clone(), snap_mgr.clone());
@@ -338,7 +339,9 @@ pub async fn run(
                             tokio::spawn(sync_max_ts(cm.clone(), pd.clone(), info.region.id, info.term));
                         }
                     }
-                    raftstore::StoreEvent::LeaderChanged(_) => {}
+                    raftstore::StoreEvent::LeaderChanged(_)
+                    | raftstore::StoreEvent::AskSplit { .. }
+                    | raftstore::StoreEvent::RegionSplit(_) => {}
                 }
                 let _ = events_tx.send(ev);
             }

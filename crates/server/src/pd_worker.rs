@@ -5,10 +5,10 @@ use std::collections::HashMap;
 use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use atoll_proto::pdpb;
+use atoll_proto::{metapb, pdpb};
 use engine_rocks::{RocksEngine, RocksSnapshot};
 use engine_traits::{KvEngine, ALL_CFS, CF_DEFAULT, CF_LOCK, CF_WRITE};
-use raftstore::{RegionInfo, Router, StoreEvent};
+use raftstore::{RegionInfo, Router, SplitRequest, StoreEvent};
 use tokio::sync::mpsc::UnboundedReceiver;
 
 use crate::metrics::{ENGINE_SIZE, STORE_SIZE};
@@ -44,6 +44,23 @@ impl PdWorker {
             tokio::select! {
                 ev = events.recv() => match ev {
                     Some(StoreEvent::LeaderChanged(info)) => self.region_heartbeat(&info, &mut last),
+                    Some(StoreEvent::AskSplit { region, split_keys }) => {
+                        let (pd, router) = (self.pd.clone(), self.router.clone());
+                        tokio::spawn(async move {
+                            let region_id = region.id;
+                            if let Err(e) = split_region(&pd, &router, region, split_keys).await {
+                                tracing::info!(region_id, error = %e, "split not done");
+                            }
+                        });
+                    }
+                    Some(StoreEvent::RegionSplit(regions)) => {
+                        let pd = self.pd.clone();
+                        tokio::spawn(async move {
+                            if let Err(e) = pd.report_batch_split(regions).await {
+                                tracing::warn!(error = %e, "split not reported to PD");
+                            }
+                        });
+                    }
                     Some(StoreEvent::Fatal(_)) | None => return,
                 },
                 _ = region_tick.tick() => {
@@ -63,12 +80,15 @@ impl PdWorker {
         let (prev_bytes, prev_keys, prev_ts) = last
             .insert(info.region.id, (info.written_bytes, info.written_keys, now))
             .unwrap_or((0, 0, now));
-        let start = txn_types::keys::data_key(&info.region.start_key);
-        let end = txn_types::keys::data_end_key(&info.region.end_key);
-        let approximate_size: u64 = [CF_DEFAULT, CF_LOCK, CF_WRITE]
-            .iter()
-            .filter_map(|cf| self.kv.approximate_size_range(cf, &start, &end).ok())
-            .sum();
+        // The split checker's count is exact; until a region was checked, RocksDB's estimate.
+        let approximate_size = info.approximate_size.unwrap_or_else(|| {
+            let start = txn_types::keys::data_key(&info.region.start_key);
+            let end = txn_types::keys::data_end_key(&info.region.end_key);
+            [CF_DEFAULT, CF_LOCK, CF_WRITE]
+                .iter()
+                .filter_map(|cf| self.kv.approximate_size_range(cf, &start, &end).ok())
+                .sum()
+        });
         let req = pdpb::RegionHeartbeatRequest {
             region: Some(info.region.clone()),
             leader: info.leader,
@@ -80,6 +100,7 @@ impl PdWorker {
             }),
             term: info.term,
             approximate_size,
+            approximate_keys: info.approximate_keys.unwrap_or(0),
             pending_peers: info.pending_peers.clone(),
             down_peers: info
                 .down_peers
@@ -187,10 +208,60 @@ async fn execute_pd_command(router: &Router<RocksSnapshot>, resp: pdpb::RegionHe
     } else if let Some(peer) = resp.transfer_leader.as_ref().and_then(|t| t.peer) {
         tracing::info!(region_id = resp.region_id, to = ?peer, "PD asks to transfer leadership");
         router.transfer_leader(header, peer).await
+    } else if let Some(split) = &resp.split_region {
+        tracing::info!(
+            region_id = resp.region_id,
+            policy = split.policy,
+            keys = split.keys.len(),
+            "PD asks to split"
+        );
+        router.split_region(header, split.keys.clone())
     } else {
         return;
     };
     if let Err(e) = result {
         tracing::info!(region_id = resp.region_id, error = %e, "PD's operator step not executed");
     }
+}
+
+/// Splits `region` at `split_keys`: new ids from PD (`AskBatchSplit`), then the split through
+/// Raft. Returns the regions it made (new ones in key order, then `region` shrunk).
+pub async fn split_region(
+    pd: &pd_client::PdClient,
+    router: &Router<RocksSnapshot>,
+    region: metapb::Region,
+    split_keys: Vec<Vec<u8>>,
+) -> Result<Vec<metapb::Region>, String> {
+    raftstore::split::check_split_keys(&region, &split_keys).map_err(|e| e.to_string())?;
+    let ids = pd
+        .ask_batch_split(region.clone(), split_keys.len() as u32)
+        .await
+        .map_err(|e| e.to_string())?;
+    let requests: Vec<SplitRequest> = split_keys
+        .into_iter()
+        .zip(ids)
+        .map(|(split_key, id)| SplitRequest {
+            split_key,
+            new_region_id: id.new_region_id,
+            new_peer_ids: id.new_peer_ids,
+        })
+        .collect();
+    let regions = raftstore::split::split_regions(&region, &requests).map_err(|e| e.to_string())?;
+    let epoch = region.region_epoch.unwrap_or_default();
+    let header = raftstore::CmdHeader {
+        region_id: region.id,
+        conf_ver: epoch.conf_ver,
+        version: epoch.version,
+        ..Default::default()
+    };
+    router
+        .batch_split(header, requests)
+        .await
+        .map_err(|e| e.to_string())?;
+    tracing::info!(
+        region_id = region.id,
+        new_regions = ?regions.iter().map(|r| r.id).collect::<Vec<_>>(),
+        "region split"
+    );
+    Ok(regions)
 }

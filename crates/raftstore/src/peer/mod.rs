@@ -22,12 +22,13 @@ use crate::peer_storage::{write_region_state, RegionState};
 use crate::read::{Lease, ReadCb, ReadQueue};
 use crate::router::{ReadResponse, RegionInfo};
 use crate::snap::SnapKey;
+use crate::split::SplitRequest;
 use crate::{Error, Result};
 
 mod apply;
 
-pub(crate) use apply::ApplyOutcome;
 use apply::{check_keys, check_whole_epoch};
+pub(crate) use apply::{ApplyOutcome, LocalPeer, SplitOutcome};
 
 pub(crate) type WriteCb = oneshot::Sender<Result<()>>;
 
@@ -86,6 +87,14 @@ pub(crate) struct Peer<ER: KvEngine, S> {
     pub durable_applied: u64,
     /// Stops the snapshot worker's apply for this peer (set while `applying_snap` is).
     pub apply_cancel: Option<crate::snap_worker::ApplyCancel>,
+    /// Split checking: a check is running; `written_bytes` at the last check; whether the
+    /// region may be skipped while little was written (false until a first check).
+    pub split_check_pending: bool,
+    pub split_checked_written: u64,
+    pub may_skip_split_check: bool,
+    /// Size and keys measured by the last split check.
+    pub approximate_size: Option<u64>,
+    pub approximate_keys: Option<u64>,
 }
 
 pub(crate) struct PeerConfig {
@@ -137,6 +146,11 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             last_probe_at: Instant::now(),
             apply_cancel: None,
             durable_applied: applied,
+            split_check_pending: false,
+            split_checked_written: 0,
+            may_skip_split_check: false,
+            approximate_size: None,
+            approximate_keys: None,
         })
     }
 
@@ -222,6 +236,8 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             written_keys: self.written_keys,
             pending_peers: self.pending_peers(),
             down_peers: vec![],
+            approximate_size: self.approximate_size,
+            approximate_keys: self.approximate_keys,
         }
     }
 
@@ -316,6 +332,28 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             )));
         }
         Ok(())
+    }
+
+    /// Proposes a batch split; `cb` answers once it is applied.
+    pub fn propose_split(&mut self, header: CmdHeader, requests: Vec<SplitRequest>, cb: WriteCb) {
+        let checked = self
+            .check_request(&header)
+            .and_then(|_| crate::split::split_regions(self.region(), &requests));
+        if let Err(e) = checked {
+            let _ = cb.send(Err(e));
+            return;
+        }
+        // Writes queued in this drain go first, at the epoch they were checked against.
+        self.flush_writes();
+        let cmd = RaftCmd {
+            header: self.own_header(),
+            body: CmdBody::BatchSplit(requests),
+        };
+        if self.raw.propose(vec![], cmd.encode()).is_err() {
+            let _ = cb.send(Err(self.not_leader()));
+            return;
+        }
+        self.track_proposal(vec![(cb, Instant::now())]);
     }
 
     /// Starts moving leadership to `to` (a voter of the region).

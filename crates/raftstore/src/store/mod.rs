@@ -32,12 +32,14 @@ use crate::peer_storage::{write_region_state, LocalRegion, PeerStorage, RegionSt
 use crate::router::{Msg, Router, StoreEvent};
 use crate::snap::{SnapKey, SnapManager, SnapMeta};
 use crate::snap_worker::{self, ApplyCancel, SnapTask};
+use crate::split_check::{self, CheckTask, SplitConfig};
 use crate::transport::{RaftEnvelope, Transport};
 use crate::{Error, Result};
 
 mod apply;
 mod lifecycle;
 mod snapshot;
+mod split;
 
 /// Tuning of the store loop.
 #[derive(Debug, Clone)]
@@ -64,6 +66,8 @@ pub struct StoreConfig {
     /// Threads writing applied entries to the KV engine (TiKV's `apply-pool-size`): 0 = the
     /// store loop writes them; 1 = an apply writer thread does.
     pub apply_pool_size: usize,
+    /// When regions split.
+    pub split: SplitConfig,
 }
 
 impl Default for StoreConfig {
@@ -80,6 +84,7 @@ impl Default for StoreConfig {
             max_peer_down: Duration::from_secs(600),
             store_io_pool_size: 0,
             apply_pool_size: 0,
+            split: SplitConfig::default(),
         }
     }
 }
@@ -141,6 +146,7 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         election_timeout: cfg.election_timeout(),
     };
     let (snap_tx, snap_thread) = snap_worker::spawn(kv.clone(), snap_mgr.clone(), router.clone())?;
+    let (split_tx, split_thread) = split_check::spawn(kv.clone(), cfg.split.clone(), router.clone())?;
     let writer = ApplyWriter::spawn(kv.clone(), cfg.store_id, cfg.apply_pool_size)?;
     let log_writer = LogWriter::spawn(raft_engine.clone(), cfg.store_id, cfg.store_io_pool_size)?;
     let mut peers = HashMap::new();
@@ -207,6 +213,8 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         dirty: HashSet::new(),
         writer,
         log_writer,
+        split_tx,
+        next_split_check: Instant::now(),
         stopping: false,
     };
     let thread = std::thread::Builder::new()
@@ -215,6 +223,7 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
             store.run();
             drop(store);
             let _ = snap_thread.join();
+            let _ = split_thread.join();
         })
         .map_err(|e| Error::Engine(e.to_string()))?;
     Ok((
@@ -246,6 +255,9 @@ struct StoreLoop<EK: KvEngine, ER: KvEngine, T> {
     writer: ApplyWriter,
     /// Persists Raft log batches while the loop goes on.
     log_writer: LogWriter,
+    /// The split checker's task queue, and when leaders are next sent to it.
+    split_tx: Sender<CheckTask>,
+    next_split_check: Instant,
     stopping: bool,
 }
 
@@ -361,6 +373,10 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             let handled = self.handle_readies();
             if ticked {
                 self.maybe_compact_logs();
+                if Instant::now() >= self.next_split_check {
+                    self.next_split_check = Instant::now() + self.cfg.split.check_interval;
+                    self.on_split_check_tick();
+                }
             }
             metrics::LOOP_DURATION
                 .with_label_values(&["ready"])
@@ -463,6 +479,21 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 };
                 let _ = cb.send(res);
             }
+            Msg::BatchSplit { header, requests, cb } => match self.peers.get_mut(&header.region_id) {
+                Some(peer) => {
+                    metrics::PROPOSAL_TOTAL.with_label_values(&["split"]).inc();
+                    peer.propose_split(header, requests, cb)
+                }
+                None => {
+                    let _ = cb.send(Err(Error::RegionNotFound(header.region_id)));
+                }
+            },
+            Msg::SplitRegion { header, split_keys } => self.on_split_region(header, split_keys),
+            Msg::SplitChecked {
+                region_id,
+                epoch,
+                result,
+            } => self.on_split_checked(region_id, epoch, result),
             Msg::Raft(env) => self.on_raft_message(*env),
             Msg::Unreachable {
                 region_id,

@@ -16,7 +16,10 @@ pub enum Failure {
 
 pub type Outcome<T> = std::result::Result<T, Failure>;
 
-async fn attempt<T>(timeout: Duration, f: impl Future<Output = raftstore::Result<T>>) -> Outcome<T> {
+pub(super) async fn attempt<T>(
+    timeout: Duration,
+    f: impl Future<Output = raftstore::Result<T>>,
+) -> Outcome<T> {
     match tokio::time::timeout(timeout, f).await {
         Ok(Ok(v)) => Ok(v),
         Ok(Err(Error::ShuttingDown)) => Err(Failure::StoreDown),
@@ -25,7 +28,7 @@ async fn attempt<T>(timeout: Duration, f: impl Future<Output = raftstore::Result
     }
 }
 
-fn header_of(region: &metapb::Region) -> CmdHeader {
+pub(super) fn header_of(region: &metapb::Region) -> CmdHeader {
     let epoch = region.region_epoch.unwrap_or_default();
     CmdHeader {
         region_id: region.id,
@@ -474,7 +477,7 @@ impl Writer {
                 while !stop.load(Ordering::Relaxed) {
                     let key = format!("{prefix}{i:06}").into_bytes();
                     let value = format!("value-{i}").into_bytes();
-                    match client.try_write(vec![put(&key, &value)]).await {
+                    match client.try_write_key(&key, vec![put(&key, &value)]).await {
                         Ok(()) => {
                             acked.lock().expect("acked lock").push((key, value));
                             i += 1;

@@ -85,6 +85,7 @@ pub fn put(key: &[u8], value: &[u8]) -> Modify {
 }
 
 mod client;
+pub mod keyed;
 mod net;
 
 pub use client::*;
@@ -262,7 +263,11 @@ impl Cluster {
         )
         .expect("spawn store");
         slot.handle = Some(handle);
-        slot.events = Some(rx);
+        slot.events = Some(keyed::spawn_event_pump(
+            router.clone(),
+            self.client.next_peer_id.clone(),
+            rx,
+        ));
         self.client
             .net
             .routers
@@ -321,6 +326,7 @@ impl Cluster {
                 match ev {
                     StoreEvent::LeaderChanged(info) => out.push(*info),
                     StoreEvent::Fatal(msg) => self.fatal.push((store, msg)),
+                    StoreEvent::AskSplit { .. } | StoreEvent::RegionSplit(_) => {}
                 }
             }
         }

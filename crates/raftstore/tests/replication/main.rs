@@ -8,6 +8,7 @@ mod cluster;
 mod lease;
 mod membership;
 mod snapshots;
+mod split;
 
 use std::time::{Duration, Instant};
 
