@@ -19,6 +19,10 @@ use crate::region_tree::RegionTree;
 use crate::storage::MetaStorage;
 use crate::store_info::{unix_nanos, StoreInfo, StoreStateName};
 
+mod stores;
+
+pub use stores::StoreChangeError;
+
 /// A store's heartbeat time is persisted at most this often.
 const STORE_PERSIST_INTERVAL: Duration = Duration::from_secs(60);
 
@@ -137,7 +141,7 @@ impl Cluster {
             regions = regions.len(),
             "loaded cluster metadata"
         );
-        Ok(Cluster {
+        let cluster = Cluster {
             cluster_id,
             max_replicas: AtomicU32::new(max_replicas),
             storage,
@@ -147,7 +151,9 @@ impl Cluster {
                 stores,
                 regions,
             }),
-        })
+        };
+        cluster.load_weights()?;
+        Ok(cluster)
     }
 
     pub fn cluster_id(&self) -> u64 {

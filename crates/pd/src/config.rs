@@ -3,6 +3,7 @@
 //! Unknown keys are reported (and logged as warnings by [`PdConfig::from_file`]), never fatal,
 //! so a real PD config file can be fed to Atoll's PD.
 
+use std::collections::BTreeMap;
 use std::net::{SocketAddr, ToSocketAddrs};
 use std::path::{Path, PathBuf};
 
@@ -39,6 +40,30 @@ pub struct ScheduleConfig {
     pub enable_remove_extra_replica: bool,
     pub enable_location_replacement: bool,
     pub enable_tikv_split_region: bool,
+    /// Merge a region only into the one after it.
+    pub enable_one_way_merge: bool,
+    pub enable_cross_table_merge: bool,
+    /// Heartbeats a region must stay above the hot threshold to count as hot.
+    pub hot_region_cache_hits_threshold: u64,
+    /// Per-store limits (regions per minute) by store id; stores not listed get 15.
+    pub store_limit: BTreeMap<String, StoreLimitConfig>,
+}
+
+/// One store's `store limit`: regions per minute it may receive / lose (0 = unlimited).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct StoreLimitConfig {
+    pub add_peer: f64,
+    pub remove_peer: f64,
+}
+
+impl Default for StoreLimitConfig {
+    fn default() -> Self {
+        StoreLimitConfig {
+            add_peer: crate::schedule::store_limit::DEFAULT_STORE_LIMIT,
+            remove_peer: crate::schedule::store_limit::DEFAULT_STORE_LIMIT,
+        }
+    }
 }
 
 impl Default for ScheduleConfig {
@@ -46,8 +71,8 @@ impl Default for ScheduleConfig {
         ScheduleConfig {
             max_snapshot_count: 64,
             max_pending_peer_count: 64,
-            max_merge_region_size: 54,
-            max_merge_region_keys: 540_000,
+            max_merge_region_size: 20,
+            max_merge_region_keys: 200_000,
             split_merge_interval: ReadableDuration::secs(3600),
             patrol_region_interval: ReadableDuration::millis(10),
             max_store_down_time: ReadableDuration::secs(30 * 60),
@@ -66,6 +91,10 @@ impl Default for ScheduleConfig {
             enable_remove_extra_replica: true,
             enable_location_replacement: true,
             enable_tikv_split_region: true,
+            enable_one_way_merge: false,
+            enable_cross_table_merge: true,
+            hot_region_cache_hits_threshold: 3,
+            store_limit: BTreeMap::new(),
         }
     }
 }

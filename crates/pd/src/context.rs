@@ -123,6 +123,7 @@ impl PdContext {
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
         let keyspaces = KeyspaceManager::new(&storage, unix_secs)?;
+        let coordinator = Coordinator::new(storage.clone())?;
         tracing::info!(cluster_id, member_id, name = %config.name, "pd context ready");
         Ok(PdContext {
             config,
@@ -137,7 +138,7 @@ impl PdContext {
             keyspaces,
             hb_streams: HeartbeatStreams::new(),
             options,
-            coordinator: Coordinator::new(),
+            coordinator,
             shutdown,
             start_time: now,
         })

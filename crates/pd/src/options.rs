@@ -56,6 +56,17 @@ fn validate_replication(r: &ReplicationConfig) -> std::result::Result<(), String
     if r.max_replicas > 5 * 1024 {
         return Err(format!("max-replicas {} is not sensible", r.max_replicas));
     }
+    if !r.isolation_level.is_empty()
+        && !r
+            .location_labels
+            .iter()
+            .any(|l| l.eq_ignore_ascii_case(&r.isolation_level))
+    {
+        return Err(format!(
+            "isolation-level {} must be one of location-labels {:?}",
+            r.isolation_level, r.location_labels
+        ));
+    }
     Ok(())
 }
 
@@ -65,6 +76,21 @@ fn validate_schedule(s: &ScheduleConfig) -> std::result::Result<(), String> {
     }
     if s.patrol_region_interval.0.is_zero() {
         return Err("patrol-region-interval must be positive".into());
+    }
+    if s.tolerant_size_ratio.is_nan() || s.tolerant_size_ratio < 0.0 {
+        return Err("tolerant-size-ratio must not be negative".into());
+    }
+    if !matches!(s.leader_schedule_policy.as_str(), "count" | "size") {
+        return Err(format!(
+            "leader-schedule-policy {} is neither count nor size",
+            s.leader_schedule_policy
+        ));
+    }
+    for (store, l) in &s.store_limit {
+        let bad = |v: f64| v.is_nan() || v < 0.0;
+        if store.parse::<u64>().is_err() || bad(l.add_peer) || bad(l.remove_peer) {
+            return Err(format!("invalid store-limit for store {store}"));
+        }
     }
     Ok(())
 }
@@ -177,6 +203,22 @@ impl PersistOptions {
 
     pub fn max_replicas(&self) -> u64 {
         self.replication.read().max_replicas
+    }
+
+    /// Store `store`'s limit of `typ` in regions per minute (0 = unlimited).
+    pub fn store_limit(&self, store: u64, typ: crate::schedule::store_limit::LimitType) -> f64 {
+        use crate::schedule::store_limit::LimitType;
+        let l = self
+            .schedule
+            .read()
+            .store_limit
+            .get(&store.to_string())
+            .copied()
+            .unwrap_or_default();
+        match typ {
+            LimitType::AddPeer => l.add_peer,
+            LimitType::RemovePeer => l.remove_peer,
+        }
     }
 
     pub fn max_store_down_time(&self) -> std::time::Duration {

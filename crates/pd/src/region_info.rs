@@ -25,6 +25,8 @@ pub struct RegionInfo {
     pub cpu_usage: u64,
     /// Raft term of the leader that reported (0 = unknown).
     pub term: u64,
+    /// Seconds the reported read/written bytes and keys were counted over (0 = unknown).
+    pub interval_secs: u64,
 }
 
 impl RegionInfo {
@@ -60,6 +62,9 @@ impl RegionInfo {
             approximate_kv_size: (req.approximate_kv_size / MIB) as i64,
             cpu_usage: req.cpu_usage,
             term: req.term,
+            interval_secs: req
+                .interval
+                .map_or(0, |i| i.end_timestamp.saturating_sub(i.start_timestamp)),
         }
     }
 

@@ -16,6 +16,8 @@
 //! | `pd/region/<id %020>`       | prost `metapb.Region`                             |
 //! | `pd/keyspace/<id %010>`     | prost `keyspacepb.KeyspaceMeta`                   |
 //! | `pd/config`                 | JSON `{"schedule":{..},"replication":{..}}`, kebab-case keys; written only when changed at runtime |
+//! | `pd/store_weight/<id %020>` | JSON `{"leader":1.0,"region":1.0}`; absent = both 1 |
+//! | `pd/schedulers`             | JSON array of the enabled scheduler names; absent = the defaults |
 //!
 //! Ids in keys are zero-padded decimal so that a prefix scan returns them in id order.
 
@@ -39,6 +41,8 @@ const PREFIX_STORE: &[u8] = b"pd/store/";
 const PREFIX_REGION: &[u8] = b"pd/region/";
 const PREFIX_KEYSPACE: &[u8] = b"pd/keyspace/";
 const KEY_CONFIG: &[u8] = b"pd/config";
+const PREFIX_STORE_WEIGHT: &[u8] = b"pd/store_weight/";
+const KEY_SCHEDULERS: &[u8] = b"pd/schedulers";
 
 /// The object-safe slice of a [`KvEngine`] PD needs.
 trait MetaKv: Send + Sync {
@@ -270,6 +274,47 @@ impl MetaStorage {
     pub fn save_store(&self, store: &metapb::Store) -> Result<()> {
         let mut wb = WriteBatch::new();
         wb.put_cf(CF_DEFAULT, id_key(PREFIX_STORE, store.id), store.encode_to_vec());
+        self.kv.write(&wb, true)
+    }
+
+    /// Deletes a store (and its weights) for good (`remove-tombstone`).
+    pub fn delete_store(&self, id: u64) -> Result<()> {
+        let mut wb = WriteBatch::new();
+        wb.delete_cf(CF_DEFAULT, id_key(PREFIX_STORE, id));
+        wb.delete_cf(CF_DEFAULT, id_key(PREFIX_STORE_WEIGHT, id));
+        self.kv.write(&wb, true)
+    }
+
+    /// Every store's weights (JSON), by store id.
+    pub fn load_store_weights(&self) -> Result<Vec<(u64, Vec<u8>)>> {
+        let mut out = Vec::new();
+        for (k, v) in self.kv.scan_prefix(PREFIX_STORE_WEIGHT)? {
+            let id = std::str::from_utf8(&k[PREFIX_STORE_WEIGHT.len()..])
+                .ok()
+                .and_then(|s| s.parse::<u64>().ok())
+                .ok_or_else(|| Error::Corrupted {
+                    key: String::from_utf8_lossy(&k).into_owned(),
+                    reason: "bad store id".into(),
+                })?;
+            out.push((id, v));
+        }
+        Ok(out)
+    }
+
+    pub fn save_store_weight(&self, id: u64, json: &[u8]) -> Result<()> {
+        let mut wb = WriteBatch::new();
+        wb.put_cf(CF_DEFAULT, id_key(PREFIX_STORE_WEIGHT, id), json.to_vec());
+        self.kv.write(&wb, true)
+    }
+
+    /// The enabled schedulers (JSON), if they were ever changed at runtime.
+    pub fn load_schedulers(&self) -> Result<Option<Vec<u8>>> {
+        self.kv.get(KEY_SCHEDULERS)
+    }
+
+    pub fn save_schedulers(&self, json: &[u8]) -> Result<()> {
+        let mut wb = WriteBatch::new();
+        wb.put_cf(CF_DEFAULT, KEY_SCHEDULERS, json.to_vec());
         self.kv.write(&wb, true)
     }
 

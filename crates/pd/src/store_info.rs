@@ -18,6 +18,25 @@ pub struct StoreInfo {
     pub known_since: SystemTime,
     /// When the store's `last_heartbeat` was last persisted.
     pub last_persisted_heartbeat: Option<SystemTime>,
+    /// Leader and region weights (`POST /pd/api/v1/store/{id}/weight`); 1 unless changed.
+    pub weight: StoreWeight,
+}
+
+/// A store's scheduling weights: its share of leaders and of region data is proportional to
+/// them (PD's `leader-weight` / `region-weight`).
+#[derive(Debug, Clone, Copy, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct StoreWeight {
+    pub leader: f64,
+    pub region: f64,
+}
+
+impl Default for StoreWeight {
+    fn default() -> Self {
+        StoreWeight {
+            leader: 1.0,
+            region: 1.0,
+        }
+    }
 }
 
 /// How the HTTP API names a store's state.
@@ -55,6 +74,7 @@ impl StoreInfo {
             stats: None,
             known_since: now,
             last_persisted_heartbeat: None,
+            weight: StoreWeight::default(),
         }
     }
 
@@ -64,6 +84,11 @@ impl StoreInfo {
 
     pub fn state(&self) -> metapb::StoreState {
         metapb::StoreState::try_from(self.meta.state).unwrap_or(metapb::StoreState::Up)
+    }
+
+    /// Being removed (`DELETE /pd/api/v1/store/{id}`): its replicas are moved away.
+    pub fn is_offline(&self) -> bool {
+        self.state() == metapb::StoreState::Offline
     }
 
     pub fn is_tombstone(&self) -> bool {
@@ -120,6 +145,20 @@ impl StoreInfo {
             .filter(|s| *s > 0)?;
         let start = UNIX_EPOCH + Duration::from_secs(start);
         self.last_heartbeat()?.duration_since(start).ok()
+    }
+
+    /// The value of label `key`, if the store has it.
+    pub fn label(&self, key: &str) -> Option<&str> {
+        self.meta
+            .labels
+            .iter()
+            .find(|l| l.key == key)
+            .map(|l| l.value.as_str())
+    }
+
+    /// Capacity and available bytes from the latest heartbeat (0 when unknown).
+    pub fn space(&self) -> (u64, u64) {
+        self.stats.as_ref().map_or((0, 0), |s| (s.capacity, s.available))
     }
 
     /// Merges `labels` into the store's labels (same key: the new value wins).

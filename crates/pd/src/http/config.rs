@@ -49,6 +49,10 @@ pub fn schedule_json(ctx: &PdContext) -> serde_json::Value {
         "enable-remove-extra-replica": b(s.enable_remove_extra_replica),
         "enable-location-replacement": b(s.enable_location_replacement),
         "enable-tikv-split-region": b(s.enable_tikv_split_region),
+        "enable-one-way-merge": b(s.enable_one_way_merge),
+        "enable-cross-table-merge": b(s.enable_cross_table_merge),
+        "hot-region-cache-hits-threshold": s.hot_region_cache_hits_threshold,
+        "store-limit": s.store_limit,
     })
 }
 

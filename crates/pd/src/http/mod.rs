@@ -10,8 +10,11 @@
 
 mod config;
 pub(crate) mod format;
+mod hotspot;
 mod model;
 mod operators;
+mod schedulers;
+mod stores;
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -20,7 +23,7 @@ use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{delete, get, post};
 use axum::Router;
 use serde::{Deserialize, Serialize};
 
@@ -96,7 +99,30 @@ pub fn router(ctx: Arc<PdContext>) -> Router {
             get(operators::show).delete(operators::cancel),
         )
         .route("/pd/api/v1/stores", get(stores))
-        .route("/pd/api/v1/store/{id}", get(store))
+        .route("/pd/api/v1/store/{id}", get(store).delete(stores::delete_store))
+        .route("/pd/api/v1/store/{id}/state", post(stores::set_state))
+        .route("/pd/api/v1/store/{id}/label", post(stores::set_labels))
+        .route("/pd/api/v1/store/{id}/weight", post(stores::set_weight))
+        .route(
+            "/pd/api/v1/store/{id}/limit",
+            get(stores::store_limit).post(stores::set_store_limit),
+        )
+        .route(
+            "/pd/api/v1/stores/limit",
+            get(stores::all_limits).post(stores::set_all_limits),
+        )
+        .route(
+            "/pd/api/v1/stores/remove-tombstone",
+            delete(stores::remove_tombstone),
+        )
+        .route(
+            "/pd/api/v1/schedulers",
+            get(schedulers::list).post(schedulers::add),
+        )
+        .route("/pd/api/v1/schedulers/{name}", delete(schedulers::remove))
+        .route("/pd/api/v1/hotspot/regions/write", get(hotspot::write))
+        .route("/pd/api/v1/hotspot/regions/read", get(hotspot::read))
+        .route("/pd/api/v1/regions/store/{id}", get(regions_by_store))
         .route("/pd/api/v1/regions", get(regions))
         .route("/pd/api/v1/regions/count", get(region_count))
         .route("/pd/api/v1/region/id/{id}", get(region_by_id))
@@ -166,10 +192,11 @@ async fn cluster(State(ctx): Ctx) -> Response {
     })
 }
 
-fn store_jsons(ctx: &PdContext) -> Vec<StoreJson> {
+pub(crate) fn store_jsons(ctx: &PdContext) -> Vec<StoreJson> {
     let now = SystemTime::now();
     let max_down = ctx.options.max_store_down_time();
     let region_stats = ctx.cluster.store_region_stats();
+    let schedule = ctx.options.schedule();
     ctx.cluster
         .stores()
         .iter()
@@ -179,6 +206,8 @@ fn store_jsons(ctx: &PdContext) -> Vec<StoreJson> {
                 region_stats.get(&s.id()).copied().unwrap_or_default(),
                 now,
                 max_down,
+                schedule.leader_schedule_policy == "size",
+                schedule.low_space_ratio,
             )
         })
         .collect()
@@ -212,6 +241,24 @@ async fn store(State(ctx): Ctx, Path(id): Path<String>) -> Response {
 
 async fn regions(State(ctx): Ctx) -> Response {
     let regions: Vec<RegionJson> = ctx.cluster.regions().iter().map(RegionJson::from).collect();
+    ok(&RegionsJson {
+        count: regions.len(),
+        regions,
+    })
+}
+
+async fn regions_by_store(State(ctx): Ctx, Path(id): Path<String>) -> Response {
+    let id = match parse_id(&id) {
+        Ok(id) => id,
+        Err(msg) => return error(StatusCode::BAD_REQUEST, msg),
+    };
+    let regions: Vec<RegionJson> = ctx
+        .cluster
+        .regions()
+        .iter()
+        .filter(|r| r.peer_on_store(id).is_some())
+        .map(RegionJson::from)
+        .collect();
     ok(&RegionsJson {
         count: regions.len(),
         regions,
@@ -363,5 +410,7 @@ async fn metrics_text(State(ctx): Ctx) -> Response {
 
 #[cfg(test)]
 mod operator_tests;
+#[cfg(test)]
+mod store_tests;
 #[cfg(test)]
 mod tests;

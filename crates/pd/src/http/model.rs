@@ -182,12 +182,33 @@ pub struct StoresJson {
 }
 
 impl StoreJson {
-    pub fn build(s: &StoreInfo, rs: StoreRegionStats, now: SystemTime, max_down: Duration) -> StoreJson {
+    /// `leader_by_size`: `leader-schedule-policy = "size"`; `low_space_ratio` feeds the region
+    /// score (PD's formula, see [`crate::schedule::score`]).
+    pub fn build(
+        s: &StoreInfo,
+        rs: StoreRegionStats,
+        now: SystemTime,
+        max_down: Duration,
+        leader_by_size: bool,
+        low_space_ratio: f64,
+    ) -> StoreJson {
         let m = &s.meta;
         let stats = s.stats.clone().unwrap_or_default();
-        // PD's default weights are 1; the "count" leader policy scores by leader count, and the
-        // region score is the region size when space is sufficient.
-        let (leader_weight, region_weight) = (1.0, 1.0);
+        let (leader_weight, region_weight) = (s.weight.leader, s.weight.region);
+        let leader_base = if leader_by_size {
+            rs.leader_size as f64
+        } else {
+            rs.leader_count as f64
+        };
+        let leader_score = crate::schedule::score::leader_score(leader_base, leader_weight, 0.0);
+        let region_score = crate::schedule::score::region_score(
+            rs.region_size as f64,
+            stats.capacity,
+            stats.available,
+            low_space_ratio,
+            region_weight,
+            0.0,
+        );
         let used = if stats.used_size > 0 {
             stats.used_size
         } else {
@@ -223,11 +244,11 @@ impl StoreJson {
                 used_size: byte_size(used),
                 leader_count: rs.leader_count,
                 leader_weight,
-                leader_score: rs.leader_count as f64 / leader_weight,
+                leader_score,
                 leader_size: rs.leader_size,
                 region_count: rs.region_count,
                 region_weight,
-                region_score: rs.region_size as f64 / region_weight,
+                region_score,
                 region_size: rs.region_size,
                 learner_count: rs.learner_count,
                 pending_peer_count: rs.pending_peer_count,

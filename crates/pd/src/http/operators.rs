@@ -1,7 +1,7 @@
 //! `/pd/api/v1/operators`: list, show, create and cancel operators, as PD serves them.
 //!
 //! Shapes (PD's): the list is a JSON array of operator strings (`?kind=admin|leader|region|
-//! replica` filters, repeatable); one region's is a JSON string `"status: RUNNING, operator:
+//! replica|split|merge|hot-region` filters, repeatable); one region's is a JSON string `"status: RUNNING, operator:
 //! …"` (a recently ended one shows `SUCCESS`/`TIMEOUT`/`CANCEL`); creating takes pd-ctl's
 //! bodies `{"name":"add-peer"|"remove-peer","region_id":N,"store_id":M}` and
 //! `{"name":"transfer-leader","region_id":N,"to_store_id":M}` and answers
@@ -34,6 +34,9 @@ fn kind_filter(query: Option<&str>) -> Result<Vec<OpKind>, String> {
             "leader" => OpKind::LEADER,
             "region" => OpKind::REGION,
             "replica" => OpKind::REPLICA,
+            "split" => OpKind::SPLIT,
+            "merge" => OpKind::MERGE,
+            "hot-region" => OpKind::HOT_REGION,
             other => return Err(format!("unknown operator kind {other:?}")),
         });
     }
@@ -180,6 +183,8 @@ pub async fn create(State(ctx): Ctx, body: Bytes) -> Response {
     match coordinator::add_operator(&ctx, op) {
         Ok(()) => ok(&"The operator is created."),
         Err(e @ AddError::Exists { .. }) => error(StatusCode::CONFLICT, e.to_string()),
-        Err(e @ AddError::LimitReached { .. }) => error(StatusCode::CONFLICT, e.to_string()),
+        Err(e @ (AddError::LimitReached { .. } | AddError::StoreLimit)) => {
+            error(StatusCode::CONFLICT, e.to_string())
+        }
     }
 }

@@ -3,8 +3,9 @@
 //!
 //! Invariants:
 //! * at most one running operator per region; adding a second one for a region is refused;
-//! * operators of the replica checker (kind `replica`) never exceed the limit they are added
-//!   with (`[schedule] replica-schedule-limit`); administrator operators have no limit;
+//! * operators of a kind never exceed the limit they are added with (`[schedule]
+//!   replica-schedule-limit`, `leader-…`, `region-…`, `merge-…`, `hot-region-schedule-limit`);
+//!   administrator operators have no limit;
 //! * every operator ends exactly once — finished, timed out, or canceled (stale or by an
 //!   administrator) — and each end is counted in `pd_schedule_operators_count` and remembered
 //!   for [`RECORD_TTL`] so that its status can still be asked for.
@@ -31,8 +32,10 @@ pub const RESEND_INTERVAL: Duration = Duration::from_secs(10);
 pub enum AddError {
     #[error("region {region_id} already has an operator: {existing}")]
     Exists { region_id: u64, existing: String },
-    #[error("replica-schedule-limit {limit} reached")]
-    LimitReached { limit: u64 },
+    #[error("schedule limit of {kind} operators ({limit}) reached")]
+    LimitReached { kind: String, limit: u64 },
+    #[error("store limit reached")]
+    StoreLimit,
 }
 
 /// An ended operator.
@@ -117,9 +120,20 @@ impl OperatorController {
         OperatorController::default()
     }
 
-    /// Adds `op` unless its region has one already or, with `replica_limit`, that many
-    /// `replica` operators run.
-    pub fn add(&self, op: Operator, replica_limit: Option<u64>) -> Result<(), AddError> {
+    /// Adds `op` unless its region has one already or, with `limit = (kind, n)`, `n`
+    /// operators of that kind run (`[schedule] *-schedule-limit`).
+    pub fn add(&self, op: Operator, limit: Option<(OpKind, u64)>) -> Result<(), AddError> {
+        self.add_admitted(op, limit, &mut |_| true)
+    }
+
+    /// [`OperatorController::add`], and then only if `admit` (run under the controller's lock,
+    /// after the other checks; e.g. taking store-limit tokens) agrees.
+    pub fn add_admitted(
+        &self,
+        op: Operator,
+        limit: Option<(OpKind, u64)>,
+        admit: &mut dyn FnMut(&Operator) -> bool,
+    ) -> Result<(), AddError> {
         let mut inner = self.inner.lock();
         if let Some(existing) = inner.running.get(&op.region_id()) {
             return Err(AddError::Exists {
@@ -127,15 +141,21 @@ impl OperatorController {
                 existing: existing.op.to_string(),
             });
         }
-        if let Some(limit) = replica_limit {
+        if let Some((kind, limit)) = limit {
             let running = inner
                 .running
                 .values()
-                .filter(|r| r.op.kind().contains(OpKind::REPLICA))
+                .filter(|r| r.op.kind().contains(kind))
                 .count() as u64;
             if running >= limit {
-                return Err(AddError::LimitReached { limit });
+                return Err(AddError::LimitReached {
+                    kind: kind.to_string(),
+                    limit,
+                });
             }
+        }
+        if !admit(&op) {
+            return Err(AddError::StoreLimit);
         }
         metrics::OPERATORS_COUNT
             .with_label_values(&[op.desc(), "create"])

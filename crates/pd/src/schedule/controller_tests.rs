@@ -44,11 +44,15 @@ fn at_most_one_operator_per_region() {
 #[test]
 fn replica_limit() {
     let c = OperatorController::new();
-    c.add(add_op(2, OpKind::REPLICA), Some(2)).unwrap();
-    c.add(add_op(3, OpKind::REPLICA), Some(2)).unwrap();
+    let limit = Some((OpKind::REPLICA, 2));
+    c.add(add_op(2, OpKind::REPLICA), limit).unwrap();
+    c.add(add_op(3, OpKind::REPLICA), limit).unwrap();
     assert_eq!(
-        c.add(add_op(4, OpKind::REPLICA), Some(2)),
-        Err(AddError::LimitReached { limit: 2 })
+        c.add(add_op(4, OpKind::REPLICA), limit),
+        Err(AddError::LimitReached {
+            kind: "replica".into(),
+            limit: 2
+        })
     );
     // Administrators are not limited.
     c.add(add_op(4, OpKind::ADMIN), None).unwrap();

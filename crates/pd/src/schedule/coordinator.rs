@@ -21,10 +21,16 @@ use tokio::task::JoinHandle;
 
 use super::builder;
 use super::controller::{AddError, OperatorController};
-use super::operator::{OpStep, Operator};
-use super::replica_checker::{self, CheckerConfig, ClusterView};
+use super::hot_cache::HotCache;
+use super::operator::{OpKind, OpStep, Operator};
+use super::replica_checker::{self, CheckerConfig};
+use super::runner;
+use super::schedulers::Schedulers;
+use super::store_limit::{self, StoreLimiter};
+use super::view::ScheduleView;
 use crate::context::PdContext;
 use crate::region_info::RegionInfo;
+use crate::storage::MetaStorage;
 use crate::store_info::StoreStateName;
 
 /// The patrol never ticks faster than this, whatever `patrol-region-interval` says (PD's
@@ -35,16 +41,26 @@ pub const PATROL_BATCH: i32 = 256;
 /// How long the per-store region counts are reused before being recounted.
 const COUNTS_TTL: Duration = Duration::from_secs(5);
 
-/// Scheduling state of one PD: the operators and a cache of region counts per store.
-#[derive(Default)]
+/// Scheduling state of one PD: the operators, the store limits, the schedulers and a cache of
+/// region counts per store.
 pub struct Coordinator {
     pub operators: OperatorController,
+    pub store_limiter: StoreLimiter,
+    pub schedulers: Schedulers,
+    /// What the hot-region scheduler knows of recent region load.
+    pub hot: HotCache,
     counts: Mutex<Option<(Instant, HashMap<u64, usize>)>>,
 }
 
 impl Coordinator {
-    pub fn new() -> Coordinator {
-        Coordinator::default()
+    pub fn new(storage: MetaStorage) -> crate::error::Result<Coordinator> {
+        Ok(Coordinator {
+            operators: OperatorController::new(),
+            store_limiter: StoreLimiter::new(),
+            schedulers: Schedulers::load(storage)?,
+            hot: HotCache::new(),
+            counts: Mutex::new(None),
+        })
     }
 
     /// Region counts per store, recounted at most every [`COUNTS_TTL`].
@@ -132,6 +148,21 @@ fn dispatch(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, StoreSt
     }
 }
 
+/// A view of the stores (no regions) with region counts from the cache: what the replica
+/// checker needs.
+pub(crate) fn store_view(
+    ctx: &PdContext,
+    states: &BTreeMap<u64, StoreStateName>,
+    now: Instant,
+) -> ScheduleView {
+    let counts = ctx.coordinator.region_counts(ctx, now);
+    let mut view = runner::stores_only_view(ctx, states, now);
+    for s in view.stores.values_mut() {
+        s.region_count = counts.get(&s.id).copied().unwrap_or(0);
+    }
+    view
+}
+
 /// Runs the replica checker on `region` (which has no operator) and starts what it returns.
 fn check_region(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, StoreStateName>) {
     let (schedule, replication) = (ctx.options.schedule(), ctx.options.replication());
@@ -149,25 +180,17 @@ fn check_region(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, Sto
             .meta
             .peers
             .iter()
-            .all(|p| states.get(&p.store_id).is_some_and(|s| !is_bad(*s)));
+            .all(|p| states.get(&p.store_id).is_some_and(|s| !is_bad(*s)))
+        && (replication.location_labels.is_empty() || !cfg.enable_location_replacement);
     if fine {
         return;
     }
     let limit = schedule.replica_schedule_limit;
-    if ctx
-        .coordinator
-        .operators
-        .count_kind(super::operator::OpKind::REPLICA) as u64
-        >= limit
-    {
+    if ctx.coordinator.operators.count_kind(OpKind::REPLICA) as u64 >= limit {
         return;
     }
     let now = Instant::now();
-    let counts = ctx.coordinator.region_counts(ctx, now);
-    let view = ClusterView {
-        stores: states,
-        region_counts: &counts,
-    };
+    let view = store_view(ctx, states, now);
     let mut alloc = || match ctx.id_alloc.alloc() {
         Ok(id) => Some(id),
         Err(e) => {
@@ -178,19 +201,30 @@ fn check_region(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, Sto
     let Some(op) = replica_checker::check(region, &view, &cfg, &mut alloc) else {
         return;
     };
-    let _ = start_operator(ctx, op, Some(limit), states);
+    let _ = start_operator(ctx, op, Some((OpKind::REPLICA, limit)), true, states);
 }
 
-/// Adds `op` to the controller (with the replica limit if given) and sends its first step.
-fn start_operator(
+/// Adds `op` to the controller (under the kind's limit if given, taking store-limit tokens if
+/// `store_limited`) and sends its first step.
+pub(crate) fn start_operator(
     ctx: &PdContext,
     op: Operator,
-    replica_limit: Option<u64>,
+    limit: Option<(OpKind, u64)>,
+    store_limited: bool,
     states: &BTreeMap<u64, StoreStateName>,
 ) -> Result<(), AddError> {
     let region_id = op.region_id();
     let noted = op.clone();
-    if let Err(e) = ctx.coordinator.operators.add(op, replica_limit) {
+    let now = Instant::now();
+    let mut admit = |op: &Operator| {
+        if !store_limited {
+            return true;
+        }
+        let costs = store_limit::operator_costs(op);
+        let rate = |s: u64, t| ctx.options.store_limit(s, t);
+        ctx.coordinator.store_limiter.take(&costs, &rate, now)
+    };
+    if let Err(e) = ctx.coordinator.operators.add_admitted(op, limit, &mut admit) {
         tracing::debug!(region = region_id, error = %e, "operator not added");
         return Err(e);
     }
@@ -204,7 +238,7 @@ fn start_operator(
 /// Adds an administrator's operator (no limit) and sends its first step.
 pub fn add_operator(ctx: &PdContext, op: Operator) -> Result<(), AddError> {
     let states = store_states(ctx);
-    start_operator(ctx, op, None, &states)
+    start_operator(ctx, op, None, false, &states)
 }
 
 /// Scheduling after a region heartbeat was applied: advance the region's operator, or check
@@ -213,6 +247,7 @@ pub fn on_region_heartbeat(ctx: &PdContext, region_id: u64) {
     let Ok(Some(region)) = ctx.cluster.region_by_id(region_id) else {
         return;
     };
+    ctx.coordinator.hot.observe(&region, SystemTime::now());
     let states = store_states(ctx);
     if ctx.coordinator.operators.has(region_id) {
         dispatch(ctx, &region, &states, false);
@@ -230,6 +265,8 @@ pub fn patrol_tick(ctx: &PdContext, cursor: &mut Vec<u8>) {
         return;
     }
     let states = store_states(ctx);
+    bury_stores(ctx, &states);
+    runner::schedule_tick(ctx, &states, Instant::now());
     for region_id in ctx.coordinator.operators.due_regions(Instant::now()) {
         match ctx.cluster.region_by_id(region_id) {
             Ok(Some(region)) => dispatch(ctx, &region, &states, true),
@@ -250,6 +287,21 @@ pub fn patrol_tick(ctx: &PdContext, cursor: &mut Vec<u8>) {
         if !ctx.coordinator.operators.has(region.id()) {
             check_region(ctx, region, &states);
         }
+    }
+}
+
+/// Offline stores that hold no region any more become Tombstone.
+fn bury_stores(ctx: &PdContext, states: &BTreeMap<u64, StoreStateName>) {
+    if !states.values().any(|s| *s == StoreStateName::Offline) {
+        return;
+    }
+    match ctx.cluster.bury_empty_offline_stores() {
+        Ok(ids) => {
+            for id in ids {
+                ctx.coordinator.store_limiter.forget(id);
+            }
+        }
+        Err(e) => tracing::warn!(error = %e, "could not bury empty offline stores"),
     }
 }
 

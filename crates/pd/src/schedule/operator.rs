@@ -33,16 +33,25 @@ impl OpKind {
     pub const LEADER: OpKind = OpKind(1);
     /// Adds, promotes or removes peers (may take long: snapshots).
     pub const REGION: OpKind = OpKind(1 << 1);
+    /// Splits the region.
+    pub const SPLIT: OpKind = OpKind(1 << 2);
     /// Asked for by an administrator (HTTP API, `atoll ctl`).
     pub const ADMIN: OpKind = OpKind(1 << 3);
+    /// Made by the hot-region scheduler.
+    pub const HOT_REGION: OpKind = OpKind(1 << 4);
     /// Made by the replica checker.
     pub const REPLICA: OpKind = OpKind(1 << 5);
+    /// Merges the region with a neighbour (made by the merge checker).
+    pub const MERGE: OpKind = OpKind(1 << 6);
 
-    const NAMES: [(OpKind, &'static str); 4] = [
+    const NAMES: [(OpKind, &'static str); 7] = [
         (OpKind::LEADER, "leader"),
         (OpKind::REGION, "region"),
+        (OpKind::SPLIT, "split"),
         (OpKind::ADMIN, "admin"),
+        (OpKind::HOT_REGION, "hot-region"),
         (OpKind::REPLICA, "replica"),
+        (OpKind::MERGE, "merge"),
     ];
 
     pub fn contains(self, other: OpKind) -> bool {
@@ -309,6 +318,11 @@ impl Operator {
 
     pub fn timeout(&self) -> Duration {
         self.timeout
+    }
+
+    /// The region's approximate size (MiB) when the operator was made.
+    pub fn approximate_size(&self) -> i64 {
+        self.approximate_size
     }
 
     /// Ages the operator (tests of timeouts).

@@ -1,7 +1,7 @@
 //! The replica checker: a pure function from one region and the cluster's stores to at most one
 //! operator that brings the region closer to `max-replicas` healthy voters.
 //!
-//! Rules, first match wins (PD's replica checker, without location labels):
+//! Rules, first match wins (PD's replica checker):
 //! 1. a learner no operator owns (left by a timed-out operator): on a Down/Offline/Tombstone
 //!    store → removed; healthy while the region lacks healthy voters → promoted; healthy but
 //!    not caught up (pending) while voters are lacking → wait; otherwise → removed;
@@ -11,22 +11,27 @@
 //!    the region has more voters than `max-replicas`; nothing if no target store exists;
 //! 3. fewer peers than `max-replicas` (`enable-make-up-replica`) → a peer added on a target;
 //! 4. more voters than `max-replicas` (`enable-remove-extra-replica`) → one removed: a
-//!    non-leader voter on a store that is not Up first, else the non-leader voter on the store
-//!    with the most regions.
+//!    non-leader voter on a store that is not Up first, else the non-leader voter whose
+//!    location is least distinct from the others, then on the store with the most regions;
+//! 5. with `location-labels` (`enable-location-replacement`): the voter with the lowest
+//!    distinct score is moved to a target whose distinct score would be strictly higher
+//!    (`move-to-better-location`) — this also repairs an `isolation-level` violation whenever
+//!    a store exists that fixes it.
 //!
 //! A target store is Up (heartbeating, not Disconnected/Down/Offline/Tombstone), holds no peer
-//! of the region, and has the fewest regions (ties: lowest store id).
+//! of the region, keeps the region isolated at `isolation-level` (no such store: no
+//! operator), and has the highest distinct score among the region's other peers (PD's
+//! location-label rule), then the fewest regions (ties: lowest store id).
 //!
 //! Invariants: regions without a known leader, whose leader's store is Down/Tombstone/unknown
 //! (an Offline leader is moved away as part of replacing it), or in a joint (IncomingVoter/DemotingVoter) state are left alone; an operator never removes
 //! the last voter, and never adds a peer without a fresh peer id from `alloc_id`.
 
-use std::collections::{BTreeMap, HashMap};
-
 use atoll_proto::metapb;
 
 use super::builder;
 use super::operator::{OpKind, Operator};
+use super::view::ScheduleView;
 use crate::config::{ReplicationConfig, ScheduleConfig};
 use crate::region_info::RegionInfo;
 use crate::store_info::StoreStateName;
@@ -39,6 +44,7 @@ pub struct CheckerConfig {
     pub enable_remove_down_replica: bool,
     pub enable_remove_extra_replica: bool,
     pub enable_replace_offline_replica: bool,
+    pub enable_location_replacement: bool,
 }
 
 impl CheckerConfig {
@@ -49,6 +55,7 @@ impl CheckerConfig {
             enable_remove_down_replica: schedule.enable_remove_down_replica,
             enable_remove_extra_replica: schedule.enable_remove_extra_replica,
             enable_replace_offline_replica: schedule.enable_replace_offline_replica,
+            enable_location_replacement: schedule.enable_location_replacement,
         }
     }
 }
@@ -57,14 +64,6 @@ impl Default for CheckerConfig {
     fn default() -> Self {
         CheckerConfig::new(&ScheduleConfig::default(), &ReplicationConfig::default())
     }
-}
-
-/// What the checker needs to know about the cluster besides the region.
-pub struct ClusterView<'a> {
-    /// Every known store and its state.
-    pub stores: &'a BTreeMap<u64, StoreStateName>,
-    /// Regions per store (stores missing count as 0).
-    pub region_counts: &'a HashMap<u64, usize>,
 }
 
 fn role(p: &metapb::Peer) -> metapb::PeerRole {
@@ -81,13 +80,13 @@ fn is_bad(state: Option<StoreStateName>) -> bool {
 
 struct Checker<'a> {
     region: &'a RegionInfo,
-    view: &'a ClusterView<'a>,
+    view: &'a ScheduleView,
     cfg: &'a CheckerConfig,
 }
 
 impl Checker<'_> {
     fn state(&self, store_id: u64) -> Option<StoreStateName> {
-        self.view.stores.get(&store_id).copied()
+        self.view.stores.get(&store_id).map(|s| s.state)
     }
 
     fn is_up(&self, store_id: u64) -> bool {
@@ -95,7 +94,7 @@ impl Checker<'_> {
     }
 
     fn count(&self, store_id: u64) -> usize {
-        self.view.region_counts.get(&store_id).copied().unwrap_or(0)
+        self.view.stores.get(&store_id).map_or(0, |s| s.region_count)
     }
 
     fn is_pending(&self, peer_id: u64) -> bool {
@@ -122,15 +121,29 @@ impl Checker<'_> {
         self.region.leader.map_or(0, |l| l.store_id)
     }
 
-    /// An Up store without a peer of the region, with the fewest regions (ties: lowest id).
-    fn target_store(&self) -> Option<u64> {
+    /// The best target for a new peer when the one on `replacing` (if any) goes: an Up store
+    /// without a peer of the region that keeps it isolated; the highest distinct score, then
+    /// the fewest regions, then the lowest id. With its distinct score.
+    fn best_target(&self, replacing: Option<u64>) -> Option<(u64, f64)> {
+        let exclude: Vec<u64> = replacing.into_iter().collect();
         self.view
             .stores
-            .iter()
-            .filter(|(id, state)| **state == StoreStateName::Up && self.region.peer_on_store(**id).is_none())
-            .map(|(id, _)| (self.count(*id), *id))
-            .min()
-            .map(|(_, id)| id)
+            .values()
+            .filter(|s| s.is_up() && self.region.peer_on_store(s.id).is_none())
+            .filter(|s| self.view.is_isolated(self.region, s.id, &exclude))
+            .map(|s| {
+                (
+                    self.view.distinct_score(self.region, s.id, &exclude),
+                    s.region_count,
+                    s.id,
+                )
+            })
+            .min_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)))
+            .map(|(score, _, id)| (id, score))
+    }
+
+    fn target_store(&self, replacing: Option<u64>) -> Option<u64> {
+        self.best_target(replacing).map(|(id, _)| id)
     }
 
     fn remove(&self, desc: &str, store_id: u64) -> Option<Operator> {
@@ -204,7 +217,7 @@ impl Checker<'_> {
             if voters.len() > self.cfg.max_replicas {
                 return Some(self.remove(&format!("remove-extra-{status}-replica"), p.store_id));
             }
-            let Some(target) = self.target_store() else {
+            let Some(target) = self.target_store(Some(p.store_id)) else {
                 tracing::debug!(
                     region = self.region.id(),
                     store = p.store_id,
@@ -239,9 +252,38 @@ impl Checker<'_> {
         if let Some(s) = candidates.iter().copied().filter(|s| !self.is_up(*s)).min() {
             return Some(s);
         }
+        // The least distinct location first, then the fullest store, then the lowest id.
         candidates
             .into_iter()
-            .max_by_key(|s| (self.count(*s), std::cmp::Reverse(*s)))
+            .map(|s| (self.view.distinct_score(self.region, s, &[]), self.count(s), s))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(b.1.cmp(&a.1)).then(a.2.cmp(&b.2)))
+            .map(|(_, _, s)| s)
+    }
+
+    /// Rule 5: the least distinct voter moved where it would be more distinct.
+    fn better_location(
+        &self,
+        voters: &[&metapb::Peer],
+        alloc_id: &mut dyn FnMut() -> Option<u64>,
+    ) -> Option<Operator> {
+        let (worst_score, worst) = voters
+            .iter()
+            .map(|p| (self.view.distinct_score(self.region, p.store_id, &[]), p.store_id))
+            .min_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)))?;
+        let (target, score) = self.best_target(Some(worst))?;
+        if score <= worst_score {
+            return None;
+        }
+        let peer_id = alloc_id()?;
+        builder::replace_peer(
+            "move-to-better-location",
+            OpKind::REPLICA,
+            self.region,
+            worst,
+            target,
+            peer_id,
+        )
+        .ok()
     }
 
     fn run(&self, alloc_id: &mut dyn FnMut() -> Option<u64>) -> Option<Operator> {
@@ -273,13 +315,21 @@ impl Checker<'_> {
             return op;
         }
         if region.meta.peers.len() < self.cfg.max_replicas && self.cfg.enable_make_up_replica {
-            let target = self.target_store()?;
+            let target = self.target_store(None)?;
             let peer_id = alloc_id()?;
             return builder::add_peer("make-up-replica", OpKind::REPLICA, region, target, peer_id).ok();
         }
         if voters.len() > self.cfg.max_replicas && self.cfg.enable_remove_extra_replica {
             let victim = self.extra_victim(&voters)?;
             return self.remove("remove-extra-replica", victim);
+        }
+        let labelled = self
+            .view
+            .stores
+            .values()
+            .any(|s| s.location.iter().any(|l| !l.is_empty()));
+        if self.cfg.enable_location_replacement && labelled && voters.len() == self.cfg.max_replicas {
+            return self.better_location(&voters, alloc_id);
         }
         None
     }
@@ -289,7 +339,7 @@ impl Checker<'_> {
 /// `alloc_id` hands out fresh peer ids (`None` = allocation failed: no operator).
 pub fn check(
     region: &RegionInfo,
-    view: &ClusterView<'_>,
+    view: &ScheduleView,
     cfg: &CheckerConfig,
     alloc_id: &mut dyn FnMut() -> Option<u64>,
 ) -> Option<Operator> {

@@ -1,6 +1,7 @@
 use super::*;
 use crate::schedule::operator::OpStep;
-use crate::schedule::test_util::{counts, region, states, with_down, with_pending, L, V};
+use crate::schedule::test_util::{region, with_down, with_pending, L, V};
+use crate::schedule::view::{ScheduleView, StoreView};
 use crate::store_info::StoreStateName::{Disconnected, Down, Offline, Tombstone, Up};
 
 /// Runs the checker with peer ids handed out from 100.
@@ -10,11 +11,12 @@ fn run(
     cnt: &[(u64, usize)],
     cfg: CheckerConfig,
 ) -> Option<Operator> {
-    let (st, cnt) = (states(st), counts(cnt));
-    let view = ClusterView {
-        stores: &st,
-        region_counts: &cnt,
-    };
+    let mut view = ScheduleView::default();
+    for (id, state) in st {
+        let mut s = StoreView::new(*id, *state);
+        s.region_count = cnt.iter().find(|(c, _)| c == id).map_or(0, |(_, n)| *n);
+        view.stores.insert(*id, s);
+    }
     let mut next = 100;
     let mut alloc = || {
         next += 1;
@@ -243,4 +245,90 @@ fn leaderless_and_joint_regions_are_left_alone() {
         (2, 1),
     );
     assert!(run(&joint, &st, &[], cfg(3)).is_none());
+}
+
+/// Six Up stores in three zones (1, 2: z1; 3, 4: z2; 5, 6: z3) with `counts` regions.
+fn zoned(counts: &[usize; 6]) -> ScheduleView {
+    let mut view = ScheduleView::default();
+    for id in 1..=6u64 {
+        let mut s = StoreView::new(id, Up);
+        s.location = vec![format!("z{}", id.div_ceil(2))];
+        s.region_count = counts[id as usize - 1];
+        view.stores.insert(id, s);
+    }
+    view
+}
+
+fn check_view(r: &RegionInfo, view: &ScheduleView, cfg: CheckerConfig) -> Option<Operator> {
+    let mut next = 100;
+    let mut alloc = || {
+        next += 1;
+        Some(next - 1)
+    };
+    check(r, view, &cfg, &mut alloc)
+}
+
+fn first_add(op: &Operator) -> u64 {
+    match op.steps()[0] {
+        OpStep::AddLearner { store_id, .. } => store_id,
+        other => panic!("not an add: {other}"),
+    }
+}
+
+#[test]
+fn new_replicas_go_to_other_zones() {
+    let view = zoned(&[0, 0, 5, 1, 3, 0]);
+    let r = region(2, &[(10, 1, V)], 1, (1, 1));
+    let op = check_view(&r, &view, cfg(3)).unwrap();
+    // z2 or z3 (distinct score 100 each): the fewest regions among them is store 6.
+    assert_eq!((op.desc(), first_add(&op)), ("make-up-replica", 6));
+    let r = region(2, &[(10, 1, V), (11, 3, V)], 1, (2, 1));
+    let op = check_view(&r, &view, cfg(3)).unwrap();
+    assert_eq!(first_add(&op), 6);
+    // A replaced offline peer stays in its zone's place: z3 again.
+    let mut view_off = zoned(&[0, 0, 0, 0, 0, 0]);
+    view_off.stores.get_mut(&5).unwrap().state = Offline;
+    let r = region(2, &[(10, 1, V), (11, 3, V), (12, 5, V)], 1, (3, 1));
+    let op = check_view(&r, &view_off, cfg(3)).unwrap();
+    assert_eq!((op.desc(), first_add(&op)), ("replace-offline-replica", 6));
+}
+
+#[test]
+fn replicas_move_to_a_better_location() {
+    let view = zoned(&[0, 0, 0, 0, 0, 0]);
+    // Two replicas in z1: the one on store 1 moves to z3.
+    let r = region(2, &[(10, 1, V), (11, 2, V), (12, 3, V)], 2, (3, 1));
+    let op = check_view(&r, &view, cfg(3)).unwrap();
+    assert_eq!(op.desc(), "move-to-better-location");
+    assert_eq!(first_add(&op), 5);
+    assert_eq!(op.steps().last(), Some(&OpStep::RemovePeer { store_id: 1 }));
+    // Already one per zone: nothing.
+    let r = region(2, &[(10, 1, V), (11, 3, V), (12, 6, V)], 1, (3, 1));
+    assert!(check_view(&r, &view, cfg(3)).is_none());
+    // Disabled.
+    let off = CheckerConfig {
+        enable_location_replacement: false,
+        ..cfg(3)
+    };
+    let r = region(2, &[(10, 1, V), (11, 2, V), (12, 3, V)], 2, (3, 1));
+    assert!(check_view(&r, &view, off).is_none());
+    // The extra replica to remove is the least distinct one.
+    let r = region(2, &[(10, 1, V), (11, 2, V), (12, 3, V), (13, 5, V)], 5, (4, 1));
+    let op = check_view(&r, &view, cfg(3)).unwrap();
+    assert_eq!(op.steps(), &[OpStep::RemovePeer { store_id: 1 }]);
+}
+
+#[test]
+fn isolation_level_is_strict() {
+    let mut view = zoned(&[0, 0, 0, 0, 0, 0]);
+    view.isolation = Some(0);
+    for id in 3..=6 {
+        view.stores.get_mut(&id).unwrap().state = Down;
+    }
+    // Only z1 stores are Up: no second replica in z1.
+    let r = region(2, &[(10, 1, V)], 1, (1, 1));
+    assert!(check_view(&r, &view, cfg(3)).is_none());
+    view.stores.get_mut(&4).unwrap().state = Up;
+    let op = check_view(&r, &view, cfg(3)).unwrap();
+    assert_eq!(first_add(&op), 4);
 }
