@@ -14,6 +14,7 @@ mod hotspot;
 mod model;
 mod operators;
 mod schedulers;
+mod split;
 mod stores;
 
 use std::sync::Arc;
@@ -123,6 +124,7 @@ pub fn router(ctx: Arc<PdContext>) -> Router {
         .route("/pd/api/v1/hotspot/regions/write", get(hotspot::write))
         .route("/pd/api/v1/hotspot/regions/read", get(hotspot::read))
         .route("/pd/api/v1/regions/store/{id}", get(regions_by_store))
+        .route("/pd/api/v1/regions/split", post(split::split))
         .route("/pd/api/v1/regions", get(regions))
         .route("/pd/api/v1/regions/count", get(region_count))
         .route("/pd/api/v1/region/id/{id}", get(region_by_id))

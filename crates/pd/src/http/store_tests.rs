@@ -275,3 +275,82 @@ async fn regions_by_store_hotspots_and_config() {
     .await;
     assert_eq!(status, StatusCode::BAD_REQUEST);
 }
+
+#[tokio::test]
+async fn split_regions_waits_for_the_split() {
+    use atoll_proto::pdpb;
+
+    let (ctx, _tx) = populated_ctx();
+    let node = {
+        let ctx = ctx.clone();
+        async move {
+            // Plays the leader of region 2: waits for the operator, checks its step, splits.
+            while !ctx.coordinator.operators.has(2) {
+                tokio::task::yield_now().await;
+            }
+            let op = ctx.coordinator.operators.get(2).unwrap();
+            assert!(op.kind().contains(crate::schedule::OpKind::SPLIT));
+            let region = ctx.cluster.region_by_id(2).unwrap().unwrap();
+            let resp = op.steps()[0].to_response(&region).unwrap();
+            assert_eq!(
+                resp.split_region,
+                Some(pdpb::SplitRegion {
+                    policy: pdpb::CheckPolicy::Usekey as i32,
+                    keys: vec![b"c".to_vec(), b"k".to_vec()],
+                })
+            );
+            let epoch = |v| {
+                Some(metapb::RegionEpoch {
+                    conf_ver: 1,
+                    version: v,
+                })
+            };
+            let mut left = region.meta.clone();
+            left.end_key = b"c".to_vec();
+            left.region_epoch = epoch(4);
+            let mut mid = region.meta.clone();
+            mid.id = 20;
+            mid.start_key = b"c".to_vec();
+            mid.end_key = b"k".to_vec();
+            mid.region_epoch = epoch(4);
+            let mut right = region.meta.clone();
+            right.id = 21;
+            right.start_key = b"k".to_vec();
+            right.region_epoch = epoch(4);
+            ctx.cluster.report_split(&[left, mid, right]).unwrap();
+            // A late heartbeat of the parent with its old epoch changes nothing.
+            let stale = pdpb::RegionHeartbeatRequest {
+                region: Some(region.meta.clone()),
+                leader: region.leader,
+                ..Default::default()
+            };
+            assert_eq!(
+                ctx.cluster.region_heartbeat(&stale).unwrap(),
+                crate::cluster::HeartbeatOutcome::Stale
+            );
+            crate::schedule::coordinator::on_region_heartbeat(&ctx, 2);
+        }
+    };
+    // "c" in hex, "k" raw, "m" already starts region 6.
+    let request = post(
+        &ctx,
+        "/pd/api/v1/regions/split",
+        r#"{"split_keys": ["63", "k", "6d"], "retry_limit": 0}"#,
+    );
+    let ((status, body), ()) = tokio::join!(request, node);
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        body,
+        json!({"processed-percentage": 100, "regions-id": [6, 20, 21]})
+    );
+    // The split operator finished with the split.
+    let done = ctx.coordinator.operators.status(2).unwrap();
+    assert_eq!(done.status, atoll_proto::pdpb::OperatorStatus::Success);
+    assert_eq!(ctx.cluster.region_by_key(b"d").unwrap().unwrap().id(), 20);
+    assert_eq!(
+        post(&ctx, "/pd/api/v1/regions/split", r#"{"split_keys": []}"#)
+            .await
+            .0,
+        StatusCode::BAD_REQUEST
+    );
+}

@@ -6,7 +6,7 @@
 //! never removed before leadership moved to another voter (a `TransferLeader` step comes first);
 //! the last voter of a region is never removed.
 
-use atoll_proto::metapb;
+use atoll_proto::{metapb, pdpb};
 
 use super::operator::{OpKind, OpStep, Operator};
 use crate::region_info::RegionInfo;
@@ -210,4 +210,121 @@ pub fn transfer_leader(
             to_store,
         }],
     ))
+}
+
+/// Splits `region` (`[SplitRegion]`): at `keys` (range keys strictly inside the region) with
+/// policy `USEKEY`, or where the node finds the middle with `SCAN`/`APPROXIMATE` (no keys).
+pub fn split_region(
+    desc: &str,
+    kind: OpKind,
+    region: &RegionInfo,
+    policy: pdpb::CheckPolicy,
+    mut keys: Vec<Vec<u8>>,
+) -> Result<Operator, String> {
+    keys.sort();
+    keys.dedup();
+    if policy == pdpb::CheckPolicy::Usekey {
+        if keys.is_empty() {
+            return Err("no split key".into());
+        }
+        if let Some(k) = keys
+            .iter()
+            .find(|k| k.as_slice() <= region.start_key() || !region.contains(k))
+        {
+            return Err(format!(
+                "split key {} is not inside region {}",
+                crate::http::format::hex_upper(k),
+                region.id()
+            ));
+        }
+    } else {
+        keys.clear();
+    }
+    let brief = format!(
+        "split: region {} use policy {}",
+        region.id(),
+        policy.as_str_name()
+    );
+    Ok(Operator::new(
+        desc,
+        brief,
+        region,
+        kind,
+        vec![OpStep::SplitRegion {
+            start_key: region.start_key().to_vec(),
+            end_key: region.end_key().to_vec(),
+            policy: policy as i32,
+            keys,
+        }],
+    ))
+}
+
+/// Merges `source` into the adjacent `target`: the source's operator first moves its peers to
+/// the target's stores (`AddLearner` + `PromoteLearner` on each target store it lacks, then
+/// `RemovePeer` of each store the target lacks; leadership is handed over before its store's
+/// removal), then `MergeRegion` (sent to the source's leader); the target's operator is the
+/// passive `MergeRegion` that finishes when the target absorbed the source.
+pub fn merge_region(
+    desc: &str,
+    kind: OpKind,
+    source: &RegionInfo,
+    target: &RegionInfo,
+    alloc_id: &mut dyn FnMut() -> Option<u64>,
+) -> Result<(Operator, Operator), String> {
+    let adjacent = source.end_key() == target.start_key() || target.end_key() == source.start_key();
+    if !adjacent || source.end_key().is_empty() && target.end_key().is_empty() {
+        return Err(format!(
+            "regions {} and {} are not adjacent",
+            source.id(),
+            target.id()
+        ));
+    }
+    if target.meta.peers.iter().any(|p| !is_voter(p)) {
+        return Err(format!("region {} has peers that are not voters", target.id()));
+    }
+    let mut steps = Vec::new();
+    for p in &target.meta.peers {
+        if source.peer_on_store(p.store_id).is_none() {
+            let peer_id = alloc_id().ok_or("no peer id")?;
+            steps.push(OpStep::AddLearner {
+                store_id: p.store_id,
+                peer_id,
+            });
+            steps.push(OpStep::PromoteLearner {
+                store_id: p.store_id,
+                peer_id,
+            });
+        } else if source.peer_on_store(p.store_id).is_some_and(|x| !is_voter(x)) {
+            return Err(format!(
+                "region {} has a learner on store {}",
+                source.id(),
+                p.store_id
+            ));
+        }
+    }
+    for p in &source.meta.peers {
+        if target.peer_on_store(p.store_id).is_none() {
+            steps.push(OpStep::RemovePeer { store_id: p.store_id });
+        }
+    }
+    let (from, to) = (Box::new(source.meta.clone()), Box::new(target.meta.clone()));
+    steps.push(OpStep::MergeRegion {
+        from: from.clone(),
+        to: to.clone(),
+        passive: false,
+    });
+    let brief = format!("merge: region {} to {}", source.id(), target.id());
+    let source_op = Operator::new(desc, brief.clone(), source, kind, steps);
+    let target_op = Operator::new(
+        desc,
+        brief,
+        target,
+        kind,
+        vec![OpStep::MergeRegion {
+            from,
+            to,
+            passive: true,
+        }],
+    );
+    Ok((source_op, target_op))
 }

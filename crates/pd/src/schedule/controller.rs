@@ -259,7 +259,15 @@ impl OperatorController {
             }
         };
         if let Some(r) = inner.running.remove(&region.id()) {
+            // A finished merge target also ends its source's operator.
+            let source =
+                r.op.merged_from()
+                    .filter(|_| ended == pdpb::OperatorStatus::Success);
             inner.end(r.op, ended, now);
+            if let Some(r) = source.and_then(|id| inner.running.remove(&id)) {
+                tracing::info!(operator = %r.op, "operator finished: merged");
+                inner.end(r.op, pdpb::OperatorStatus::Success, now);
+            }
         }
         None
     }
@@ -282,12 +290,19 @@ impl OperatorController {
         ids
     }
 
-    /// Ends the operator of a region that no longer exists (merged away).
+    /// Ends the operator of a region that no longer exists: a success for the source of a
+    /// merge, else a cancel.
     pub fn region_gone(&self, region_id: u64) {
         let mut inner = self.inner.lock();
         if let Some(r) = inner.running.remove(&region_id) {
-            tracing::info!(operator = %r.op, "operator canceled: region not found");
-            inner.end(r.op, pdpb::OperatorStatus::Cancel, Instant::now());
+            let status = if r.op.merging_into().is_some() {
+                tracing::info!(operator = %r.op, "operator finished: region merged away");
+                pdpb::OperatorStatus::Success
+            } else {
+                tracing::info!(operator = %r.op, "operator canceled: region not found");
+                pdpb::OperatorStatus::Cancel
+            };
+            inner.end(r.op, status, Instant::now());
         }
     }
 }

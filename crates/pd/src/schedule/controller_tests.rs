@@ -74,14 +74,14 @@ fn dispatch_sends_until_done_then_ends() {
         store_id: 4,
         peer_id: 40,
     };
-    assert_eq!(c.dispatch(&r0, now, false, &no_target), Some(add));
+    assert_eq!(c.dispatch(&r0, now, false, &no_target), Some(add.clone()));
     // Heartbeats always get the step again; the timer only when due.
-    assert_eq!(c.dispatch(&r0, now, false, &no_target), Some(add));
+    assert_eq!(c.dispatch(&r0, now, false, &no_target), Some(add.clone()));
     assert_eq!(c.dispatch(&r0, now, true, &no_target), None);
     assert!(c.due_regions(now).is_empty());
     let later = now + RESEND_INTERVAL;
     assert_eq!(c.due_regions(later), vec![2]);
-    assert_eq!(c.dispatch(&r0, later, true, &no_target), Some(add));
+    assert_eq!(c.dispatch(&r0, later, true, &no_target), Some(add.clone()));
     let done = region(2, &[(10, 1, V), (40, 4, V)], 1, (3, 1));
     assert_eq!(c.dispatch(&done, later, false, &no_target), None);
     assert!(!c.has(2));

@@ -22,6 +22,7 @@ use tokio::task::JoinHandle;
 use super::builder;
 use super::controller::{AddError, OperatorController};
 use super::hot_cache::HotCache;
+use super::merge_checker::{self, MergeConfig};
 use super::operator::{OpKind, OpStep, Operator};
 use super::replica_checker::{self, CheckerConfig};
 use super::runner;
@@ -50,6 +51,8 @@ pub struct Coordinator {
     /// What the hot-region scheduler knows of recent region load.
     pub hot: HotCache,
     counts: Mutex<Option<(Instant, HashMap<u64, usize>)>>,
+    /// Each region's version and when PD first saw it (its split, merge or first sighting).
+    versions: Mutex<HashMap<u64, (u64, Instant)>>,
 }
 
 impl Coordinator {
@@ -60,7 +63,32 @@ impl Coordinator {
             schedulers: Schedulers::load(storage)?,
             hot: HotCache::new(),
             counts: Mutex::new(None),
+            versions: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Records `region`'s version; a new version (or a new region) counts as split now.
+    pub fn note_version(&self, region: &RegionInfo, now: Instant) {
+        let version = region.epoch().version;
+        let mut versions = self.versions.lock();
+        let e = versions.entry(region.id()).or_insert((version, now));
+        if e.0 != version {
+            *e = (version, now);
+        }
+    }
+
+    /// Whether region `id` was split (or first seen) less than `interval` before `now`.
+    pub fn recently_split(&self, id: u64, now: Instant, interval: Duration) -> bool {
+        self.versions
+            .lock()
+            .get(&id)
+            .is_none_or(|(_, at)| now.saturating_duration_since(*at) < interval)
+    }
+
+    /// Forgets a region that is gone.
+    pub fn forget_region(&self, id: u64) {
+        self.versions.lock().remove(&id);
+        self.hot.forget(id);
     }
 
     /// Region counts per store, recounted at most every [`COUNTS_TTL`].
@@ -163,8 +191,23 @@ pub(crate) fn store_view(
     view
 }
 
-/// Runs the replica checker on `region` (which has no operator) and starts what it returns.
+/// Runs the replica checker on `region` (which has no operator) and starts what it returns;
+/// if it has nothing to do, the merge checker.
 fn check_region(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, StoreStateName>) {
+    let now = Instant::now();
+    ctx.coordinator.note_version(region, now);
+    if !check_replicas(ctx, region, states, now) {
+        check_merge(ctx, region, states, now);
+    }
+}
+
+/// The replica checker; whether the region needed something.
+fn check_replicas(
+    ctx: &PdContext,
+    region: &RegionInfo,
+    states: &BTreeMap<u64, StoreStateName>,
+    now: Instant,
+) -> bool {
     let (schedule, replication) = (ctx.options.schedule(), ctx.options.replication());
     let cfg = CheckerConfig::new(&schedule, &replication);
     // Cheap pre-checks before counting regions: most regions need nothing.
@@ -180,16 +223,15 @@ fn check_region(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, Sto
             .meta
             .peers
             .iter()
-            .all(|p| states.get(&p.store_id).is_some_and(|s| !is_bad(*s)))
-        && (replication.location_labels.is_empty() || !cfg.enable_location_replacement);
-    if fine {
-        return;
+            .all(|p| states.get(&p.store_id).is_some_and(|s| !is_bad(*s)));
+    let placement = !replication.location_labels.is_empty() && cfg.enable_location_replacement;
+    if fine && !placement {
+        return false;
     }
     let limit = schedule.replica_schedule_limit;
     if ctx.coordinator.operators.count_kind(OpKind::REPLICA) as u64 >= limit {
-        return;
+        return !fine;
     }
-    let now = Instant::now();
     let view = store_view(ctx, states, now);
     let mut alloc = || match ctx.id_alloc.alloc() {
         Ok(id) => Some(id),
@@ -199,9 +241,66 @@ fn check_region(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, Sto
         }
     };
     let Some(op) = replica_checker::check(region, &view, &cfg, &mut alloc) else {
-        return;
+        return !fine;
     };
     let _ = start_operator(ctx, op, Some((OpKind::REPLICA, limit)), true, states);
+    true
+}
+
+/// The merge checker: both operators start, or neither.
+fn check_merge(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, StoreStateName>, now: Instant) {
+    let schedule = ctx.options.schedule();
+    let limit = schedule.merge_schedule_limit;
+    let cfg = MergeConfig {
+        max_merge_region_size: schedule.max_merge_region_size,
+        max_merge_region_keys: schedule.max_merge_region_keys,
+        enable_one_way_merge: schedule.enable_one_way_merge,
+        max_replicas: usize::try_from(ctx.options.max_replicas()).unwrap_or(usize::MAX),
+    };
+    let small = u64::try_from(region.approximate_size.max(0)).unwrap_or(0) <= cfg.max_merge_region_size
+        && u64::try_from(region.approximate_keys.max(0)).unwrap_or(0) <= cfg.max_merge_region_keys;
+    if limit == 0 || !small || ctx.coordinator.operators.count_kind(OpKind::MERGE) as u64 >= limit {
+        return;
+    }
+    let interval = schedule.split_merge_interval.0;
+    let recently_split = |id: u64| ctx.coordinator.recently_split(id, now, interval);
+    if recently_split(region.id()) {
+        return;
+    }
+    let prev = ctx.cluster.prev_region_by_key(region.start_key()).ok().flatten();
+    let next = if region.end_key().is_empty() {
+        None
+    } else {
+        ctx.cluster.region_by_key(region.end_key()).ok().flatten()
+    };
+    let mut view = runner::stores_only_view(ctx, states, now);
+    for r in prev.iter().chain(next.iter()) {
+        ctx.coordinator.note_version(r, now);
+        if ctx.coordinator.operators.has(r.id()) {
+            view.busy.insert(r.id());
+        }
+    }
+    let mut alloc = || ctx.id_alloc.alloc().ok();
+    let Some((source, target)) = merge_checker::check(
+        region,
+        prev.as_ref(),
+        next.as_ref(),
+        &view,
+        &cfg,
+        &recently_split,
+        &mut alloc,
+    ) else {
+        return;
+    };
+    let target_id = target.region_id();
+    if ctx.coordinator.operators.add(target, None).is_err() {
+        return;
+    }
+    if start_operator(ctx, source, Some((OpKind::MERGE, limit)), true, states).is_err() {
+        ctx.coordinator
+            .operators
+            .cancel(target_id, "merge source not admitted");
+    }
 }
 
 /// Adds `op` to the controller (under the kind's limit if given, taking store-limit tokens if
@@ -248,6 +347,7 @@ pub fn on_region_heartbeat(ctx: &PdContext, region_id: u64) {
         return;
     };
     ctx.coordinator.hot.observe(&region, SystemTime::now());
+    ctx.coordinator.note_version(&region, Instant::now());
     let states = store_states(ctx);
     if ctx.coordinator.operators.has(region_id) {
         dispatch(ctx, &region, &states, false);
@@ -270,7 +370,10 @@ pub fn patrol_tick(ctx: &PdContext, cursor: &mut Vec<u8>) {
     for region_id in ctx.coordinator.operators.due_regions(Instant::now()) {
         match ctx.cluster.region_by_id(region_id) {
             Ok(Some(region)) => dispatch(ctx, &region, &states, true),
-            Ok(None) => ctx.coordinator.operators.region_gone(region_id),
+            Ok(None) => {
+                ctx.coordinator.operators.region_gone(region_id);
+                ctx.coordinator.forget_region(region_id);
+            }
             Err(_) => {}
         }
     }

@@ -25,12 +25,14 @@ pub mod controller;
 pub mod coordinator;
 pub mod hot_cache;
 pub mod hot_region;
+pub mod merge_checker;
 pub mod operator;
 pub mod placement;
 pub mod replica_checker;
 pub mod runner;
 pub mod schedulers;
 pub mod score;
+pub mod splitter;
 pub mod store_limit;
 pub mod view;
 

@@ -23,6 +23,8 @@ use crate::region_info::RegionInfo;
 pub const REGION_OPERATOR_TIMEOUT: Duration = Duration::from_secs(10 * 60);
 /// How long a leader-only operator may run (PD's `LeaderOperatorWaitTime`).
 pub const LEADER_OPERATOR_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long a split-only operator may run (the node scans, asks for ids, proposes).
+pub const SPLIT_OPERATOR_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// What an operator does, as PD's `OpKind` flags (shown joined by commas).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -79,7 +81,7 @@ impl fmt::Display for OpKind {
 }
 
 /// One step of an operator.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OpStep {
     /// Add `peer_id` on `store_id` as a learner.
     AddLearner { store_id: u64, peer_id: u64 },
@@ -89,6 +91,24 @@ pub enum OpStep {
     RemovePeer { store_id: u64 },
     /// Move leadership from `from_store` (informational) to `to_store`.
     TransferLeader { from_store: u64, to_store: u64 },
+    /// Split the region `[start_key, end_key)` (as it was when the operator was made) by
+    /// `policy` (`pdpb.CheckPolicy`), at `keys` (range keys) with `USEKEY`. Done when the
+    /// region's range changed.
+    SplitRegion {
+        start_key: Vec<u8>,
+        end_key: Vec<u8>,
+        policy: i32,
+        keys: Vec<Vec<u8>>,
+    },
+    /// Merge region `from` into `to` (metadata as when the operator was made). The source
+    /// side (`passive = false`) is sent to the source's leader and is done when the source
+    /// region is gone; the target side (`passive = true`) is never sent and is done when the
+    /// target's range changed (it absorbed the source).
+    MergeRegion {
+        from: Box<metapb::Region>,
+        to: Box<metapb::Region>,
+        passive: bool,
+    },
 }
 
 fn is_pending(region: &RegionInfo, peer_id: u64) -> bool {
@@ -99,9 +119,30 @@ fn role(p: &metapb::Peer) -> metapb::PeerRole {
     metapb::PeerRole::try_from(p.role).unwrap_or(metapb::PeerRole::Voter)
 }
 
+fn same_range(region: &RegionInfo, start: &[u8], end: &[u8]) -> bool {
+    region.start_key() == start && region.end_key() == end
+}
+
 impl OpStep {
     /// Whether `region` shows this step's effect.
     pub fn is_finished(&self, region: &RegionInfo) -> bool {
+        match self {
+            OpStep::SplitRegion {
+                start_key, end_key, ..
+            } => !same_range(region, start_key, end_key),
+            OpStep::MergeRegion { to, passive, .. } => {
+                *passive && !same_range(region, &to.start_key, &to.end_key)
+            }
+            _ => self.is_finished_peer(region),
+        }
+    }
+
+    /// Whether the step splits or merges (changes the region's `version`).
+    pub fn changes_version(&self) -> bool {
+        matches!(self, OpStep::SplitRegion { .. } | OpStep::MergeRegion { .. })
+    }
+
+    fn is_finished_peer(&self, region: &RegionInfo) -> bool {
         match *self {
             // A learner that was promoted since (a missed heartbeat) also counts as added.
             OpStep::AddLearner { store_id, peer_id } => region
@@ -112,6 +153,7 @@ impl OpStep {
                 .is_some_and(|p| p.id == peer_id && role(p) == metapb::PeerRole::Voter),
             OpStep::RemovePeer { store_id } => region.peer_on_store(store_id).is_none(),
             OpStep::TransferLeader { to_store, .. } => region.leader.is_some_and(|l| l.store_id == to_store),
+            OpStep::SplitRegion { .. } | OpStep::MergeRegion { .. } => false,
         }
     }
 
@@ -128,6 +170,19 @@ impl OpStep {
 
     /// Why this (unfinished) step can never finish on `region`, if it cannot.
     pub fn impossible(&self, region: &RegionInfo) -> Option<String> {
+        if let OpStep::MergeRegion {
+            to, passive: true, ..
+        } = self
+        {
+            // The target must still be what the source was told to merge into.
+            let planned = to.region_epoch.unwrap_or_default();
+            return (region.epoch() != planned).then(|| {
+                format!(
+                    "target epoch moved since the merge was planned: {:?}",
+                    region.epoch()
+                )
+            });
+        }
         match *self {
             OpStep::AddLearner { store_id, peer_id } => region
                 .peer_on_store(store_id)
@@ -142,12 +197,26 @@ impl OpStep {
                 Some(p) if role(p) == metapb::PeerRole::Voter => None,
                 _ => Some(format!("store {to_store} has no voter of the region")),
             },
+            OpStep::SplitRegion { .. } | OpStep::MergeRegion { .. } => None,
         }
     }
 
     /// Whether the step changes the region's membership (and so its `conf_ver`).
     pub fn is_conf_change(&self) -> bool {
-        !matches!(self, OpStep::TransferLeader { .. })
+        matches!(
+            self,
+            OpStep::AddLearner { .. } | OpStep::PromoteLearner { .. } | OpStep::RemovePeer { .. }
+        )
+    }
+
+    /// The operator kind the step implies.
+    fn kind(&self) -> OpKind {
+        match self {
+            OpStep::TransferLeader { .. } => OpKind::LEADER,
+            OpStep::SplitRegion { .. } => OpKind::SPLIT,
+            OpStep::MergeRegion { .. } => OpKind::MERGE,
+            _ => OpKind::REGION,
+        }
     }
 
     /// The heartbeat response carrying this step to `region`'s leader (header left empty), or
@@ -164,8 +233,20 @@ impl OpStep {
             peer: Some(peer),
             change_type: t as i32,
         };
-        match *self {
-            OpStep::AddLearner { store_id, peer_id } => {
+        match self {
+            OpStep::SplitRegion { policy, keys, .. } => {
+                resp.split_region = Some(pdpb::SplitRegion {
+                    policy: *policy,
+                    keys: keys.clone(),
+                });
+            }
+            OpStep::MergeRegion { passive: true, .. } => return None,
+            OpStep::MergeRegion { to, .. } => {
+                resp.merge = Some(pdpb::Merge {
+                    target: Some((**to).clone()),
+                });
+            }
+            &OpStep::AddLearner { store_id, peer_id } => {
                 let peer = metapb::Peer {
                     id: peer_id,
                     store_id,
@@ -174,7 +255,7 @@ impl OpStep {
                 };
                 resp.change_peer = Some(change(peer, eraftpb::ConfChangeType::AddLearnerNode));
             }
-            OpStep::PromoteLearner { store_id, peer_id } => {
+            &OpStep::PromoteLearner { store_id, peer_id } => {
                 let peer = metapb::Peer {
                     id: peer_id,
                     store_id,
@@ -183,11 +264,11 @@ impl OpStep {
                 };
                 resp.change_peer = Some(change(peer, eraftpb::ConfChangeType::AddNode));
             }
-            OpStep::RemovePeer { store_id } => {
+            &OpStep::RemovePeer { store_id } => {
                 let peer = *region.peer_on_store(store_id)?;
                 resp.change_peer = Some(change(peer, eraftpb::ConfChangeType::RemoveNode));
             }
-            OpStep::TransferLeader { to_store, .. } => {
+            &OpStep::TransferLeader { to_store, .. } => {
                 let peer = *region.peer_on_store(to_store)?;
                 resp.transfer_leader = Some(pdpb::TransferLeader {
                     peer: Some(peer),
@@ -201,6 +282,26 @@ impl OpStep {
 
 impl fmt::Display for OpStep {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            OpStep::SplitRegion { policy, keys, .. } => {
+                let policy = pdpb::CheckPolicy::try_from(*policy).map_or("?", |p| p.as_str_name());
+                let keys: Vec<String> = keys.iter().map(|k| crate::http::format::hex_upper(k)).collect();
+                write!(f, "split region with policy {policy}, keys [{}]", keys.join(" "))
+            }
+            OpStep::MergeRegion { from, to, passive } => write!(
+                f,
+                "merge region {} into region {}{}",
+                from.id,
+                to.id,
+                if *passive { " (passive)" } else { "" }
+            ),
+            _ => self.fmt_peer_step(f),
+        }
+    }
+}
+
+impl OpStep {
+    fn fmt_peer_step(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match *self {
             OpStep::AddLearner { store_id, peer_id } => {
                 write!(f, "add learner peer {peer_id} on store {store_id}")
@@ -212,12 +313,13 @@ impl fmt::Display for OpStep {
             OpStep::TransferLeader { from_store, to_store } => {
                 write!(f, "transfer leader from store {from_store} to store {to_store}")
             }
+            OpStep::SplitRegion { .. } | OpStep::MergeRegion { .. } => Ok(()),
         }
     }
 }
 
 /// Where an operator stands after looking at its region.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum OpProgress {
     /// Every step is done.
     Finished,
@@ -254,14 +356,13 @@ impl Operator {
     /// changes membership, 10 s for leader-only operators).
     pub fn new(desc: &str, brief: String, region: &RegionInfo, kind: OpKind, steps: Vec<OpStep>) -> Operator {
         let mut kind = kind;
-        if steps.iter().any(OpStep::is_conf_change) {
-            kind = kind.with(OpKind::REGION);
+        for s in &steps {
+            kind = kind.with(s.kind());
         }
-        if steps.iter().any(|s| !s.is_conf_change()) {
-            kind = kind.with(OpKind::LEADER);
-        }
-        let timeout = if kind.contains(OpKind::REGION) {
+        let timeout = if kind.contains(OpKind::REGION) || kind.contains(OpKind::MERGE) {
             REGION_OPERATOR_TIMEOUT
+        } else if kind.contains(OpKind::SPLIT) {
+            SPLIT_OPERATOR_TIMEOUT
         } else {
             LEADER_OPERATOR_TIMEOUT
         };
@@ -331,6 +432,26 @@ impl Operator {
         self.created = created;
     }
 
+    /// The region this operator's active merge step merges into, if it is at that step.
+    pub fn merging_into(&self) -> Option<u64> {
+        match self.steps.get(self.current) {
+            Some(OpStep::MergeRegion {
+                to, passive: false, ..
+            }) => Some(to.id),
+            _ => None,
+        }
+    }
+
+    /// The source region of this operator's passive merge step, if it has one.
+    pub fn merged_from(&self) -> Option<u64> {
+        self.steps.iter().find_map(|s| match s {
+            OpStep::MergeRegion {
+                from, passive: true, ..
+            } => Some(from.id),
+            _ => None,
+        })
+    }
+
     pub fn is_timed_out(&self, now: Instant) -> bool {
         now.saturating_duration_since(self.created) > self.timeout
     }
@@ -366,6 +487,24 @@ impl Operator {
         }
         let epoch = region.epoch();
         if epoch.version != self.epoch.version {
+            // A split or merge step is done exactly when the version moves.
+            let done = self
+                .steps
+                .get(self.current)
+                .is_some_and(|s| s.changes_version() && s.is_finished(region));
+            if done && self.current + 1 == self.steps.len() {
+                self.current += 1;
+                return OpProgress::Finished;
+            }
+            // The source of a merge changes its version when it prepares the merge; it is done
+            // when it is gone (see the controller), or times out (rolled back).
+            let merging = matches!(
+                self.steps.get(self.current),
+                Some(OpStep::MergeRegion { passive: false, .. })
+            );
+            if merging && !self.is_timed_out(now) {
+                return OpProgress::Waiting;
+            }
             return OpProgress::Stale(format!(
                 "region version moved from {} to {} (split or merge)",
                 self.epoch.version, epoch.version
@@ -387,7 +526,7 @@ impl Operator {
                 self.epoch.conf_ver, epoch.conf_ver
             ));
         }
-        let step = self.steps[self.current];
+        let step = self.steps[self.current].clone();
         if let Some(why) = step.impossible(region) {
             return OpProgress::Stale(why);
         }
@@ -403,7 +542,7 @@ impl Operator {
                     from_store: store_id,
                     to_store,
                 };
-                self.steps.insert(self.current, transfer);
+                self.steps.insert(self.current, transfer.clone());
                 self.kind = self.kind.with(OpKind::LEADER);
                 return OpProgress::Running(transfer);
             }

@@ -30,15 +30,18 @@ fn add_peer_advances_with_heartbeats() {
         store_id: 4,
         peer_id: 40,
     };
-    assert_eq!(op.check(&r0, now, &no_target), OpProgress::Running(add));
+    assert_eq!(op.check(&r0, now, &no_target), OpProgress::Running(add.clone()));
     // Same heartbeat again: the same step again.
-    assert_eq!(op.check(&r0, now, &no_target), OpProgress::Running(add));
+    assert_eq!(op.check(&r0, now, &no_target), OpProgress::Running(add.clone()));
     // The learner shows but is pending: not done yet.
     let r1 = with_pending(region(2, &[(10, 1, V), (40, 4, L)], 1, (2, 1)), 40);
-    assert_eq!(op.check(&r1, now, &no_target), OpProgress::Running(add));
+    assert_eq!(op.check(&r1, now, &no_target), OpProgress::Running(add.clone()));
     // Caught up: promote.
     let r2 = region(2, &[(10, 1, V), (40, 4, L)], 1, (2, 1));
-    assert_eq!(op.check(&r2, now, &no_target), OpProgress::Running(promote));
+    assert_eq!(
+        op.check(&r2, now, &no_target),
+        OpProgress::Running(promote.clone())
+    );
     assert_eq!(op.current_step(), 1);
     let r3 = region(2, &[(10, 1, V), (40, 4, V)], 1, (3, 1));
     assert_eq!(op.check(&r3, now, &no_target), OpProgress::Finished);
@@ -112,7 +115,7 @@ fn removing_the_leader_transfers_leadership_first() {
     };
     assert_eq!(
         op.check(&led_by_3, now, &target(2)),
-        OpProgress::Running(transfer)
+        OpProgress::Running(transfer.clone())
     );
     assert_eq!(op.steps().len(), 2);
     assert!(op.kind().contains(OpKind::LEADER));

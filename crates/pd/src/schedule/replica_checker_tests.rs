@@ -269,8 +269,8 @@ fn check_view(r: &RegionInfo, view: &ScheduleView, cfg: CheckerConfig) -> Option
 }
 
 fn first_add(op: &Operator) -> u64 {
-    match op.steps()[0] {
-        OpStep::AddLearner { store_id, .. } => store_id,
+    match &op.steps()[0] {
+        OpStep::AddLearner { store_id, .. } => *store_id,
         other => panic!("not an add: {other}"),
     }
 }

@@ -151,6 +151,7 @@ pub fn apply_ops(v: &mut ScheduleView, ops: &[Operator]) {
                 OpStep::TransferLeader { to_store, .. } => {
                     r.leader = r.peer_on_store(to_store).copied();
                 }
+                OpStep::SplitRegion { .. } | OpStep::MergeRegion { .. } => {}
             }
             if step.is_conf_change() {
                 if let Some(e) = r.meta.region_epoch.as_mut() {
