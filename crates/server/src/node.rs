@@ -34,6 +34,8 @@ pub enum NodeError {
     Pd(#[from] pd_client::Error),
     #[error("io: {0}")]
     Io(#[from] std::io::Error),
+    #[error("store {0} was removed from the cluster (PD marks it Tombstone); it stops serving")]
+    Removed(u64),
     #[error("this data directory belongs to cluster {local}, but PD runs cluster {pd}")]
     ClusterMismatch { local: u64, pd: u64 },
     #[error("grpc server: {0}")]
@@ -348,6 +350,7 @@ pub async fn run(
         });
     }
     let pd_commands = tokio::spawn(crate::pd_worker::run_pd_commands(pd.clone(), router.clone()));
+    let (removed_tx, removed_rx) = tokio::sync::oneshot::channel::<()>();
 
     let worker = PdWorker {
         pd: pd.clone(),
@@ -359,6 +362,7 @@ pub async fn run(
         start_time: start_ts as u32,
         region_interval: rs.pd_heartbeat_tick_interval.0,
         store_interval: rs.pd_store_heartbeat_tick_interval.0,
+        removed: Some(removed_tx),
     };
     let pd_task = tokio::spawn(worker.run(events_rx));
 
@@ -405,12 +409,19 @@ pub async fn run(
     tracing::info!(addr = %addr, store_id = ident.store_id, version = VERSION, "atoll-kv serving");
     let grpc_task = tokio::spawn(grpc);
 
+    let mut removed = false;
     let fatal = tokio::select! {
         _ = shutdown => None,
         why = fatal_rx => why.ok(),
+        Ok(()) = removed_rx => {
+            removed = true;
+            None
+        }
     };
     if let Some(why) = &fatal {
         tracing::error!(error = %why, "raftstore stopped; the node stops serving");
+    } else if removed {
+        tracing::warn!(store_id = ident.store_id, "PD says this store was removed; shutting down");
     } else {
         tracing::info!("shutting down");
     }
@@ -436,6 +447,9 @@ pub async fn run(
     }
     kv.sync()?;
     tracing::info!("stopped");
+    if removed {
+        return Err(NodeError::Removed(ident.store_id));
+    }
     Ok(())
 }
 

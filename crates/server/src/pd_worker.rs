@@ -24,6 +24,8 @@ pub struct PdWorker {
     pub start_time: u32,
     pub region_interval: Duration,
     pub store_interval: Duration,
+    /// Told once PD answers that this store is removed (Tombstone): the node stops.
+    pub removed: Option<tokio::sync::oneshot::Sender<()>>,
 }
 
 fn now_secs() -> u64 {
@@ -35,7 +37,7 @@ fn now_secs() -> u64 {
 
 impl PdWorker {
     /// Runs until `events` closes (the store stopped).
-    pub async fn run(self, mut events: UnboundedReceiver<StoreEvent>) {
+    pub async fn run(mut self, mut events: UnboundedReceiver<StoreEvent>) {
         let mut region_tick = tokio::time::interval(self.region_interval);
         let mut store_tick = tokio::time::interval(self.store_interval);
         // Last reported written bytes/keys per region, to send deltas.
@@ -70,7 +72,13 @@ impl PdWorker {
                         }
                     }
                 }
-                _ = store_tick.tick() => self.store_heartbeat().await,
+                _ = store_tick.tick() => {
+                    if self.store_heartbeat().await {
+                        if let Some(tx) = self.removed.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                }
             }
         }
     }
@@ -117,7 +125,8 @@ impl PdWorker {
         }
     }
 
-    async fn store_heartbeat(&self) {
+    /// Sends a store heartbeat; returns whether PD says this store is removed (Tombstone).
+    async fn store_heartbeat(&self) -> bool {
         let (disk_total, disk_avail) = match (
             fs4::total_space(&self.data_dir),
             fs4::available_space(&self.data_dir),
@@ -151,8 +160,16 @@ impl PdWorker {
             start_time: self.start_time,
             ..Default::default()
         };
-        if let Err(e) = self.pd.store_heartbeat(stats).await {
-            tracing::warn!(error = %e, "store heartbeat failed");
+        match self.pd.store_heartbeat(stats).await {
+            Ok(_) => false,
+            Err(e) if e.pd_error_type() == Some(pdpb::ErrorType::StoreTombstone) => {
+                tracing::warn!(store_id = self.store_id, "PD says this store is a tombstone");
+                true
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "store heartbeat failed");
+                false
+            }
         }
     }
 }
