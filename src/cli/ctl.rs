@@ -9,6 +9,11 @@
 //! `atoll ctl operator list|show REGION|remove REGION|add add-peer|remove-peer|transfer-leader
 //! REGION STORE` lists, shows, cancels and creates operators through PD's
 //! `/pd/api/v1/operators` with pd-ctl's request bodies, printing PD's operator texts one a line.
+//!
+//! Schedulers, store removal, labels, weights and limits, hot regions, region splits and
+//! configuration changes are in [`elastic`].
+
+mod elastic;
 
 use std::fmt::Write as _;
 use std::process::ExitCode;
@@ -19,7 +24,7 @@ use clap::{Args, Subcommand};
 
 use crate::cli::http::{self, Endpoint};
 
-#[derive(Debug, Clone, PartialEq, Eq, Args)]
+#[derive(Debug, Clone, PartialEq, Args)]
 pub struct CtlArgs {
     /// PD endpoint, `HOST:PORT` or `http://HOST:PORT`.
     #[arg(long, global = true, env = "ATOLL_PD", default_value = "127.0.0.1:2379")]
@@ -31,7 +36,7 @@ pub struct CtlArgs {
     pub command: CtlCommand,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
+#[derive(Debug, Clone, PartialEq, Subcommand)]
 pub enum CtlCommand {
     /// All stores with their state and statistics.
     Stores,
@@ -65,6 +70,8 @@ pub enum CtlCommand {
         #[command(subcommand)]
         command: OperatorCommand,
     },
+    #[command(flatten)]
+    Elastic(elastic::ElasticCommand),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Subcommand)]
@@ -376,6 +383,7 @@ pub fn api_path(cmd: CtlCommand) -> String {
         CtlCommand::Cluster => "/pd/api/v1/cluster".to_string(),
         CtlCommand::Gc { .. } => "/pd/api/v1/gc/safepoint".to_string(),
         CtlCommand::Operator { command } => operator_request(command).1,
+        CtlCommand::Elastic(cmd) => elastic::request(&cmd).map(|r| r.path).unwrap_or_default(),
     }
 }
 
@@ -389,9 +397,21 @@ pub fn pretty(body: &[u8]) -> String {
 
 pub async fn run(args: CtlArgs) -> Result<ExitCode> {
     let endpoint = Endpoint::parse(&args.pd).context("--pd")?;
-    let path = api_path(args.command);
+    let path = api_path(args.command.clone());
     let timeout = Duration::from_secs(args.timeout);
-    let (method, response) = match args.command {
+    let (method, response) = match args.command.clone() {
+        CtlCommand::Elastic(cmd) => {
+            let req = elastic::request(&cmd).map_err(anyhow::Error::msg)?;
+            let response = match (req.method, req.body) {
+                ("POST", body) => {
+                    let body = body.unwrap_or_default();
+                    http::post_json(&endpoint, &path, body.as_bytes(), timeout).await
+                }
+                ("DELETE", _) => http::delete(&endpoint, &path, timeout).await,
+                _ => http::get(&endpoint, &path, timeout).await,
+            };
+            (req.method, response)
+        }
         CtlCommand::Gc {
             command: GcCommand::Advance(a),
         } => {
@@ -423,7 +443,7 @@ pub async fn run(args: CtlArgs) -> Result<ExitCode> {
             CtlCommand::Gc {
                 command: GcCommand::Advance(_),
             } => format_gc_advance(&response.body, now_ms())?,
-            CtlCommand::Operator { .. } => format_operator_answer(&response.body),
+            CtlCommand::Operator { .. } | CtlCommand::Elastic(_) => format_operator_answer(&response.body),
             _ => pretty(&response.body),
         };
         println!("{out}");
