@@ -318,6 +318,7 @@ async fn a_down_stores_replicas_are_rebuilt_on_a_fourth_node() {
         ClusterConfig {
             pd: "[schedule]\nmax-store-down-time = \"4s\"\n".into(),
             kv: FAST_HEARTBEATS.into(),
+            ..Default::default()
         },
     )
     .await;

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use common::{wait_until, Cluster, ClusterConfig};
-use tikv_client::{Key, TransactionClient};
+use tikv_client::TransactionClient;
 
 const SPLIT_CONFIG: &str = "[raftstore]
 pd-heartbeat-tick-interval = \"1s\"
@@ -35,13 +35,16 @@ async fn txn_scan(client: &TransactionClient, reverse: bool) -> Vec<(Vec<u8>, Ve
     let mut snap = client.snapshot(ts, tikv_client::TransactionOptions::new_optimistic());
     let range = "txn/".to_owned().into_bytes()..b"txn0".to_vec();
     let pairs: Vec<tikv_client::KvPair> = if reverse {
-        snap.scan_reverse(range, 100_000).await.expect("txn reverse scan").collect()
+        snap.scan_reverse(range, 100_000)
+            .await
+            .expect("txn reverse scan")
+            .collect()
     } else {
         snap.scan(range, 100_000).await.expect("txn scan").collect()
     };
     pairs
         .into_iter()
-        .map(|p| (Vec::from(Key::from(p.key().clone())), p.value().clone()))
+        .map(|p| (Vec::from(p.key().clone()), p.value().clone()))
         .collect()
 }
 
@@ -72,7 +75,9 @@ async fn tiny_thresholds_split_into_dozens_of_regions_and_lose_nothing() {
         if i % 3 == 0 {
             let mut t = txn.begin_optimistic().await.expect("begin");
             for j in i..i + 3 {
-                t.put(txn_key(j), format!("txn-value-{j}")).await.expect("txn put");
+                t.put(txn_key(j), format!("txn-value-{j}"))
+                    .await
+                    .expect("txn put");
             }
             t.commit().await.expect("commit");
             for j in i..i + 3 {
@@ -81,9 +86,11 @@ async fn tiny_thresholds_split_into_dozens_of_regions_and_lose_nothing() {
         }
     }
     // The splits found by the checker reach PD.
-    wait_until(Duration::from_secs(60), "PD lists at least 40 regions", || async {
-        cluster.pd_regions().await.len() >= 40
-    })
+    wait_until(
+        Duration::from_secs(60),
+        "PD lists at least 40 regions",
+        || async { cluster.pd_regions().await.len() >= 40 },
+    )
     .await;
 
     let want_raw: Vec<(Vec<u8>, Vec<u8>)> = raw_acked.into_iter().collect();
@@ -140,6 +147,9 @@ async fn tiny_thresholds_split_into_dozens_of_regions_and_lose_nothing() {
     }
     for r in &regions {
         assert_eq!(r["peers"].as_array().map(Vec::len), Some(3), "region {r}");
-        assert!(r["leader"]["id"].as_u64().unwrap_or(0) > 0, "region without leader: {r}");
+        assert!(
+            r["leader"]["id"].as_u64().unwrap_or(0) > 0,
+            "region without leader: {r}"
+        );
     }
 }

@@ -83,6 +83,11 @@ pub async fn http_post(addr: &str, path: &str, json: &str) -> io::Result<(u16, V
     http_exchange(addr, "POST", path, Some(json)).await
 }
 
+/// `DELETE http://{addr}{path}`: status code and body.
+pub async fn http_delete(addr: &str, path: &str) -> io::Result<(u16, Vec<u8>)> {
+    http_exchange(addr, "DELETE", path, None).await
+}
+
 async fn http_exchange(
     addr: &str,
     method: &str,

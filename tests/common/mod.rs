@@ -192,6 +192,10 @@ struct KvNode {
     port: u16,
     status_port: u16,
     child: Option<Child>,
+    /// `--labels` (empty: none).
+    labels: String,
+    /// Removed from the cluster on purpose: not expected up, nor running.
+    removed: bool,
 }
 
 /// One PD and `N` storage nodes, real processes on loopback.
@@ -215,6 +219,8 @@ pub struct Cluster {
 pub struct ClusterConfig {
     pub pd: String,
     pub kv: String,
+    /// `--labels` of node `i` (missing: none).
+    pub kv_labels: Vec<String>,
 }
 
 impl Cluster {
@@ -238,6 +244,8 @@ impl Cluster {
                 port: ports[2 + 2 * i],
                 status_port: ports[3 + 2 * i],
                 child: None,
+                labels: config.kv_labels.get(i).cloned().unwrap_or_default(),
+                removed: false,
             })
             .collect();
         let mut cluster = Cluster {
@@ -292,8 +300,12 @@ impl Cluster {
         format!("127.0.0.1:{}", self.kvs[i].status_port)
     }
 
+    /// Addresses of the nodes that should be up (not removed on purpose).
     fn kv_addrs(&self) -> Vec<String> {
-        (0..self.kvs.len()).map(|i| self.kv_addr(i)).collect()
+        (0..self.kvs.len())
+            .filter(|i| !self.kvs[*i].removed)
+            .map(|i| self.kv_addr(i))
+            .collect()
     }
 
     fn spawn(&self, program: &Path, name: &str, args: Vec<String>) -> Child {
@@ -345,7 +357,7 @@ impl Cluster {
         let config = self.root.join(format!("kv-{i}.toml"));
         let toml = format!("[gc]\npoll-interval = \"500ms\"\n{}", self.kv_config);
         std::fs::write(&config, toml).expect("kv config");
-        let args = vec![
+        let mut args = vec![
             "--config".into(),
             config.display().to_string(),
             "--addr".into(),
@@ -361,6 +373,10 @@ impl Cluster {
             "--log-file".into(),
             self.root.join(format!("kv-{i}.log")).display().to_string(),
         ];
+        if !self.kvs[i].labels.is_empty() {
+            args.push("--labels".into());
+            args.push(self.kvs[i].labels.clone());
+        }
         let child = self.spawn(&kv_binary(), &format!("kv-{i}"), args);
         self.kvs[i].child = Some(child);
     }
@@ -374,6 +390,9 @@ impl Cluster {
             }
         }
         for (i, kv) in self.kvs.iter_mut().enumerate() {
+            if kv.removed {
+                continue;
+            }
             if let Some(child) = kv.child.as_mut() {
                 if let Ok(Some(status)) = child.try_wait() {
                     dead.push(format!("kv-{i} exited: {status}"));
@@ -440,16 +459,48 @@ impl Cluster {
 
     /// Starts one more node (index `kv_count()` before the call) and waits until PD lists it.
     pub async fn add_kv(&mut self) -> usize {
+        self.add_kv_with_labels("").await
+    }
+
+    /// [`Cluster::add_kv`] with `--labels`.
+    pub async fn add_kv_with_labels(&mut self, labels: &str) -> usize {
         let ports = free_ports(2);
         self.kvs.push(KvNode {
             port: ports[0],
             status_port: ports[1],
             child: None,
+            labels: labels.to_owned(),
+            removed: false,
         });
         let i = self.kvs.len() - 1;
         self.spawn_kv(i);
         self.wait_ready().await;
         i
+    }
+
+    /// Marks node `i` as being removed from the cluster: it is no longer expected up, and its
+    /// process may exit (see [`Cluster::wait_kv_exit`]).
+    pub fn expect_removed(&mut self, i: usize) {
+        self.kvs[i].removed = true;
+    }
+
+    /// Waits until node `i`'s process exits by itself; returns its exit status.
+    pub async fn wait_kv_exit(&mut self, i: usize, timeout: Duration) -> std::process::ExitStatus {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let child = self.kvs[i]
+                .child
+                .as_mut()
+                .unwrap_or_else(|| panic!("kv-{i} is not running"));
+            if let Ok(Some(status)) = child.try_wait() {
+                self.kvs[i].child = None;
+                return status;
+            }
+            if Instant::now() >= deadline {
+                panic!("kv-{i} did not exit within {timeout:?}\n{}", self.log_tails());
+            }
+            tokio::time::sleep(POLL_INTERVAL).await;
+        }
     }
 
     /// SIGKILLs node `i` and reaps it.

@@ -421,7 +421,10 @@ pub async fn run(
     if let Some(why) = &fatal {
         tracing::error!(error = %why, "raftstore stopped; the node stops serving");
     } else if removed {
-        tracing::warn!(store_id = ident.store_id, "PD says this store was removed; shutting down");
+        tracing::warn!(
+            store_id = ident.store_id,
+            "PD says this store was removed; shutting down"
+        );
     } else {
         tracing::info!("shutting down");
     }

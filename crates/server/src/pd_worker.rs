@@ -141,12 +141,14 @@ impl PdWorker {
                 used += size;
             }
         }
-        let capacity = if self.capacity > 0 {
-            self.capacity
+        // A configured capacity is the operator's promise of room for this store (e.g. several
+        // stores sharing one disk, as in a playground): its available space is what is left of
+        // it. Otherwise the store has the disk, and what the disk has left is available.
+        let (capacity, available) = if self.capacity > 0 {
+            (self.capacity, self.capacity.saturating_sub(used))
         } else {
-            disk_total
+            (disk_total, disk_avail.min(disk_total.saturating_sub(used)))
         };
-        let available = disk_avail.min(capacity.saturating_sub(used));
         STORE_SIZE.with_label_values(&["capacity"]).set(capacity as i64);
         STORE_SIZE.with_label_values(&["available"]).set(available as i64);
         STORE_SIZE.with_label_values(&["used"]).set(used as i64);
