@@ -207,6 +207,11 @@ pub fn pd_args(pd: &PdLayout) -> Vec<OsString> {
     ]
 }
 
+/// The capacity each playground node reports: its nodes share one disk, whose free space says
+/// nothing about one node, so each is given a capacity of its own and PD's region scores weigh
+/// the nodes' data (see README, "Adding and removing a node").
+pub const KV_CAPACITY: &str = "100GiB";
+
 /// The arguments of the `atoll-kv` laid out as `kv`.
 pub fn kv_args(kv: &KvLayout, pd_endpoint: &str) -> Vec<OsString> {
     vec![
@@ -224,6 +229,8 @@ pub fn kv_args(kv: &KvLayout, pd_endpoint: &str) -> Vec<OsString> {
         path_arg(&kv.log_file),
         os("--labels"),
         os(&kv.labels),
+        os("--capacity"),
+        os(KV_CAPACITY),
     ]
 }
 
@@ -396,6 +403,8 @@ mod tests {
                 "./data/playground/kv-2.log",
                 "--labels",
                 "zone=z2,host=h2",
+                "--capacity",
+                "100GiB",
             ]
         );
     }

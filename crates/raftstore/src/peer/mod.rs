@@ -242,9 +242,17 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     }
 
     fn not_leader(&self) -> Error {
+        // A leader handing leadership over takes no proposals but is still the leader it knows:
+        // no hint then, so that clients back off and ask PD rather than retry here at once
+        // (tikv-client spends its whole retry budget in a few milliseconds on such a hint).
+        let leader = if self.is_leader() && self.raw.raft.lead_transferee.is_some() {
+            None
+        } else {
+            self.leader_peer()
+        };
         Error::NotLeader {
             region_id: self.region_id(),
-            leader: self.leader_peer(),
+            leader,
         }
     }
 
