@@ -134,3 +134,78 @@ async fn heartbeat_stream_receives_the_make_up_steps() {
     assert_eq!(r.meta.peers.len(), 2);
     server.stop().await.unwrap();
 }
+
+#[tokio::test]
+async fn scatter_region_moves_a_region_off_the_stores_its_group_already_used() {
+    let (server, mut c, cid) = start(MemEngine::new()).await;
+    let region = must_bootstrap_at(&mut c, cid, "127.0.0.1:20160").await;
+    let leader = region.peers[0];
+    let store2 = alloc(&mut c, cid).await;
+    put_store(&mut c, cid, store2, "127.0.0.1:20161").await;
+    // One replica wanted, so that the replica checker leaves the region alone.
+    server
+        .context()
+        .options
+        .update(&[(
+            crate::options::Section::Replication,
+            serde_json::json!({"max-replicas": 1})
+                .as_object()
+                .cloned()
+                .unwrap_or_default(),
+        )])
+        .unwrap();
+    let (tx, rx) = mpsc::channel(8);
+    let mut responses = c
+        .region_heartbeat(ReceiverStream::new(rx))
+        .await
+        .unwrap()
+        .into_inner();
+    tx.send(heartbeat(cid, &region, leader)).await.unwrap();
+    let scatter = |c: &mut PdClient<Channel>| {
+        let mut c = c.clone();
+        async move {
+            c.scatter_region(pdpb::ScatterRegionRequest {
+                header: header(cid),
+                regions_id: vec![region.id],
+                group: "t".into(),
+                ..Default::default()
+            })
+            .await
+            .unwrap()
+            .into_inner()
+        }
+    };
+    // Wait until PD has the region, then scatter: the first placement keeps it where it is.
+    let mut first = scatter(&mut c).await;
+    for _ in 0..50 {
+        if first.finished_percentage == 100 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        first = scatter(&mut c).await;
+    }
+    assert_eq!(first.finished_percentage, 100);
+    // The group already has a peer on store 1: the second scatter moves the region to store 2.
+    let second = scatter(&mut c).await;
+    assert_eq!(second.finished_percentage, 100);
+    let resp = next_step(&mut responses, None).await;
+    let cp = resp.change_peer.expect("a membership step");
+    assert_eq!(cp.change_type, eraftpb::ConfChangeType::AddLearnerNode as i32);
+    assert_eq!(cp.peer.map(|p| p.store_id), Some(store2));
+
+    // SplitRegions: a key that already starts a region is done at once; no keys, nothing done.
+    let split = c
+        .split_regions(pdpb::SplitRegionsRequest {
+            header: header(cid),
+            split_keys: vec![region.start_key.clone()],
+            retry_limit: 0,
+        })
+        .await
+        .unwrap()
+        .into_inner();
+    assert_eq!(
+        (split.finished_percentage, split.regions_id),
+        (100, vec![region.id])
+    );
+    drop(tx);
+}

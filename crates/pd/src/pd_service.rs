@@ -22,6 +22,9 @@ pub struct PdService {
 }
 
 /// `a.b.c` → comparable numbers (missing parts are 0, junk stops the parse).
+/// How long `SplitRegions` waits for the regions to show their splits.
+const SPLIT_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
 fn parse_version(v: &str) -> Vec<u64> {
     v.trim_start_matches('v')
         .split(['.', '-', '+'])
@@ -540,6 +543,56 @@ impl Pd for PdService {
             desc: view.operator.desc().as_bytes().to_vec(),
             status: view.status as i32,
             kind: view.operator.kind().to_string().into_bytes(),
+        }))
+    }
+
+    async fn scatter_region(
+        &self,
+        request: Request<pdpb::ScatterRegionRequest>,
+    ) -> Result<Response<pdpb::ScatterRegionResponse>, Status> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        #[allow(deprecated)]
+        let mut ids = req.regions_id.clone();
+        if ids.is_empty() {
+            #[allow(deprecated)]
+            let single = req.region.as_ref().map_or(req.region_id, |r| r.id);
+            ids.push(single);
+        }
+        let finished_percentage = crate::schedule::scatter::scatter_regions(&self.ctx, &ids, &req.group);
+        Ok(Response::new(pdpb::ScatterRegionResponse {
+            header: self.ok(),
+            finished_percentage,
+        }))
+    }
+
+    async fn split_regions(
+        &self,
+        request: Request<pdpb::SplitRegionsRequest>,
+    ) -> Result<Response<pdpb::SplitRegionsResponse>, Status> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let out = crate::schedule::splitter::split_regions(&self.ctx, req.split_keys, SPLIT_WAIT).await;
+        Ok(Response::new(pdpb::SplitRegionsResponse {
+            header: self.ok(),
+            finished_percentage: out.processed_percentage,
+            regions_id: out.region_ids,
+        }))
+    }
+
+    async fn split_and_scatter_regions(
+        &self,
+        request: Request<pdpb::SplitAndScatterRegionsRequest>,
+    ) -> Result<Response<pdpb::SplitAndScatterRegionsResponse>, Status> {
+        let req = request.into_inner();
+        self.check(req.header.as_ref())?;
+        let out = crate::schedule::splitter::split_regions(&self.ctx, req.split_keys, SPLIT_WAIT).await;
+        let scatter = crate::schedule::scatter::scatter_regions(&self.ctx, &out.region_ids, &req.group);
+        Ok(Response::new(pdpb::SplitAndScatterRegionsResponse {
+            header: self.ok(),
+            split_finished_percentage: out.processed_percentage,
+            scatter_finished_percentage: scatter,
+            regions_id: out.region_ids,
         }))
     }
 

@@ -232,6 +232,9 @@ unimplemented {
     update_service_gc_safe_point(UpdateServiceGcSafePointRequest) -> UpdateServiceGcSafePointResponse;
     get_operator(GetOperatorRequest) -> GetOperatorResponse;
     get_min_ts(GetMinTsRequest) -> GetMinTsResponse;
+    scatter_region(ScatterRegionRequest) -> ScatterRegionResponse;
+    split_regions(SplitRegionsRequest) -> SplitRegionsResponse;
+    split_and_scatter_regions(SplitAndScatterRegionsRequest) -> SplitAndScatterRegionsResponse;
 }
 }
 

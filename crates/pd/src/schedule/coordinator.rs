@@ -50,6 +50,8 @@ pub struct Coordinator {
     pub schedulers: Schedulers,
     /// What the hot-region scheduler knows of recent region load.
     pub hot: HotCache,
+    /// Peers and leaders placed by `ScatterRegion`, per group.
+    pub scatterer: super::scatter::Scatterer,
     counts: Mutex<Option<(Instant, HashMap<u64, usize>)>>,
     /// Each region's version and when PD first saw it (its split, merge or first sighting).
     versions: Mutex<HashMap<u64, (u64, Instant)>>,
@@ -62,6 +64,7 @@ impl Coordinator {
             store_limiter: StoreLimiter::new(),
             schedulers: Schedulers::load(storage)?,
             hot: HotCache::new(),
+            scatterer: super::scatter::Scatterer::default(),
             counts: Mutex::new(None),
             versions: Mutex::new(HashMap::new()),
         })

@@ -30,6 +30,7 @@ pub mod operator;
 pub mod placement;
 pub mod replica_checker;
 pub mod runner;
+pub mod scatter;
 pub mod schedulers;
 pub mod score;
 pub mod splitter;
