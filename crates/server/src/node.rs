@@ -352,8 +352,11 @@ pub async fn run(
     let pd_commands = tokio::spawn(crate::pd_worker::run_pd_commands(pd.clone(), router.clone()));
     let (removed_tx, removed_rx) = tokio::sync::oneshot::channel::<()>();
 
+    // Keys and bytes read per region: counted by the kv service, reported by the PD worker.
+    let read_stats = storage::ReadStats::new();
     let worker = PdWorker {
         pd: pd.clone(),
+        read_stats: read_stats.clone(),
         router: router.clone(),
         kv: kv.clone(),
         store_id: ident.store_id,
@@ -376,7 +379,12 @@ pub async fn run(
         stop_signal(stop_rx.clone()),
     ));
     let raftkv = RaftKv::new(router.clone(), ident.store_id, kv.clone());
-    let kv_service = KvService::new(raftkv, cm, std::sync::Arc::new(crate::tso::PdTso(pd.clone())));
+    let kv_service = KvService::new(
+        raftkv,
+        cm,
+        std::sync::Arc::new(crate::tso::PdTso(pd.clone())),
+        read_stats,
+    );
     let gc_task = tokio::spawn(
         crate::gc_worker::GcWorker {
             pd: pd.clone(),

@@ -17,6 +17,8 @@ pub struct PdWorker {
     pub pd: pd_client::PdClient,
     pub router: Router<RocksSnapshot>,
     pub kv: RocksEngine,
+    /// Keys and bytes the kv service's reads returned per region, taken at each heartbeat.
+    pub read_stats: storage::ReadStats,
     pub store_id: u64,
     pub data_dir: PathBuf,
     /// Configured capacity; 0 = the disk's size.
@@ -45,7 +47,10 @@ impl PdWorker {
         loop {
             tokio::select! {
                 ev = events.recv() => match ev {
-                    Some(StoreEvent::LeaderChanged(info)) => self.region_heartbeat(&info, &mut last),
+                    Some(StoreEvent::LeaderChanged(info)) => {
+                        let flow = self.read_stats.take(info.region.id);
+                        self.region_heartbeat(&info, flow, &mut last)
+                    }
                     Some(StoreEvent::AskSplit { region, split_keys }) => {
                         let (pd, router) = (self.pd.clone(), self.router.clone());
                         tokio::spawn(async move {
@@ -67,8 +72,13 @@ impl PdWorker {
                 },
                 _ = region_tick.tick() => {
                     if let Ok(infos) = self.router.region_infos().await {
+                        // Reads of regions this node does not lead (follower reads) are
+                        // dropped here: only leaders heartbeat, and a leader reports what it
+                        // served itself.
+                        let mut reads = self.read_stats.take_all();
                         for info in infos.iter().filter(|i| i.is_leader) {
-                            self.region_heartbeat(info, &mut last);
+                            let flow = reads.remove(&info.region.id).unwrap_or_default();
+                            self.region_heartbeat(info, flow, &mut last);
                         }
                     }
                 }
@@ -83,7 +93,13 @@ impl PdWorker {
         }
     }
 
-    fn region_heartbeat(&self, info: &RegionInfo, last: &mut HashMap<u64, (u64, u64, u64)>) {
+    /// `reads`: what this node's reads returned from the region since its last heartbeat.
+    fn region_heartbeat(
+        &self,
+        info: &RegionInfo,
+        reads: storage::ReadFlow,
+        last: &mut HashMap<u64, (u64, u64, u64)>,
+    ) {
         let now = now_secs();
         let (prev_bytes, prev_keys, prev_ts) = last
             .insert(info.region.id, (info.written_bytes, info.written_keys, now))
@@ -102,6 +118,8 @@ impl PdWorker {
             leader: info.leader,
             bytes_written: info.written_bytes.saturating_sub(prev_bytes),
             keys_written: info.written_keys.saturating_sub(prev_keys),
+            bytes_read: reads.bytes,
+            keys_read: reads.keys,
             interval: Some(pdpb::TimeInterval {
                 start_timestamp: prev_ts,
                 end_timestamp: now,

@@ -20,6 +20,7 @@ mod latches;
 pub mod metrics;
 pub mod mvcc;
 pub mod raw;
+pub mod read_stats;
 #[cfg(test)]
 mod test_engine;
 pub mod txn;
@@ -28,3 +29,4 @@ pub use concurrency_manager::{ConcurrencyManager, MemLockGuard};
 
 pub use errors::{Error, Result};
 pub use latches::Latches;
+pub use read_stats::{ReadFlow, ReadStats};

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use storage::raw::RawStorage;
 
 use storage::txn::{TsSource, TxnStorage};
-use storage::ConcurrencyManager;
+use storage::{ConcurrencyManager, ReadStats};
 use tonic::{Request, Response, Status};
 
 use crate::errors::split_storage_error;
@@ -28,10 +28,17 @@ pub struct KvService {
 }
 
 impl KvService {
-    pub fn new(engine: RaftKv, cm: ConcurrencyManager, ts_source: Arc<dyn TsSource>) -> KvService {
+    /// `read_stats` receives the keys and bytes every raw and transactional read returns,
+    /// per region (for the PD worker's region heartbeats).
+    pub fn new(
+        engine: RaftKv,
+        cm: ConcurrencyManager,
+        ts_source: Arc<dyn TsSource>,
+        read_stats: ReadStats,
+    ) -> KvService {
         KvService {
-            raw: RawStorage::new(engine.clone()),
-            txn: TxnStorage::new(engine, cm, ts_source),
+            raw: RawStorage::new(engine.clone()).with_read_stats(read_stats.clone()),
+            txn: TxnStorage::new(engine, cm, ts_source).with_read_stats(read_stats),
         }
     }
 

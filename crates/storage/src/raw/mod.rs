@@ -18,6 +18,7 @@ use crate::api_keys::{self, check_in_region, is_v2, KeyMode};
 use crate::kv::{Engine, RegionSnapshot};
 use crate::latches::Latches;
 use crate::metrics::COMMAND_DURATION;
+use crate::read_stats::{ReadFlow, ReadStats};
 use crate::{Error, Result};
 
 pub use checksum::Crc64;
@@ -94,6 +95,11 @@ pub type KvPair = (Vec<u8>, Vec<u8>);
 pub struct RawStorage<E: Engine> {
     engine: E,
     latches: Latches,
+    read_stats: ReadStats,
+}
+
+fn flow_of(pairs: &[KvPair]) -> ReadFlow {
+    ReadFlow::of_pairs(pairs.iter().map(|(k, v)| (k.as_slice(), v.as_slice())))
 }
 
 impl<E: Engine> RawStorage<E> {
@@ -101,7 +107,18 @@ impl<E: Engine> RawStorage<E> {
         RawStorage {
             engine,
             latches: Latches::new(4096),
+            read_stats: ReadStats::new(),
         }
+    }
+
+    /// Counts the keys and bytes every read returns, per region, into `stats`.
+    pub fn with_read_stats(mut self, stats: ReadStats) -> RawStorage<E> {
+        self.read_stats = stats;
+        self
+    }
+
+    pub fn read_stats(&self) -> &ReadStats {
+        &self.read_stats
     }
 
     async fn snapshot(&self, ctx: &kvrpcpb::Context) -> Result<RegionSnapshot<E::Snap>> {
@@ -142,7 +159,12 @@ impl<E: Engine> RawStorage<E> {
         let cf = raw_cf(ctx, cf)?;
         let rkey = api_keys::stored_key(ctx, KeyMode::Raw, key)?;
         let snap = self.snapshot(ctx).await?;
-        Ok(Self::read_value(&snap, cf, &rkey, now_secs())?.map(|v| v.value))
+        let value = Self::read_value(&snap, cf, &rkey, now_secs())?.map(|v| v.value);
+        if let Some(v) = &value {
+            self.read_stats
+                .record(snap.region.id, ReadFlow::of_pairs([(key, v.as_slice())]));
+        }
+        Ok(value)
     }
 
     /// Pairs of the keys that exist, in request order.
@@ -160,6 +182,7 @@ impl<E: Engine> RawStorage<E> {
                 out.push((key.clone(), v.value));
             }
         }
+        self.read_stats.record(snap.region.id, flow_of(&out));
         Ok(out)
     }
 
@@ -332,7 +355,9 @@ impl<E: Engine> RawStorage<E> {
         let cf = raw_cf(ctx, cf)?;
         check_scan_limit(limit)?;
         let snap = self.snapshot(ctx).await?;
-        self.scan_snapshot(ctx, &snap, cf, start, end, limit, key_only, reverse)
+        let out = self.scan_snapshot(ctx, &snap, cf, start, end, limit, key_only, reverse)?;
+        self.read_stats.record(snap.region.id, flow_of(&out));
+        Ok(out)
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -403,6 +428,7 @@ impl<E: Engine> RawStorage<E> {
                 reverse,
             )?);
         }
+        self.read_stats.record(snap.region.id, flow_of(&out));
         Ok(out)
     }
 

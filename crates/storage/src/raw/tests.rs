@@ -356,3 +356,43 @@ async fn limits_and_checksum() {
     };
     assert!(matches!(s.get(&other, "", b"a").await, Err(Error::Region(_))));
 }
+
+#[tokio::test]
+async fn reads_count_returned_keys_and_bytes_per_region() {
+    let stats = crate::ReadStats::new();
+    let s = storage(b"", b"").with_read_stats(stats.clone());
+    let ctx = v1();
+    for (k, v) in [(b"a", b"11"), (b"b", b"22"), (b"c", b"33")] {
+        s.put(&ctx, "", k.to_vec(), v.to_vec(), 0, false)
+            .await
+            .expect("put");
+    }
+    assert!(stats.take_all().is_empty(), "writes are not reads");
+    s.get(&ctx, "", b"a").await.expect("get");
+    s.get(&ctx, "", b"zz").await.expect("get of a missing key");
+    assert_eq!(stats.take(1), ReadFlow { keys: 1, bytes: 3 });
+    s.batch_get(&ctx, "", &[b"a".to_vec(), b"x".to_vec(), b"c".to_vec()])
+        .await
+        .expect("batch get");
+    assert_eq!(stats.take(1), ReadFlow { keys: 2, bytes: 6 });
+    s.scan(&ctx, "", b"", b"", 10, false, false).await.expect("scan");
+    s.scan(&ctx, "", b"z", b"b", 10, true, true)
+        .await
+        .expect("reverse key-only scan");
+    // 3 pairs of 3 bytes, then b and c as keys only.
+    assert_eq!(stats.take(1), ReadFlow { keys: 5, bytes: 11 });
+    let ranges = [
+        kvrpcpb::KeyRange {
+            start_key: b"a".to_vec(),
+            end_key: b"b".to_vec(),
+        },
+        kvrpcpb::KeyRange {
+            start_key: b"c".to_vec(),
+            end_key: vec![],
+        },
+    ];
+    s.batch_scan(&ctx, "", &ranges, 10, false, false)
+        .await
+        .expect("batch scan");
+    assert_eq!(stats.take_all()[&1], ReadFlow { keys: 2, bytes: 6 });
+}

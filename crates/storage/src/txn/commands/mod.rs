@@ -25,6 +25,7 @@ use crate::kv::{Engine, RegionSnapshot};
 use crate::latches::Latches;
 use crate::metrics::COMMAND_DURATION;
 use crate::mvcc::{MvccReader, MvccTxn};
+use crate::read_stats::ReadStats;
 use crate::Result;
 
 pub use pessimistic::PessimisticLockRequest;
@@ -46,6 +47,7 @@ pub struct TxnStorage<E: Engine> {
     cm: ConcurrencyManager,
     lock_waits: LockWaits,
     ts_source: Arc<dyn TsSource>,
+    read_stats: ReadStats,
 }
 
 impl<E: Engine> TxnStorage<E> {
@@ -59,7 +61,19 @@ impl<E: Engine> TxnStorage<E> {
             cm,
             lock_waits: LockWaits::new(),
             ts_source,
+            read_stats: ReadStats::new(),
         }
+    }
+
+    /// Counts the keys and bytes every snapshot read (KvGet, KvBatchGet, KvScan) returns, per
+    /// region, into `stats`.
+    pub fn with_read_stats(mut self, stats: ReadStats) -> TxnStorage<E> {
+        self.read_stats = stats;
+        self
+    }
+
+    pub fn read_stats(&self) -> &ReadStats {
+        &self.read_stats
     }
 
     pub fn concurrency_manager(&self) -> &ConcurrencyManager {

@@ -7,10 +7,20 @@ use super::{check_keys_in_region, stored_keys, TxnStorage};
 use crate::api_keys::{self, KeyMode};
 use crate::kv::Engine;
 use crate::mvcc::{self, check_lock_for_read, lock_info, MvccReader, ReadOptions};
+use crate::read_stats::ReadFlow;
 use crate::{Error, Result};
 
 /// One key of a read result: its value, or the key error (a lock) that hides it.
 pub type KvItem = (Vec<u8>, Result<Vec<u8>>);
+
+/// The flow of the items that carry a value (a locked key returns none).
+fn flow_of(items: &[KvItem]) -> ReadFlow {
+    ReadFlow::of_pairs(
+        items
+            .iter()
+            .filter_map(|(k, v)| v.as_ref().ok().map(|v| (k.as_slice(), v.as_slice()))),
+    )
+}
 
 fn read_options(ctx: &kvrpcpb::Context, version: u64) -> ReadOptions {
     ReadOptions {
@@ -40,7 +50,12 @@ impl<E: Engine> TxnStorage<E> {
         self.check_memory_lock(&stored, &opts)?;
         let snap = self.snapshot(ctx).await?;
         api_keys::check_in_region(&snap.region, &stored)?;
-        mvcc::point_get(&snap.snapshot, &stored, &opts)
+        let value = mvcc::point_get(&snap.snapshot, &stored, &opts)?;
+        if let Some(v) = &value {
+            self.read_stats
+                .record(snap.region.id, ReadFlow::of_pairs([(key, v.as_slice())]));
+        }
+        Ok(value)
     }
 
     /// KvBatchGet: pairs of the keys that exist, or carry a lock error, in request order.
@@ -72,6 +87,7 @@ impl<E: Engine> TxnStorage<E> {
             };
             out.push((key.clone(), item));
         }
+        self.read_stats.record(snap.region.id, flow_of(&out));
         Ok(out)
     }
 
@@ -129,10 +145,12 @@ impl<E: Engine> TxnStorage<E> {
             reverse,
             &opts,
         )?;
-        items
+        let out = items
             .into_iter()
             .map(|(k, v)| Ok((api_keys::user_key(ctx, KeyMode::Txn, &k)?, v)))
-            .collect()
+            .collect::<Result<Vec<KvItem>>>()?;
+        self.read_stats.record(snap.region.id, flow_of(&out));
+        Ok(out)
     }
 
     /// KvScanLock: locks with start ts <= `max_version` in `[start, end)` of the region.

@@ -371,3 +371,33 @@ async fn memory_locks_of_in_flight_async_prewrites_block_reads() {
     drop(guard);
     assert_eq!(s.get(&ctx(), b"m", 10).await.unwrap(), Some(b"old".to_vec()));
 }
+
+#[tokio::test]
+async fn snapshot_reads_count_returned_keys_and_bytes() {
+    let stats = crate::ReadStats::new();
+    let s = storage().with_read_stats(stats.clone());
+    must_commit_txn(&s, &[(b"k1", b"v1"), (b"k2", b"value2")], 10, 11).await;
+    assert!(stats.take_all().is_empty(), "writes are not reads");
+    s.get(&ctx(), b"k1", 20).await.unwrap();
+    s.get(&ctx(), b"k1", 5).await.unwrap(); // before the commit: nothing returned
+    assert_eq!(stats.take(1), crate::ReadFlow { keys: 1, bytes: 4 });
+    s.batch_get(&ctx(), &[b"k1".to_vec(), b"k2".to_vec(), b"k3".to_vec()], 20)
+        .await
+        .unwrap();
+    assert_eq!(stats.take(1), crate::ReadFlow { keys: 2, bytes: 12 });
+    s.scan(&ctx(), b"", b"", 10, 20, false, false).await.unwrap();
+    s.scan(&ctx(), b"", b"", 10, 20, true, false).await.unwrap();
+    assert_eq!(stats.take(1), crate::ReadFlow { keys: 4, bytes: 16 });
+    // A key hidden by a lock returns no value and is not counted.
+    let r = s
+        .prewrite(&ctx(), prewrite_req(vec![put(b"k1", b"new")], b"k1", 30))
+        .await
+        .unwrap();
+    assert!(r.errors.is_empty(), "{:?}", r.errors);
+    let items = s
+        .batch_get(&ctx(), &[b"k1".to_vec(), b"k2".to_vec()], 40)
+        .await
+        .unwrap();
+    assert!(items[0].1.is_err());
+    assert_eq!(stats.take(1), crate::ReadFlow { keys: 1, bytes: 8 });
+}
