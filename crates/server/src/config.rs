@@ -271,6 +271,34 @@ impl Default for GcSection {
     }
 }
 
+/// `[split]`: load-based split (TiKV's names and defaults; see `load_split`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, rename_all = "kebab-case")]
+pub struct SplitSection {
+    /// Read requests per second above which a region is hot (0: never by requests).
+    pub qps_threshold: u64,
+    /// Bytes read per second above which a region is hot (0: never by bytes).
+    pub byte_threshold: ReadableSize,
+    /// One-second windows in a row a region must be hot before it is split.
+    pub detect_times: u64,
+    /// Largest `|left - right| / (left + right)` of sampled requests a split key may leave.
+    pub split_balance_score: f64,
+    /// Largest share of sampled requests a split key may cut in two.
+    pub split_contained_score: f64,
+}
+
+impl Default for SplitSection {
+    fn default() -> Self {
+        SplitSection {
+            qps_threshold: 3000,
+            byte_threshold: ReadableSize(30 << 20),
+            detect_times: 10,
+            split_balance_score: 0.25,
+            split_contained_score: 0.5,
+        }
+    }
+}
+
 /// The whole node configuration.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(default, rename_all = "kebab-case")]
@@ -281,6 +309,7 @@ pub struct Config {
     pub raftstore: RaftstoreSection,
     pub coprocessor: CoprocessorSection,
     pub gc: GcSection,
+    pub split: SplitSection,
     pub log: LogSection,
 }
 
@@ -403,6 +432,25 @@ mod tests {
             (7, 10, 3)
         );
         assert_eq!((s.check_diff, s.check_interval), (1, Duration::from_secs(1)));
+    }
+
+    #[test]
+    fn split_section_follows_tikv() {
+        let (cfg, _) = Config::from_toml("").expect("parse");
+        assert_eq!(cfg.split.qps_threshold, 3000);
+        assert_eq!(cfg.split.byte_threshold, ReadableSize(30 << 20));
+        assert_eq!(cfg.split.detect_times, 10);
+        let text = "[split]\nqps-threshold = 50\nbyte-threshold = \"1MB\"\ndetect-times = 2\n";
+        let (cfg, unknown) = Config::from_toml(text).expect("parse");
+        assert!(unknown.is_empty(), "{unknown:?}");
+        assert_eq!(
+            (
+                cfg.split.qps_threshold,
+                cfg.split.byte_threshold,
+                cfg.split.detect_times
+            ),
+            (50, ReadableSize(1 << 20), 2)
+        );
     }
 
     #[test]

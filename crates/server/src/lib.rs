@@ -8,6 +8,7 @@
 pub mod config;
 pub mod errors;
 mod gc_worker;
+mod load_split;
 pub mod metrics;
 pub mod node;
 mod pd_worker;

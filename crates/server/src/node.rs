@@ -368,6 +368,11 @@ pub async fn run(
         removed: Some(removed_tx),
     };
     let pd_task = tokio::spawn(worker.run(events_rx));
+    let load_split_task = tokio::spawn(crate::load_split::run(
+        config.split.clone(),
+        read_stats.clone(),
+        router.clone(),
+    ));
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let stop_signal = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
@@ -453,6 +458,7 @@ pub async fn run(
     pd_task.abort();
     pd_commands.abort();
     gc_task.abort();
+    load_split_task.abort();
     if let Some(why) = fatal {
         return Err(NodeError::Raftstore(raftstore::Error::Engine(why)));
     }

@@ -1,11 +1,15 @@
-//! Read flow per region: how many keys and bytes this node's reads returned for each region
-//! since the last time someone took the counts (the PD worker, for the `keys_read` /
-//! `bytes_read` of region heartbeats, which PD's hot-read statistics use).
+//! Read load per region, counted on the node that served each read (leader or follower):
+//!
+//! * the keys and bytes reads returned since the PD worker last took them (the `keys_read` /
+//!   `bytes_read` of region heartbeats, which PD's hot-read statistics use);
+//! * a load window (requests, bytes, and a reservoir of [`SAMPLES`] sampled request key
+//!   ranges) since the load-split controller last took it, every second.
 //!
 //! Counting is per request, not per key: a read sums what it returns and records the sum once
-//! (one short lock of one of [`SHARDS`] maps, chosen by region id). Bytes are key plus value of
-//! every pair returned (key only for key-only scans); keys not found or hidden by a lock are
-//! not counted. A read is counted on the node that served it, leader or follower.
+//! (one short lock of one of [`SHARDS`] maps, chosen by region id; a key is copied only when
+//! the reservoir keeps it). Bytes are key plus value of every pair returned (key only for
+//! key-only scans); keys not found or hidden by a lock are not counted in the flow, but the
+//! request counts in the load window.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -14,6 +18,8 @@ use parking_lot::Mutex;
 
 /// Number of independently locked maps.
 pub const SHARDS: usize = 16;
+/// Request key ranges sampled per region and window (TiKV's `sample-num`).
+pub const SAMPLES: usize = 20;
 
 /// Keys and bytes read from one region.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -37,12 +43,61 @@ impl ReadFlow {
         self.keys = self.keys.saturating_add(other.keys);
         self.bytes = self.bytes.saturating_add(other.bytes);
     }
+
+    fn is_empty(&self) -> bool {
+        *self == ReadFlow::default()
+    }
+}
+
+/// The stored keys one read request covered, `start..=last` (`start == last`: one key).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct KeySample {
+    pub start: Vec<u8>,
+    pub last: Vec<u8>,
+}
+
+/// A region's read load over one window.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct LoadWindow {
+    pub requests: u64,
+    pub bytes: u64,
+    /// Up to [`SAMPLES`] request key ranges, each request equally likely to be kept.
+    pub samples: Vec<KeySample>,
+}
+
+impl LoadWindow {
+    fn is_empty(&self) -> bool {
+        self.requests == 0
+    }
+}
+
+#[derive(Default)]
+struct RegionReads {
+    flow: ReadFlow,
+    load: LoadWindow,
+}
+
+struct Shard {
+    regions: HashMap<u64, RegionReads>,
+    /// xorshift64 state for reservoir sampling.
+    rng: u64,
+}
+
+impl Shard {
+    fn next_random(&mut self) -> u64 {
+        let mut x = self.rng;
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        self.rng = x;
+        x
+    }
 }
 
 /// Shared per-region read counters; clones share the counts.
 #[derive(Clone)]
 pub struct ReadStats {
-    shards: Arc<[Mutex<HashMap<u64, ReadFlow>>]>,
+    shards: Arc<[Mutex<Shard>]>,
 }
 
 impl Default for ReadStats {
@@ -54,39 +109,109 @@ impl Default for ReadStats {
 impl ReadStats {
     pub fn new() -> ReadStats {
         ReadStats {
-            shards: (0..SHARDS).map(|_| Mutex::new(HashMap::new())).collect(),
+            shards: (0..SHARDS as u64)
+                .map(|i| {
+                    Mutex::new(Shard {
+                        regions: HashMap::new(),
+                        rng: 0x9E37_79B9_7F4A_7C15 ^ (i + 1),
+                    })
+                })
+                .collect(),
         }
     }
 
-    fn shard(&self, region_id: u64) -> &Mutex<HashMap<u64, ReadFlow>> {
+    fn shard(&self, region_id: u64) -> &Mutex<Shard> {
         &self.shards[(region_id % SHARDS as u64) as usize]
     }
 
-    /// Adds one request's flow to `region_id` (nothing for an empty flow).
+    /// Adds one request's returned flow to `region_id`, without a key sample.
     pub fn record(&self, region_id: u64, flow: ReadFlow) {
-        if flow == ReadFlow::default() {
+        if flow.is_empty() {
             return;
         }
         self.shard(region_id)
             .lock()
+            .regions
             .entry(region_id)
             .or_default()
+            .flow
             .add(flow);
+    }
+
+    /// Records one read request of `region_id`: what it returned, and the stored keys it
+    /// covered, `start..=last` in either order, for load split.
+    pub fn record_request(&self, region_id: u64, flow: ReadFlow, start: &[u8], last: &[u8]) {
+        let mut shard = self.shard(region_id).lock();
+        let random = shard.next_random();
+        let reads = shard.regions.entry(region_id).or_default();
+        reads.flow.add(flow);
+        let load = &mut reads.load;
+        load.requests += 1;
+        load.bytes = load.bytes.saturating_add(flow.bytes);
+        // Reservoir sampling: the n-th request replaces a kept one with probability SAMPLES/n.
+        let slot = if load.samples.len() < SAMPLES {
+            Some(load.samples.len())
+        } else {
+            let j = (random % load.requests) as usize;
+            (j < SAMPLES).then_some(j)
+        };
+        if let Some(slot) = slot {
+            let (start, last) = if start <= last {
+                (start, last)
+            } else {
+                (last, start)
+            };
+            let sample = KeySample {
+                start: start.to_vec(),
+                last: last.to_vec(),
+            };
+            if slot == load.samples.len() {
+                load.samples.push(sample);
+            } else {
+                load.samples[slot] = sample;
+            }
+        }
     }
 
     /// The flow of `region_id` since it was last taken, and resets it.
     pub fn take(&self, region_id: u64) -> ReadFlow {
-        self.shard(region_id)
-            .lock()
-            .remove(&region_id)
-            .unwrap_or_default()
+        let mut shard = self.shard(region_id).lock();
+        let Some(reads) = shard.regions.get_mut(&region_id) else {
+            return ReadFlow::default();
+        };
+        let flow = std::mem::take(&mut reads.flow);
+        if reads.load.is_empty() {
+            shard.regions.remove(&region_id);
+        }
+        flow
     }
 
     /// Every region's flow since it was last taken, and resets them all.
     pub fn take_all(&self) -> HashMap<u64, ReadFlow> {
         let mut all = HashMap::new();
         for shard in self.shards.iter() {
-            all.extend(std::mem::take(&mut *shard.lock()));
+            let mut shard = shard.lock();
+            shard.regions.retain(|id, reads| {
+                if !reads.flow.is_empty() {
+                    all.insert(*id, std::mem::take(&mut reads.flow));
+                }
+                !reads.load.is_empty()
+            });
+        }
+        all
+    }
+
+    /// Every region's load window since it was last taken, and starts new windows.
+    pub fn take_load(&self) -> HashMap<u64, LoadWindow> {
+        let mut all = HashMap::new();
+        for shard in self.shards.iter() {
+            let mut shard = shard.lock();
+            shard.regions.retain(|id, reads| {
+                if !reads.load.is_empty() {
+                    all.insert(*id, std::mem::take(&mut reads.load));
+                }
+                !reads.flow.is_empty()
+            });
         }
         all
     }
@@ -147,5 +272,41 @@ mod tests {
                 bytes: 2400
             }
         );
+    }
+
+    #[test]
+    fn load_windows_count_requests_and_keep_a_bounded_sample() {
+        let stats = ReadStats::new();
+        for i in 0..1000u32 {
+            let key = i.to_be_bytes();
+            stats.record_request(5, ReadFlow { keys: 1, bytes: 2 }, &key, &key);
+        }
+        stats.record_request(6, ReadFlow::default(), b"b", b"a");
+        // The flow and the load window are taken apart.
+        assert_eq!(
+            stats.take(5),
+            ReadFlow {
+                keys: 1000,
+                bytes: 2000
+            }
+        );
+        let load = stats.take_load();
+        assert_eq!(load[&5].requests, 1000);
+        assert_eq!(load[&5].bytes, 2000);
+        assert_eq!(load[&5].samples.len(), SAMPLES);
+        // Not just the first requests: the reservoir kept later ones too.
+        assert!(load[&5]
+            .samples
+            .iter()
+            .any(|s| s.start > 100u32.to_be_bytes().to_vec()));
+        assert_eq!(
+            load[&6].samples,
+            vec![KeySample {
+                start: b"a".to_vec(),
+                last: b"b".to_vec()
+            }]
+        );
+        assert!(stats.take_load().is_empty());
+        assert!(stats.take_all().is_empty());
     }
 }

@@ -160,10 +160,8 @@ impl<E: Engine> RawStorage<E> {
         let rkey = api_keys::stored_key(ctx, KeyMode::Raw, key)?;
         let snap = self.snapshot(ctx).await?;
         let value = Self::read_value(&snap, cf, &rkey, now_secs())?.map(|v| v.value);
-        if let Some(v) = &value {
-            self.read_stats
-                .record(snap.region.id, ReadFlow::of_pairs([(key, v.as_slice())]));
-        }
+        let flow = ReadFlow::of_pairs(value.as_deref().map(|v| (key, v)));
+        self.read_stats.record_request(snap.region.id, flow, &rkey, &rkey);
         Ok(value)
     }
 
@@ -182,7 +180,13 @@ impl<E: Engine> RawStorage<E> {
                 out.push((key.clone(), v.value));
             }
         }
-        self.read_stats.record(snap.region.id, flow_of(&out));
+        match (rkeys.iter().min(), rkeys.iter().max()) {
+            (Some(first), Some(last)) => {
+                self.read_stats
+                    .record_request(snap.region.id, flow_of(&out), first, last)
+            }
+            _ => self.read_stats.record(snap.region.id, flow_of(&out)),
+        }
         Ok(out)
     }
 
@@ -356,7 +360,7 @@ impl<E: Engine> RawStorage<E> {
         check_scan_limit(limit)?;
         let snap = self.snapshot(ctx).await?;
         let out = self.scan_snapshot(ctx, &snap, cf, start, end, limit, key_only, reverse)?;
-        self.read_stats.record(snap.region.id, flow_of(&out));
+        self.record_scan(ctx, snap.region.id, &out);
         Ok(out)
     }
 
@@ -428,8 +432,19 @@ impl<E: Engine> RawStorage<E> {
                 reverse,
             )?);
         }
-        self.read_stats.record(snap.region.id, flow_of(&out));
+        self.record_scan(ctx, snap.region.id, &out);
         Ok(out)
+    }
+
+    /// Counts a scan's result; its first and last keys are the range it covered.
+    fn record_scan(&self, ctx: &kvrpcpb::Context, region_id: u64, out: &[KvPair]) {
+        let flow = flow_of(out);
+        let stored =
+            |pair: Option<&KvPair>| pair.and_then(|(k, _)| api_keys::stored_key(ctx, KeyMode::Raw, k).ok());
+        match (stored(out.first()), stored(out.last())) {
+            (Some(first), Some(last)) => self.read_stats.record_request(region_id, flow, &first, &last),
+            _ => self.read_stats.record(region_id, flow),
+        }
     }
 
     /// CRC64-XOR checksum of the live pairs in `ranges` (within the addressed region).

@@ -51,10 +51,9 @@ impl<E: Engine> TxnStorage<E> {
         let snap = self.snapshot(ctx).await?;
         api_keys::check_in_region(&snap.region, &stored)?;
         let value = mvcc::point_get(&snap.snapshot, &stored, &opts)?;
-        if let Some(v) = &value {
-            self.read_stats
-                .record(snap.region.id, ReadFlow::of_pairs([(key, v.as_slice())]));
-        }
+        let flow = ReadFlow::of_pairs(value.as_deref().map(|v| (key, v)));
+        self.read_stats
+            .record_request(snap.region.id, flow, &stored, &stored);
         Ok(value)
     }
 
@@ -87,7 +86,13 @@ impl<E: Engine> TxnStorage<E> {
             };
             out.push((key.clone(), item));
         }
-        self.read_stats.record(snap.region.id, flow_of(&out));
+        match (stored.iter().min(), stored.iter().max()) {
+            (Some(first), Some(last)) => {
+                self.read_stats
+                    .record_request(snap.region.id, flow_of(&out), first, last)
+            }
+            _ => self.read_stats.record(snap.region.id, flow_of(&out)),
+        }
         Ok(out)
     }
 
@@ -145,11 +150,22 @@ impl<E: Engine> TxnStorage<E> {
             reverse,
             &opts,
         )?;
+        // The range the scan covered, in stored keys, for load split.
+        let covered = items
+            .first()
+            .zip(items.last())
+            .map(|((first, _), (last, _))| (first.clone(), last.clone()));
         let out = items
             .into_iter()
             .map(|(k, v)| Ok((api_keys::user_key(ctx, KeyMode::Txn, &k)?, v)))
             .collect::<Result<Vec<KvItem>>>()?;
-        self.read_stats.record(snap.region.id, flow_of(&out));
+        match covered {
+            Some((first, last)) => {
+                self.read_stats
+                    .record_request(snap.region.id, flow_of(&out), &first, &last)
+            }
+            None => self.read_stats.record(snap.region.id, flow_of(&out)),
+        }
         Ok(out)
     }
 
