@@ -396,3 +396,42 @@ async fn reads_count_returned_keys_and_bytes_per_region() {
         .expect("batch scan");
     assert_eq!(stats.take_all()[&1], ReadFlow { keys: 2, bytes: 6 });
 }
+
+#[tokio::test]
+async fn reads_sample_the_stored_keys_they_covered() {
+    use crate::read_stats::KeySample;
+    let stats = crate::ReadStats::new();
+    let s = storage(b"", b"").with_read_stats(stats.clone());
+    let ctx = v1();
+    for k in [b"a", b"b", b"c", b"d"] {
+        s.put(&ctx, "", k.to_vec(), b"v".to_vec(), 0, false)
+            .await
+            .expect("put");
+    }
+    let sample = |start: &[u8], last: &[u8]| KeySample {
+        start: start.to_vec(),
+        last: last.to_vec(),
+    };
+    s.get(&ctx, "", b"zz").await.expect("get of a missing key");
+    s.batch_get(&ctx, "", &[b"c".to_vec(), b"a".to_vec()])
+        .await
+        .expect("batch get");
+    s.scan(&ctx, "", b"b", b"", 2, false, false).await.expect("scan");
+    s.scan(&ctx, "", b"", b"b", 10, true, true)
+        .await
+        .expect("reverse scan");
+    let load = stats.take_load().remove(&1).expect("region 1 was read");
+    // A miss is a request too; the flow only counts what was returned.
+    assert_eq!(load.requests, 4);
+    // Batch get a and c, scan b and c, then keys d, c and b only.
+    assert_eq!(load.bytes, 4 + 4 + 3);
+    assert_eq!(
+        load.samples,
+        vec![
+            sample(b"zz", b"zz"),
+            sample(b"a", b"c"),
+            sample(b"b", b"c"),
+            sample(b"b", b"d"),
+        ]
+    );
+}

@@ -401,3 +401,23 @@ async fn snapshot_reads_count_returned_keys_and_bytes() {
     assert!(items[0].1.is_err());
     assert_eq!(stats.take(1), crate::ReadFlow { keys: 1, bytes: 8 });
 }
+
+#[tokio::test]
+async fn snapshot_reads_sample_the_stored_keys_they_covered() {
+    use txn_types::memcomparable::encode_bytes;
+    let stats = crate::ReadStats::new();
+    let s = storage().with_read_stats(stats.clone());
+    must_commit_txn(&s, &[(b"k1", b"v1"), (b"k2", b"v2"), (b"k3", b"v3")], 10, 11).await;
+    s.get(&ctx(), b"k2", 20).await.unwrap();
+    s.scan(&ctx(), b"k2", b"", 10, 20, false, false).await.unwrap();
+    let load = stats.take_load().remove(&1).expect("region 1 was read");
+    assert_eq!(load.requests, 2);
+    let ranges: Vec<(Vec<u8>, Vec<u8>)> = load.samples.into_iter().map(|s| (s.start, s.last)).collect();
+    assert_eq!(
+        ranges,
+        vec![
+            (encode_bytes(b"k2"), encode_bytes(b"k2")),
+            (encode_bytes(b"k2"), encode_bytes(b"k3")),
+        ]
+    );
+}
