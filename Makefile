@@ -12,7 +12,7 @@ WITH_ROCKSDB = ROCKSDB_LIB_DIR="$$(bash scripts/rocksdb-lib.sh)" ROCKSDB_STATIC=
 ARGS ?=
 DATA_DIR ?= data/playground
 
-.PHONY: setup build run test lint fmt clean-data bench-compare
+.PHONY: setup build run test lint fmt clean-data bench-compare bench-scale-out
 
 setup:
 	bash scripts/setup.sh
@@ -49,3 +49,10 @@ BENCH_ARGS ?=
 bench-compare: setup
 	$(WITH_ROCKSDB) $(CARGO) build --release --bin atoll --bin atoll-pd --bin atoll-kv
 	ATOLL_BIN_DIR=$(CARGO_TARGET_DIR)/release bash bench/compare.sh $(BENCH_ARGS)
+
+# A 3-node cluster under YCSB gets a 4th node: ops/s per second and the time until balanced.
+# `make bench-scale-out SCALE_ARGS="--duration 90s --out bench/results/new.md"`.
+SCALE_ARGS ?=
+bench-scale-out: setup
+	$(WITH_ROCKSDB) $(CARGO) build --release --bin atoll --bin atoll-pd --bin atoll-kv
+	ATOLL_BIN_DIR=$(CARGO_TARGET_DIR)/release bash bench/scale_out.sh $(SCALE_ARGS)
