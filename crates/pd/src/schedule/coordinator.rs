@@ -167,8 +167,32 @@ fn send_step(ctx: &PdContext, region: &RegionInfo, step: OpStep) {
     }
 }
 
+/// A store that a step still to come adds a peer on, promotes on or hands leadership to, and
+/// that is not Up (it died or is being removed after the operator was made): such a step would
+/// wait for its whole timeout.
+fn dead_target(op: &Operator, states: &BTreeMap<u64, StoreStateName>) -> Option<u64> {
+    let rest = &op.steps()[op.current_step().min(op.steps().len())..];
+    rest.iter()
+        .filter_map(|step| match *step {
+            OpStep::AddLearner { store_id, .. } | OpStep::PromoteLearner { store_id, .. } => Some(store_id),
+            OpStep::TransferLeader { to_store, .. } => Some(to_store),
+            _ => None,
+        })
+        .find(|s| states.get(s) != Some(&StoreStateName::Up))
+}
+
 /// Advances `region`'s operator and sends its current step (see [`OperatorController::dispatch`]).
+/// An operator whose remaining steps target a store that is no longer Up is canceled, so that
+/// the checkers can act on the region at once.
 fn dispatch(ctx: &PdContext, region: &RegionInfo, states: &BTreeMap<u64, StoreStateName>, only_if_due: bool) {
+    if let Some(op) = ctx.coordinator.operators.get(region.id()) {
+        if let Some(store) = dead_target(&op, states) {
+            ctx.coordinator
+                .operators
+                .cancel(region.id(), &format!("store {store} of a later step is not up"));
+            return;
+        }
+    }
     let target = leader_target_fn(states);
     if let Some(step) = ctx
         .coordinator
@@ -432,4 +456,36 @@ pub fn spawn_patrol(ctx: Arc<PdContext>) -> JoinHandle<()> {
             patrol_tick(&ctx, &mut cursor);
         }
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::schedule::test_util::region;
+    use atoll_proto::metapb::PeerRole;
+
+    #[test]
+    fn an_operator_moving_onto_a_store_that_died_is_recognized() {
+        let r = region(
+            7,
+            &[
+                (71, 1, PeerRole::Voter),
+                (72, 2, PeerRole::Voter),
+                (73, 3, PeerRole::Voter),
+            ],
+            1,
+            (3, 2),
+        );
+        let op = builder::replace_peer("test", OpKind::REGION, &r, 1, 4, 74).expect("operator");
+        let mut states: BTreeMap<u64, StoreStateName> = (1..=4).map(|s| (s, StoreStateName::Up)).collect();
+        assert_eq!(dead_target(&op, &states), None);
+        // The store being emptied may die: that does not stop the move.
+        states.insert(1, StoreStateName::Down);
+        assert_eq!(dead_target(&op, &states), None);
+        // The target dying does.
+        states.insert(4, StoreStateName::Disconnected);
+        assert_eq!(dead_target(&op, &states), Some(4));
+        states.remove(&4);
+        assert_eq!(dead_target(&op, &states), Some(4), "an unknown store is not up");
+    }
 }
