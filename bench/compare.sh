@@ -66,16 +66,13 @@ ETCD_VERSION=$(etcd --version 2>/dev/null | head -1)
 WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/var/tmp}/atoll-bench.XXXXXX")}
 mkdir -p "$WORK"
 PIDS=()
+# shellcheck source=bench/lib.sh
+. "$(dirname "$0")/lib.sh"
 CGROUPS=()
 cleanup() {
     local rc=$?
     trap - EXIT INT TERM
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for _ in $(seq 1 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
+    stop_pids "${PIDS[@]}"
     for cg in "${CGROUPS[@]}"; do
         # Processes left in a group (none, normally) are killed before it is removed.
         if [ -f "$cg/cgroup.procs" ]; then
