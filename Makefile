@@ -12,7 +12,7 @@ WITH_ROCKSDB = ROCKSDB_LIB_DIR="$$(bash scripts/rocksdb-lib.sh)" ROCKSDB_STATIC=
 ARGS ?=
 DATA_DIR ?= data/playground
 
-.PHONY: setup build run test lint fmt clean-data bench-compare bench-scale-out
+.PHONY: setup build run test lint fmt clean-data bench-compare bench-scale-out bench-hotspot
 
 setup:
 	bash scripts/setup.sh
@@ -56,3 +56,9 @@ SCALE_ARGS ?=
 bench-scale-out: setup
 	$(WITH_ROCKSDB) $(CARGO) build --release --bin atoll --bin atoll-pd --bin atoll-kv
 	ATOLL_BIN_DIR=$(CARGO_TARGET_DIR)/release bash bench/scale_out.sh $(SCALE_ARGS)
+
+# Sequential inserts into 3 nodes: regions split at the hot end; bytes written per store per second.
+HOTSPOT_ARGS ?=
+bench-hotspot: setup
+	$(WITH_ROCKSDB) $(CARGO) build --release --bin atoll --bin atoll-pd --bin atoll-kv
+	ATOLL_BIN_DIR=$(CARGO_TARGET_DIR)/release bash bench/hotspot.sh $(HOTSPOT_ARGS)
