@@ -153,3 +153,100 @@ async fn tiny_thresholds_split_into_dozens_of_regions_and_lose_nothing() {
         );
     }
 }
+
+/// `tikvpb.Tikv/SplitRegion` (client-driven split, as TiDB's `SPLIT TABLE` sends it): the
+/// region of the request's context splits where the client asks, PD learns both halves, keys on
+/// both sides stay readable through tikv-client, and a stale epoch gets `EpochNotMatch`.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn split_region_rpc_splits_where_the_client_asks() {
+    use atoll_proto::{kvrpcpb, metapb, tikvpb::tikv_client::TikvClient};
+    let cluster = Cluster::start(3).await;
+    let raw = cluster.raw_v1().await;
+    for k in ["a1", "k1"] {
+        raw.put(k.to_owned(), k.to_owned()).await.expect("put");
+    }
+    // The first region ("" to the raw keyspace) holds both keys; find its leader's address.
+    let (region, leader_addr) = {
+        let regions = cluster.pd_regions().await;
+        let r = regions
+            .iter()
+            .find(|r| r["start_key"].as_str() == Some(""))
+            .expect("the first region")
+            .clone();
+        let leader_store = r["leader"]["store_id"].as_u64().expect("a leader");
+        let stores = cluster.pd_get("/pd/api/v1/stores").await.expect("stores");
+        let addr = stores["stores"]
+            .as_array()
+            .and_then(|ss| {
+                ss.iter()
+                    .find(|s| s["store"]["id"].as_u64() == Some(leader_store))
+                    .and_then(|s| s["store"]["address"].as_str().map(str::to_owned))
+            })
+            .expect("the leader's address");
+        (r, addr)
+    };
+    let epoch = metapb::RegionEpoch {
+        conf_ver: region["epoch"]["conf_ver"].as_u64().unwrap_or(0),
+        version: region["epoch"]["version"].as_u64().unwrap_or(0),
+    };
+    let context = kvrpcpb::Context {
+        region_id: region["id"].as_u64().expect("region id"),
+        region_epoch: Some(epoch),
+        ..Default::default()
+    };
+    let mut client = TikvClient::connect(format!("http://{leader_addr}"))
+        .await
+        .expect("connect");
+    let resp = client
+        .split_region(kvrpcpb::SplitRegionRequest {
+            context: Some(context.clone()),
+            split_keys: vec![b"h".to_vec()],
+            is_raw_kv: true,
+            ..Default::default()
+        })
+        .await
+        .expect("split rpc")
+        .into_inner();
+    assert!(resp.region_error.is_none(), "{:?}", resp.region_error);
+    let bounds: Vec<(Vec<u8>, Vec<u8>)> = resp
+        .regions
+        .iter()
+        .map(|r| (r.start_key.clone(), r.end_key.clone()))
+        .collect();
+    assert_eq!(bounds.len(), 2);
+    assert_eq!(
+        (bounds[0].1.as_slice(), bounds[1].0.as_slice()),
+        (&b"h"[..], &b"h"[..])
+    );
+    wait_until(
+        Duration::from_secs(30),
+        "PD lists a region starting at h",
+        || async {
+            cluster
+                .pd_regions()
+                .await
+                .iter()
+                .any(|r| r["start_key"].as_str() == Some("68"))
+        },
+    )
+    .await;
+    for k in ["a1", "k1"] {
+        assert_eq!(
+            raw.get(k.to_owned()).await.expect("get"),
+            Some(k.as_bytes().to_vec())
+        );
+    }
+    // The old epoch is refused with the region as it is now.
+    let stale = client
+        .split_region(kvrpcpb::SplitRegionRequest {
+            context: Some(context),
+            split_keys: vec![b"c".to_vec()],
+            is_raw_kv: true,
+            ..Default::default()
+        })
+        .await
+        .expect("split rpc")
+        .into_inner();
+    let err = stale.region_error.expect("a region error");
+    assert!(err.epoch_not_match.is_some(), "{err:?}");
+}

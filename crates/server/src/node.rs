@@ -389,7 +389,12 @@ pub async fn run(
         cm,
         std::sync::Arc::new(crate::tso::PdTso(pd.clone())),
         read_stats,
-    );
+    )
+    .with_splitter(crate::service::split::Splitter {
+        pd: pd.clone(),
+        router: router.clone(),
+        store_id: ident.store_id,
+    });
     let gc_task = tokio::spawn(
         crate::gc_worker::GcWorker {
             pd: pd.clone(),

@@ -261,6 +261,23 @@ async fn execute_pd_command(router: &Router<RocksSnapshot>, resp: pdpb::RegionHe
     }
 }
 
+/// Why a split was not done: raftstore refused it (a region error for the client), or PD
+/// could not give ids.
+#[derive(Debug)]
+pub enum SplitError {
+    Raft(raftstore::Error),
+    Pd(String),
+}
+
+impl std::fmt::Display for SplitError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            SplitError::Raft(e) => write!(f, "{e}"),
+            SplitError::Pd(e) => write!(f, "PD: {e}"),
+        }
+    }
+}
+
 /// Splits `region` at `split_keys`: new ids from PD (`AskBatchSplit`), then the split through
 /// Raft. Returns the regions it made (new ones in key order, then `region` shrunk).
 pub async fn split_region(
@@ -268,12 +285,12 @@ pub async fn split_region(
     router: &Router<RocksSnapshot>,
     region: metapb::Region,
     split_keys: Vec<Vec<u8>>,
-) -> Result<Vec<metapb::Region>, String> {
-    raftstore::split::check_split_keys(&region, &split_keys).map_err(|e| e.to_string())?;
+) -> Result<Vec<metapb::Region>, SplitError> {
+    raftstore::split::check_split_keys(&region, &split_keys).map_err(SplitError::Raft)?;
     let ids = pd
         .ask_batch_split(region.clone(), split_keys.len() as u32)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(|e| SplitError::Pd(e.to_string()))?;
     let requests: Vec<SplitRequest> = split_keys
         .into_iter()
         .zip(ids)
@@ -283,7 +300,7 @@ pub async fn split_region(
             new_peer_ids: id.new_peer_ids,
         })
         .collect();
-    let regions = raftstore::split::split_regions(&region, &requests).map_err(|e| e.to_string())?;
+    let regions = raftstore::split::split_regions(&region, &requests).map_err(SplitError::Raft)?;
     let epoch = region.region_epoch.unwrap_or_default();
     let header = raftstore::CmdHeader {
         region_id: region.id,
@@ -294,7 +311,7 @@ pub async fn split_region(
     router
         .batch_split(header, requests)
         .await
-        .map_err(|e| e.to_string())?;
+        .map_err(SplitError::Raft)?;
     tracing::info!(
         region_id = region.id,
         new_regions = ?regions.iter().map(|r| r.id).collect::<Vec<_>>(),

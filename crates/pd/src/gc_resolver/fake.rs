@@ -439,6 +439,7 @@ fake_tikv_impl! {
         raw_compare_and_swap(kvrpcpb::RawCasRequest) -> kvrpcpb::RawCasResponse;
         raw_checksum(kvrpcpb::RawChecksumRequest) -> kvrpcpb::RawChecksumResponse;
         unsafe_destroy_range(kvrpcpb::UnsafeDestroyRangeRequest) -> kvrpcpb::UnsafeDestroyRangeResponse;
+        split_region(kvrpcpb::SplitRegionRequest) -> kvrpcpb::SplitRegionResponse;
         coprocessor(coprocessor::Request) -> coprocessor::Response;
     }
 }

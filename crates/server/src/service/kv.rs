@@ -25,6 +25,7 @@ use crate::service::txn;
 pub struct KvService {
     raw: RawStorage<RaftKv>,
     txn: TxnStorage<RaftKv>,
+    splitter: Option<crate::service::split::Splitter>,
 }
 
 impl KvService {
@@ -39,7 +40,14 @@ impl KvService {
         KvService {
             raw: RawStorage::new(engine.clone()).with_read_stats(read_stats.clone()),
             txn: TxnStorage::new(engine, cm, ts_source).with_read_stats(read_stats),
+            splitter: None,
         }
+    }
+
+    /// Serves `SplitRegion` with `splitter`.
+    pub fn with_splitter(mut self, splitter: crate::service::split::Splitter) -> KvService {
+        self.splitter = Some(splitter);
+        self
     }
 
     pub fn txn_storage(&self) -> &TxnStorage<RaftKv> {
@@ -228,6 +236,17 @@ impl Tikv for KvService {
         Ok(Response::new(
             txn::unsafe_destroy_range(&self.txn, req.into_inner()).await,
         ))
+    }
+
+    async fn split_region(
+        &self,
+        req: Request<SplitRegionRequest>,
+    ) -> Result<Response<SplitRegionResponse>, Status> {
+        let _t = Timer::new("split_region");
+        let Some(splitter) = &self.splitter else {
+            return Err(crate::service::split::not_available());
+        };
+        splitter.split(req.into_inner()).await.map(Response::new)
     }
 
     // The coprocessor is not served yet: `Unimplemented`, never a wrong answer.

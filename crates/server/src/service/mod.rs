@@ -11,4 +11,5 @@ macro_rules! fill_err {
 
 pub mod kv;
 pub mod raft;
+pub mod split;
 mod txn;
