@@ -35,32 +35,12 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/atoll/target}
-if [ -z "${ATOLL_BIN_DIR:-}" ]; then
-    if [ -x "$TARGET_DIR/release/atoll-kv" ]; then ATOLL_BIN_DIR=$TARGET_DIR/release; else ATOLL_BIN_DIR=$TARGET_DIR/debug; fi
-fi
-for b in atoll atoll-pd atoll-kv; do
-    [ -x "$ATOLL_BIN_DIR/$b" ] || { echo "hotspot.sh: $ATOLL_BIN_DIR/$b missing (make build)" >&2; exit 1; }
-done
 log() { echo "hotspot.sh: $*" >&2; }
-
-WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/var/tmp}/atoll-hotspot.XXXXXX")}
-mkdir -p "$WORK"
-PIDS=()
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pids "${PIDS[@]}"
-    if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+atoll_bins hotspot.sh
+cluster_workdir atoll-hotspot
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PD=127.0.0.1:$(free_port)
 cat >"$WORK/kv.toml" <<EOF
 [raftstore]
 pd-heartbeat-tick-interval = "1s"
@@ -69,18 +49,8 @@ split-region-check-tick-interval = "1s"
 [coprocessor]
 region-split-size = "$SPLIT_SIZE"
 EOF
-"$ATOLL_BIN_DIR/atoll-pd" --name pd-1 --client-urls "http://$PD" --advertise-client-urls "http://$PD" \
-    --peer-urls "http://127.0.0.1:$(free_port)" --data-dir "$WORK/pd" --log-file "$WORK/pd.log" \
-    >"$WORK/pd.console" 2>&1 &
-PIDS+=($!)
-for i in 1 2 3; do
-    port=$(free_port)
-    "$ATOLL_BIN_DIR/atoll-kv" --config "$WORK/kv.toml" --addr "127.0.0.1:$port" \
-        --advertise-addr "127.0.0.1:$port" --status-addr "127.0.0.1:$(free_port)" --pd-endpoints "$PD" \
-        --data-dir "$WORK/kv-$i" --log-file "$WORK/kv-$i.log" --capacity 100GiB \
-        >"$WORK/kv-$i.console" 2>&1 &
-    PIDS+=($!)
-done
+start_pd
+for i in 1 2 3; do start_kv "$i"; done
 
 # sample: "REGIONS store:bytes ..." (bytes written per leader store in the last heartbeats).
 sample() {

@@ -38,33 +38,11 @@ while [ $# -gt 0 ]; do
     esac
 done
 
-TARGET_DIR=${CARGO_TARGET_DIR:-$HOME/.cache/atoll/target}
-if [ -z "${ATOLL_BIN_DIR:-}" ]; then
-    if [ -x "$TARGET_DIR/release/atoll-kv" ]; then ATOLL_BIN_DIR=$TARGET_DIR/release; else ATOLL_BIN_DIR=$TARGET_DIR/debug; fi
-fi
-for b in atoll atoll-pd atoll-kv; do
-    [ -x "$ATOLL_BIN_DIR/$b" ] || { echo "scale_out.sh: $ATOLL_BIN_DIR/$b missing (make build)" >&2; exit 1; }
-done
 log() { echo "scale_out.sh: $*" >&2; }
-
-WORK=${BENCH_DIR:-$(mktemp -d "${TMPDIR:-/var/tmp}/atoll-scale.XXXXXX")}
-mkdir -p "$WORK"
-PIDS=()
 # shellcheck source=bench/lib.sh
 . "$(dirname "$0")/lib.sh"
-cleanup() {
-    local rc=$?
-    trap - EXIT INT TERM
-    stop_pids "${PIDS[@]}"
-    if [ "$KEEP" = 1 ]; then log "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
-
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-PD_PORT=$(free_port); PD_PEER=$(free_port)
-PD=127.0.0.1:$PD_PORT
+atoll_bins scale_out.sh
+cluster_workdir atoll-scale
 
 cat >"$WORK/kv.toml" <<EOF
 [raftstore]
@@ -75,20 +53,7 @@ split-region-check-tick-interval = "2s"
 region-split-size = "$SPLIT_SIZE"
 EOF
 
-"$ATOLL_BIN_DIR/atoll-pd" --name pd-1 --client-urls "http://$PD" --advertise-client-urls "http://$PD" \
-    --peer-urls "http://127.0.0.1:$PD_PEER" --data-dir "$WORK/pd" --log-file "$WORK/pd.log" \
-    >"$WORK/pd.console" 2>&1 &
-PIDS+=($!)
-
-start_kv() {
-    local i=$1 port status
-    port=$(free_port); status=$(free_port)
-    "$ATOLL_BIN_DIR/atoll-kv" --config "$WORK/kv.toml" --addr "127.0.0.1:$port" \
-        --advertise-addr "127.0.0.1:$port" --status-addr "127.0.0.1:$status" --pd-endpoints "$PD" \
-        --data-dir "$WORK/kv-$i" --log-file "$WORK/kv-$i.log" --capacity 100GiB \
-        >"$WORK/kv-$i.console" 2>&1 &
-    PIDS+=($!)
-}
+start_pd
 
 # stores_json: PD's store list.
 stores_json() { curl -sf "http://$PD/pd/api/v1/stores" || echo '{}'; }
