@@ -206,15 +206,7 @@ impl Client {
         key: &[u8],
         timeout: Duration,
     ) -> Outcome<Option<Vec<u8>>> {
-        let router = self.router(store).ok_or(Failure::StoreDown)?;
-        let info = self
-            .region_info(store, region)
-            .await
-            .ok_or(Failure::Raft(Error::RegionNotFound(region)))?;
-        let resp = attempt(timeout, router.read(header_of(&info.region))).await?;
-        resp.snapshot
-            .get_cf(CF_DEFAULT, &data_key(key))
-            .map_err(|e| Failure::Raft(Error::Engine(e.to_string())))
+        self.get_on(store, region, key, timeout, false).await
     }
 
     /// One follower (replica) read of `key` from `store`'s peer of `region`: the peer asks the
@@ -226,13 +218,24 @@ impl Client {
         key: &[u8],
         timeout: Duration,
     ) -> Outcome<Option<Vec<u8>>> {
+        self.get_on(store, region, key, timeout, true).await
+    }
+
+    async fn get_on(
+        &self,
+        store: u64,
+        region: u64,
+        key: &[u8],
+        timeout: Duration,
+        replica_read: bool,
+    ) -> Outcome<Option<Vec<u8>>> {
         let router = self.router(store).ok_or(Failure::StoreDown)?;
         let info = self
             .region_info(store, region)
             .await
             .ok_or(Failure::Raft(Error::RegionNotFound(region)))?;
         let header = CmdHeader {
-            replica_read: true,
+            replica_read,
             ..header_of(&info.region)
         };
         let resp = attempt(timeout, router.read(header)).await?;

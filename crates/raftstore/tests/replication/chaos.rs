@@ -47,6 +47,26 @@ fn decode_value(v: Option<Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
+/// Starts `n` register writers (see [`spawn_register_writer`]) sharing one history, stop flag
+/// and acknowledged-log list.
+fn start_register_writers(
+    c: &Cluster,
+    n: usize,
+) -> (
+    History,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+    std::sync::Arc<std::sync::Mutex<Acked>>,
+    Vec<tokio::task::JoinHandle<()>>,
+) {
+    let history: History = Default::default();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let acked_logs: std::sync::Arc<std::sync::Mutex<Acked>> = Default::default();
+    let tasks = (0..n)
+        .map(|w| spawn_register_writer(c.client(), w, history.clone(), stop.clone(), acked_logs.clone()))
+        .collect();
+    (history, stop, acked_logs, tasks)
+}
+
 /// Writes register `w` (value 1, 2, ...) together with a log key until `stop`, recording every
 /// attempt in `history` and every acknowledged log pair in `acked_logs`.
 fn spawn_register_writer(
@@ -166,19 +186,7 @@ async fn chaos_run(cfg: raftstore::StoreConfig) {
     const WRITERS: usize = 2;
     // Aggressive log GC: stores that were down or cut off catch up by snapshot.
     let mut c = Cluster::run(3, 3, cfg).await;
-    let history: History = Default::default();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acked_logs: std::sync::Arc<std::sync::Mutex<Acked>> = Default::default();
-    let mut tasks = vec![];
-    for w in 0..WRITERS {
-        tasks.push(spawn_register_writer(
-            c.client(),
-            w,
-            history.clone(),
-            stop.clone(),
-            acked_logs.clone(),
-        ));
-    }
+    let (history, stop, acked_logs, mut tasks) = start_register_writers(&c, WRITERS);
     {
         let (client, history, stop) = (c.client(), history.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
@@ -351,19 +359,7 @@ async fn chaos_with_membership_changes() {
         ..snapshot_config()
     };
     let mut c = Cluster::run(5, 3, cfg).await;
-    let history: History = Default::default();
-    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let acked_logs: std::sync::Arc<std::sync::Mutex<Acked>> = Default::default();
-    let mut tasks = vec![];
-    for w in 0..WRITERS {
-        tasks.push(spawn_register_writer(
-            c.client(),
-            w,
-            history.clone(),
-            stop.clone(),
-            acked_logs.clone(),
-        ));
-    }
+    let (history, stop, acked_logs, mut tasks) = start_register_writers(&c, WRITERS);
     {
         let (client, history, stop) = (c.client(), history.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
