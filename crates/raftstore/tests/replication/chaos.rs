@@ -47,24 +47,29 @@ fn decode_value(v: Option<Vec<u8>>) -> u64 {
         .unwrap_or(0)
 }
 
-/// Starts `n` register writers (see [`spawn_register_writer`]) sharing one history, stop flag
-/// and acknowledged-log list.
-fn start_register_writers(
-    c: &Cluster,
-    n: usize,
-) -> (
-    History,
-    std::sync::Arc<std::sync::atomic::AtomicBool>,
-    std::sync::Arc<std::sync::Mutex<Acked>>,
-    Vec<tokio::task::JoinHandle<()>>,
-) {
+/// What [`start_register_writers`] starts: the writers' shared history, stop flag and
+/// acknowledged-log list, and their tasks.
+struct Writers {
+    history: History,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    acked_logs: std::sync::Arc<std::sync::Mutex<Acked>>,
+    tasks: Vec<tokio::task::JoinHandle<()>>,
+}
+
+/// Starts `n` register writers (see [`spawn_register_writer`]).
+fn start_register_writers(c: &Cluster, n: usize) -> Writers {
     let history: History = Default::default();
     let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
     let acked_logs: std::sync::Arc<std::sync::Mutex<Acked>> = Default::default();
     let tasks = (0..n)
         .map(|w| spawn_register_writer(c.client(), w, history.clone(), stop.clone(), acked_logs.clone()))
         .collect();
-    (history, stop, acked_logs, tasks)
+    Writers {
+        history,
+        stop,
+        acked_logs,
+        tasks,
+    }
 }
 
 /// Writes register `w` (value 1, 2, ...) together with a log key until `stop`, recording every
@@ -186,7 +191,12 @@ async fn chaos_run(cfg: raftstore::StoreConfig) {
     const WRITERS: usize = 2;
     // Aggressive log GC: stores that were down or cut off catch up by snapshot.
     let mut c = Cluster::run(3, 3, cfg).await;
-    let (history, stop, acked_logs, mut tasks) = start_register_writers(&c, WRITERS);
+    let Writers {
+        history,
+        stop,
+        acked_logs,
+        mut tasks,
+    } = start_register_writers(&c, WRITERS);
     {
         let (client, history, stop) = (c.client(), history.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
@@ -359,7 +369,12 @@ async fn chaos_with_membership_changes() {
         ..snapshot_config()
     };
     let mut c = Cluster::run(5, 3, cfg).await;
-    let (history, stop, acked_logs, mut tasks) = start_register_writers(&c, WRITERS);
+    let Writers {
+        history,
+        stop,
+        acked_logs,
+        mut tasks,
+    } = start_register_writers(&c, WRITERS);
     {
         let (client, history, stop) = (c.client(), history.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
