@@ -402,6 +402,20 @@ impl Cluster {
         }
     }
 
+    /// Waits until `store` dropped its peer of `region` and persisted the region's tombstone.
+    pub async fn wait_tombstone(&self, store: u64, region: u64) {
+        self.wait_region_gone(store, region).await;
+        wait_until(
+            &format!("store {store} persisted a tombstone"),
+            MUST_TIMEOUT,
+            || {
+                self.local_region(store, region)
+                    .is_some_and(|r| r.state == raftstore::RegionState::Tombstone)
+            },
+        )
+        .await
+    }
+
     /// The persisted state of `region` on `store` (tombstones included).
     pub fn local_region(&self, store: u64, region: u64) -> Option<LocalRegion> {
         load_local_regions(self.kv(store))

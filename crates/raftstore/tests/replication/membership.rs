@@ -174,13 +174,7 @@ async fn removed_peer_is_destroyed_and_stays_dead() {
     c.must_have_on_stores(&[1, 2, 3], &acked).await;
     c.must_transfer_leader(REGION, 1).await;
     c.must_remove_peer(REGION, 3).await;
-    c.wait_region_gone(3, REGION).await;
-
-    wait_until("store 3 persisted a tombstone", MUST_TIMEOUT, || {
-        c.local_region(3, REGION)
-            .is_some_and(|r| r.state == RegionState::Tombstone)
-    })
-    .await;
+    c.wait_tombstone(3, REGION).await;
     let tomb = c.local_region(3, REGION).expect("tombstone");
     assert!(tomb.apply.is_none());
     assert!(tomb.region.peers.iter().any(|p| p.id == removed.id));
@@ -227,12 +221,7 @@ async fn peer_removed_while_partitioned_is_destroyed_after_heal() {
     );
 
     c.clear_filters();
-    c.wait_region_gone(3, REGION).await;
-    wait_until("store 3 persisted a tombstone", MUST_TIMEOUT, || {
-        c.local_region(3, REGION)
-            .is_some_and(|r| r.state == RegionState::Tombstone)
-    })
-    .await;
+    c.wait_tombstone(3, REGION).await;
     assert_eq!(c.data_key_count(3, b"", b""), 0);
     c.must_have_on_stores(&[1, 2], &more).await;
     let region = c.leader_region(REGION).await;
@@ -429,12 +418,7 @@ async fn peer_removed_while_down_is_destroyed_after_restart() {
     c.must_remove_peer(REGION, 3).await;
     let more = put_many(&c, "s", 0..5).await;
     c.start_store(3);
-    c.wait_region_gone(3, REGION).await;
-    wait_until("store 3 persisted a tombstone", MUST_TIMEOUT, || {
-        c.local_region(3, REGION)
-            .is_some_and(|r| r.state == RegionState::Tombstone)
-    })
-    .await;
+    c.wait_tombstone(3, REGION).await;
     assert_eq!(c.data_key_count(3, b"", b""), 0);
     c.must_have_on_stores(&[1, 2], &more).await;
 }
