@@ -3,7 +3,6 @@
 //! batch; and answering the proposals they complete.
 
 use super::*;
-use crate::keys::ApplyState;
 use crate::split::{split_regions, SplitRequest};
 
 /// What applying committed entries produced, answered after the KV batch is written.
@@ -17,32 +16,16 @@ pub(crate) struct ApplyOutcome {
     pub region_changed: bool,
     /// This peer was removed from its region: the store destroys it.
     pub destroy: bool,
-    /// A batch split was applied: the store creates the new regions' peers.
-    pub split: Option<SplitOutcome>,
+    /// Batch splits applied, in log order: the store records the new regions and creates
+    /// their peers.
+    pub splits: Vec<SplitOutcome>,
 }
 
 /// A batch split applied by a peer.
 pub(crate) struct SplitOutcome {
     /// Every region after the split: the new ones in key order, then the split one.
     pub regions: Vec<metapb::Region>,
-    /// New regions whose peer on this store is not created (see [`LocalPeer`]).
-    pub skipped: Vec<u64>,
 }
-
-/// What this store already has of a region a split creates (asked of the store while applying).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum LocalPeer {
-    /// Nothing, or an uninitialized peer with the split's peer id: the split creates it.
-    Absent,
-    /// A tombstone: this store's peer of the new region was already removed elsewhere in the
-    /// region's history; the split's copy of its data is deleted.
-    Removed,
-    /// An initialized peer (from a snapshot) or a newer uninitialized one: left alone.
-    Present,
-}
-
-/// The store's view asked while applying: `(region_id, peer_id)` → what exists locally.
-pub(crate) type LocalPeers<'a> = &'a dyn Fn(u64, u64) -> LocalPeer;
 
 impl ApplyOutcome {
     pub fn new() -> ApplyOutcome {
@@ -52,7 +35,7 @@ impl ApplyOutcome {
             compacted: None,
             region_changed: false,
             destroy: false,
-            split: None,
+            splits: Vec::new(),
         }
     }
 }
@@ -89,13 +72,12 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         committed_at: Instant,
         wb: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
-        local: LocalPeers<'_>,
     ) {
         for e in entries {
             let index = e.index;
             let result = match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => Ok(()),
-                EntryType::EntryNormal => self.apply_command(&e.data, wb, outcome, local),
+                EntryType::EntryNormal => self.apply_command(&e.data, wb, outcome),
                 EntryType::EntryConfChangeV2 => self.apply_conf_change(&e, wb, outcome),
                 EntryType::EntryConfChange => {
                     // Atoll proposes only V2 changes; a V1 entry cannot come from it.
@@ -188,13 +170,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         Ok(())
     }
 
-    fn apply_command(
-        &mut self,
-        data: &[u8],
-        wb: &mut WriteBatch,
-        outcome: &mut ApplyOutcome,
-        local: LocalPeers<'_>,
-    ) -> Result<()> {
+    fn apply_command(&mut self, data: &[u8], wb: &mut WriteBatch, outcome: &mut ApplyOutcome) -> Result<()> {
         let cmd = RaftCmd::decode(data)?;
         let region = self.region().clone();
         if cmd.header.region_id != region.id {
@@ -237,59 +213,31 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             CmdBody::ChangePeer(_) => Err(Error::Codec("peer changes outside a conf change entry".into())),
             CmdBody::BatchSplit(reqs) => {
                 check_whole_epoch(&region, &cmd.header)?;
-                self.apply_split(&region, &reqs, wb, outcome, local)
+                self.apply_split(&region, &reqs, wb, outcome)
             }
         }
     }
 
-    /// Cuts the region: the new regions' states (and initial apply states) and the shrunk
-    /// region's state go into the same batch as the apply state.
+    /// Cuts the region: the shrunk region's state goes into the same batch as the apply
+    /// state; the store adds the new regions' states to that batch (it knows which of them it
+    /// already has).
     fn apply_split(
         &mut self,
         region: &metapb::Region,
         reqs: &[SplitRequest],
         wb: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
-        local: LocalPeers<'_>,
     ) -> Result<()> {
         let regions = split_regions(region, reqs)?;
-        let store_id = self.peer_by_id(self.peer_id).map(|p| p.store_id).unwrap_or(0);
-        let mut skipped = vec![];
-        let Some((derived, new)) = regions.split_last() else {
+        let Some(derived) = regions.last() else {
             return Err(Error::Codec("a split without regions".into()));
         };
-        for r in new {
-            let peer_id = r
-                .peers
-                .iter()
-                .find(|p| p.store_id == store_id)
-                .map(|p| p.id)
-                .unwrap_or(0);
-            match local(r.id, peer_id) {
-                LocalPeer::Absent => {
-                    write_region_state(wb, r, RegionState::Normal);
-                    wb.put_cf(
-                        CF_RAFT,
-                        keys::apply_state_key(r.id),
-                        ApplyState::initial().encode(),
-                    );
-                }
-                LocalPeer::Removed => {
-                    for cf in crate::snap::SNAP_CFS {
-                        wb.delete_range_cf(cf, data_key(&r.start_key), data_end_key(&r.end_key));
-                    }
-                    skipped.push(r.id);
-                }
-                LocalPeer::Present => skipped.push(r.id),
-            }
-        }
         write_region_state(wb, derived, RegionState::Normal);
         tracing::info!(
             region_id = region.id,
             peer_id = self.peer_id,
-            new_regions = ?new.iter().map(|r| r.id).collect::<Vec<_>>(),
+            new_regions = ?regions[..regions.len() - 1].iter().map(|r| r.id).collect::<Vec<_>>(),
             split_keys = ?reqs.iter().map(|r| &r.split_key).collect::<Vec<_>>(),
-            ?skipped,
             "applied split"
         );
         self.raw.mut_store().set_region(derived.clone());
@@ -298,7 +246,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         self.approximate_keys = None;
         self.may_skip_split_check = false;
         outcome.region_changed = true;
-        outcome.split = Some(SplitOutcome { regions, skipped });
+        outcome.splits.push(SplitOutcome { regions });
         Ok(())
     }
 }

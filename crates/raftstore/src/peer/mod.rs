@@ -28,7 +28,7 @@ use crate::{Error, Result};
 mod apply;
 
 use apply::{check_keys, check_whole_epoch};
-pub(crate) use apply::{ApplyOutcome, LocalPeer, SplitOutcome};
+pub(crate) use apply::{ApplyOutcome, SplitOutcome};
 
 pub(crate) type WriteCb = oneshot::Sender<Result<()>>;
 

@@ -24,15 +24,12 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let mut changed = Vec::new();
         let mut splits = Vec::new();
         for (id, entries, committed_at) in to_apply {
-            // Out of the map while applying: a split asks what the store has of other regions.
-            let Some(mut peer) = self.peers.remove(&id) else {
+            let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
             metrics::APPLY_WAIT_DURATION.observe(t.saturating_duration_since(committed_at).as_secs_f64());
             let mut outcome = ApplyOutcome::new();
-            let (peers, tombstones) = (&self.peers, &self.tombstones);
-            let local = |region_id, peer_id| split::local_peer(peers, tombstones, region_id, peer_id);
-            peer.apply_entries(entries, committed_at, &mut job.wb, &mut outcome, &local);
+            peer.apply_entries(entries, committed_at, &mut job.wb, &mut outcome);
             let applied_index = peer.raw.store().apply_state().applied_index;
             peer.raw.advance_apply_to(applied_index);
             job.responses.append(&mut outcome.responses);
@@ -45,9 +42,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 applied_index,
                 compacted: outcome.compacted,
             });
-            self.peers.insert(id, peer);
-            if let Some(split) = outcome.split {
-                splits.push((id, split));
+            for split in outcome.splits {
+                let skipped = self.write_split_regions(&split, &mut job.wb);
+                splits.push((id, split, skipped));
             }
             if outcome.destroy {
                 destroy.push(id);
@@ -61,8 +58,8 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 self.on_apply_done(done)?;
             }
         }
-        for (id, split) in splits {
-            self.on_split_applied(id, split);
+        for (id, split, skipped) in splits {
+            self.on_split_applied(id, split, &skipped);
         }
         for id in changed {
             if let Some(peer) = self.peers.get(&id) {

@@ -4,12 +4,24 @@
 
 use super::*;
 use crate::cmd::CmdHeader;
-use crate::peer::{LocalPeer, SplitOutcome};
+use crate::peer::SplitOutcome;
 use crate::split_check::{CheckPolicy, CheckResult, CheckTask};
 
+/// What this store already has of a region a split creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum LocalPeer {
+    /// Nothing, or an uninitialized peer with the split's peer id: the split creates it.
+    Absent,
+    /// A tombstone: this store's peer of the new region was already removed elsewhere in the
+    /// region's history; the split's copy of its data is deleted.
+    Removed,
+    /// An initialized peer (from a snapshot) or a newer uninitialized one: left alone.
+    Present,
+}
+
 /// What this store has of region `region_id` for a split that would create its peer
-/// `peer_id` (see [`LocalPeer`]).
-pub(super) fn local_peer<ER: KvEngine, S: Clone + Send + 'static>(
+/// `peer_id`.
+fn local_peer<ER: KvEngine, S: Clone + Send + 'static>(
     peers: &HashMap<u64, Peer<ER, S>>,
     tombstones: &HashMap<u64, metapb::Region>,
     region_id: u64,
@@ -125,9 +137,49 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         });
     }
 
+    /// Adds the new regions of an applied split to the apply batch `wb` (their region states
+    /// and initial apply states), except those this store already has or had; returns those
+    /// (their peers are not created).
+    pub(super) fn write_split_regions(&self, split: &SplitOutcome, wb: &mut WriteBatch) -> Vec<u64> {
+        let mut skipped = vec![];
+        let new = split.regions.len().saturating_sub(1);
+        for r in &split.regions[..new] {
+            let peer_id = r
+                .peers
+                .iter()
+                .find(|p| p.store_id == self.cfg.store_id)
+                .map_or(0, |p| p.id);
+            match local_peer(&self.peers, &self.tombstones, r.id, peer_id) {
+                LocalPeer::Absent => {
+                    write_region_state(wb, r, RegionState::Normal);
+                    wb.put_cf(
+                        CF_RAFT,
+                        keys::apply_state_key(r.id),
+                        ApplyState::initial().encode(),
+                    );
+                }
+                LocalPeer::Removed => {
+                    for cf in crate::snap::SNAP_CFS {
+                        wb.delete_range_cf(
+                            cf,
+                            txn_types::keys::data_key(&r.start_key),
+                            txn_types::keys::data_end_key(&r.end_key),
+                        );
+                    }
+                    skipped.push(r.id);
+                }
+                LocalPeer::Present => skipped.push(r.id),
+            }
+        }
+        if !skipped.is_empty() {
+            tracing::info!(?skipped, "split regions this store already has or had");
+        }
+        skipped
+    }
+
     /// A peer applied a split: the new regions' peers on this store start (those the split
     /// may create here), campaigning at once if the split region is led here.
-    pub(super) fn on_split_applied(&mut self, region_id: u64, split: SplitOutcome) {
+    pub(super) fn on_split_applied(&mut self, region_id: u64, split: SplitOutcome, skipped: &[u64]) {
         let Some(parent) = self.peers.get(&region_id) else {
             return;
         };
@@ -135,7 +187,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let store_id = self.cfg.store_id;
         let new = split.regions.len().saturating_sub(1);
         for region in &split.regions[..new] {
-            if split.skipped.contains(&region.id) {
+            if skipped.contains(&region.id) {
                 continue;
             }
             let Some(me) = region.peers.iter().find(|p| p.store_id == store_id).copied() else {

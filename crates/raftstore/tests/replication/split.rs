@@ -148,7 +148,7 @@ async fn follower_down_during_split_catches_up() {
     let down = [1, 2, 3].into_iter().find(|s| *s != leader).expect("a follower");
     c.stop_store(down);
     let left = c.must_split(b"k0005").await;
-    c.must_split(b"k0008").await;
+    let middle = c.must_split(b"k0008").await;
     for i in 10..20 {
         let (k, v) = pair("k", i);
         c.must_put_key(&k, &v).await;
@@ -162,6 +162,11 @@ async fn follower_down_during_split_catches_up() {
     c.must_have_on_store(down, &acked).await;
     c.wait_region_on(down, left[0].id, "the split region", |i| {
         i.region.end_key == b"k0005"
+    })
+    .await;
+    // The second split's region too (also when the follower applies both splits in one batch).
+    c.wait_region_on(down, middle[0].id, "the second split region", |i| {
+        i.region.end_key == b"k0008"
     })
     .await;
     check_regions_tile(&c, &[1, 2, 3]).await;
@@ -207,5 +212,27 @@ async fn split_races_leader_transfer_and_conf_change() {
         acked.push((k, v));
     }
     assert_exactly(&c.must_scan(b"", b"").await, &acked);
+    assert!(c.fatal_events().is_empty());
+}
+
+/// 5. A follower cut off from appends during two splits gets both splits' entries in one append
+///    once healed and may apply them in one batch: the regions of both splits are created there.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn follower_applying_two_splits_together_creates_both_regions() {
+    let mut c = Cluster::run(3, 3, test_config()).await;
+    let acked = put_many(&c, "k", 0..10).await;
+    c.must_have_on_stores(&[1, 2, 3], &acked).await;
+    let leader = c.leader_of(REGION).await;
+    let lagging = [1, 2, 3].into_iter().find(|s| *s != leader).expect("a follower");
+    let cut = c.add_filter(drop_type_to(MessageType::MsgAppend, lagging));
+    let first = c.must_split(b"k0003").await;
+    let second = c.must_split(b"k0006").await;
+    c.remove_filter(cut);
+    for (region, end) in [(first[0].id, &b"k0003"[..]), (second[0].id, &b"k0006"[..])] {
+        c.wait_region_on(lagging, region, "a split region", |i| i.region.end_key == end)
+            .await;
+    }
+    check_regions_tile(&c, &[1, 2, 3]).await;
+    c.must_have_on_store(lagging, &acked).await;
     assert!(c.fatal_events().is_empty());
 }
