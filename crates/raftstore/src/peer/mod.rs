@@ -377,6 +377,19 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
                 message: format!("transfer leader target {} is not a voter", to.id),
             });
         }
+        // A transferee not heard from within an election timeout (down, cut off) could not take
+        // over: refusing at once keeps the region serving instead of holding its proposals for
+        // the transfer's whole timeout (TiKV checks the transferee likewise).
+        let heard = self
+            .last_heard
+            .get(&to.id)
+            .is_some_and(|t| t.elapsed() < self.election_timeout);
+        if !heard {
+            return Err(Error::InvalidConfChange {
+                region_id: self.region_id(),
+                message: format!("transfer leader target {} was not heard from recently", to.id),
+            });
+        }
         // The transferee campaigns without waiting for followers' leases to lapse.
         self.lease.expire(self.election_timeout * 2);
         self.raw.transfer_leader(to.id);
