@@ -6,11 +6,18 @@
 //! start+end), `2` = compact log (`index:u64 term:u64`), `3` = change peers (`count:u32`, then per
 //! change `kind:u8 peer_id:u64 store_id:u64`; carried in a conf-change entry's context), `4` =
 //! batch split (`count:u32`, then per cut the length-prefixed split key, `new_region_id:u64`,
-//! `peers:u32` and that many `peer_id:u64`). Keys are
+//! `peers:u32` and that many `peer_id:u64`), `5` = prepare merge (`min_index:u64`, the target
+//! region as length-prefixed protobuf), `6` = commit merge (the source region as length-prefixed
+//! protobuf, `commit:u64`, `count:u32`, then each carried log entry as length-prefixed
+//! protobuf), `7` = rollback merge (`commit:u64`). Keys are
 //! range keys (no data prefix). The header's `term` is not encoded: it only guards the proposal.
 
+use atoll_proto::metapb;
 pub use engine_traits::Modify;
 use engine_traits::{CF_DEFAULT, CF_LOCK, CF_RAFT, CF_WRITE};
+use prost::Message as _;
+use protobuf::Message as _;
+use raft::eraftpb::Entry;
 
 use crate::conf_change::PeerChange;
 use crate::split::SplitRequest;
@@ -34,7 +41,7 @@ pub struct CmdHeader {
     pub replica_read: bool,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub enum CmdBody {
     Write(Vec<Modify>),
     /// Drops log entries up to and including `index` (admin; proposed by the leader).
@@ -46,9 +53,25 @@ pub enum CmdBody {
     ChangePeer(Vec<PeerChange>),
     /// Cuts the region at each request's key (admin; see [`crate::split`]).
     BatchSplit(Vec<SplitRequest>),
+    /// Freezes the source region for a merge into `target` (admin; see [`crate::merge`]).
+    PrepareMerge {
+        min_index: u64,
+        target: metapb::Region,
+    },
+    /// Absorbs the prepared `source` into the target (admin, in the target's log), with the
+    /// source's log entries `min_index + 1 ..= commit` for a lagging local source.
+    CommitMerge {
+        source: metapb::Region,
+        commit: u64,
+        entries: Vec<Entry>,
+    },
+    /// Undoes the prepare at index `commit` (admin, in the source's log).
+    RollbackMerge {
+        commit: u64,
+    },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct RaftCmd {
     pub header: CmdHeader,
     pub body: CmdBody,
@@ -183,6 +206,28 @@ impl RaftCmd {
                     }
                 }
             }
+            CmdBody::PrepareMerge { min_index, target } => {
+                out.push(5);
+                out.extend_from_slice(&min_index.to_be_bytes());
+                put_bytes(&mut out, &target.encode_to_vec());
+            }
+            CmdBody::CommitMerge {
+                source,
+                commit,
+                entries,
+            } => {
+                out.push(6);
+                put_bytes(&mut out, &source.encode_to_vec());
+                out.extend_from_slice(&commit.to_be_bytes());
+                out.extend_from_slice(&(entries.len() as u32).to_be_bytes());
+                for e in entries {
+                    put_bytes(&mut out, &e.write_to_bytes().unwrap_or_default());
+                }
+            }
+            CmdBody::RollbackMerge { commit } => {
+                out.push(7);
+                out.extend_from_slice(&commit.to_be_bytes());
+            }
         }
         out
     }
@@ -234,7 +279,7 @@ impl RaftCmd {
                 let mut changes = Vec::with_capacity(n.min(16));
                 for _ in 0..n {
                     let tag = r.u8()?;
-                    let peer = atoll_proto::metapb::Peer {
+                    let peer = metapb::Peer {
                         id: r.u64()?,
                         store_id: r.u64()?,
                         ..Default::default()
@@ -265,6 +310,26 @@ impl RaftCmd {
                 }
                 CmdBody::BatchSplit(reqs)
             }
+            5 => CmdBody::PrepareMerge {
+                min_index: r.u64()?,
+                target: metapb::Region::decode(r.bytes()?.as_slice())?,
+            },
+            6 => {
+                let source = metapb::Region::decode(r.bytes()?.as_slice())?;
+                let commit = r.u64()?;
+                let n = r.u32()? as usize;
+                let mut entries = Vec::with_capacity(n.min(1024));
+                for _ in 0..n {
+                    let e = Entry::parse_from_bytes(&r.bytes()?).map_err(|e| Error::Codec(e.to_string()))?;
+                    entries.push(e);
+                }
+                CmdBody::CommitMerge {
+                    source,
+                    commit,
+                    entries,
+                }
+            }
+            7 => CmdBody::RollbackMerge { commit: r.u64()? },
             other => return Err(Error::Codec(format!("unknown command body {other}"))),
         };
         if !r.0.is_empty() {
@@ -316,12 +381,12 @@ mod tests {
             RaftCmd {
                 header,
                 body: CmdBody::ChangePeer(vec![
-                    PeerChange::AddLearner(atoll_proto::metapb::Peer {
+                    PeerChange::AddLearner(metapb::Peer {
                         id: 9,
                         store_id: 3,
                         ..Default::default()
                     }),
-                    PeerChange::Remove(atoll_proto::metapb::Peer {
+                    PeerChange::Remove(metapb::Peer {
                         id: 4,
                         store_id: 1,
                         ..Default::default()
@@ -342,6 +407,45 @@ mod tests {
                         new_peer_ids: vec![31, 32, 33],
                     },
                 ]),
+            },
+            RaftCmd {
+                header,
+                body: CmdBody::PrepareMerge {
+                    min_index: 9,
+                    target: metapb::Region {
+                        id: 3,
+                        start_key: b"m".to_vec(),
+                        ..Default::default()
+                    },
+                },
+            },
+            RaftCmd {
+                header,
+                body: CmdBody::CommitMerge {
+                    source: metapb::Region {
+                        id: 2,
+                        end_key: b"m".to_vec(),
+                        ..Default::default()
+                    },
+                    commit: 11,
+                    entries: vec![
+                        Entry {
+                            index: 10,
+                            term: 2,
+                            data: b"x".to_vec().into(),
+                            ..Default::default()
+                        },
+                        Entry {
+                            index: 11,
+                            term: 2,
+                            ..Default::default()
+                        },
+                    ],
+                },
+            },
+            RaftCmd {
+                header,
+                body: CmdBody::RollbackMerge { commit: 11 },
             },
         ];
         for c in cmds {

@@ -39,6 +39,10 @@ pub enum Error {
     InvalidConfChange { region_id: u64, message: String },
     #[error("invalid split of region {region_id}: {message}")]
     InvalidSplit { region_id: u64, message: String },
+    #[error("invalid merge of region {region_id}: {message}")]
+    InvalidMerge { region_id: u64, message: String },
+    #[error("region {0} is merging; proposals and reads are refused until it is merged or rolled back")]
+    ProposalInMergingMode(u64),
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
     #[error("raftstore is shutting down")]

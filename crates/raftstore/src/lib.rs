@@ -28,6 +28,7 @@ mod error;
 pub mod keys;
 mod log_writer;
 mod logger;
+pub mod merge;
 pub mod metrics;
 mod peer;
 mod peer_storage;
@@ -43,9 +44,10 @@ mod transport;
 pub use cmd::{CmdBody, CmdHeader, Modify, RaftCmd};
 pub use conf_change::PeerChange;
 pub use error::{Error, Result};
+pub use merge::MergeState;
 pub use peer_storage::{
-    bootstrap_region, clear_prepared_region, load_local_regions, load_regions, LocalRegion, PeerStorage,
-    RegionState, RAFT_INIT_INDEX,
+    bootstrap_region, clear_prepared_region, load_local_regions, load_regions, write_merging_state,
+    LocalRegion, PeerStorage, RegionState, RAFT_INIT_INDEX,
 };
 pub use router::{ReadResponse, RegionInfo, Router, StoreEvent};
 pub use snap::{SnapKey, SnapManager, SnapMeta};

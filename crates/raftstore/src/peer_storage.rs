@@ -11,6 +11,7 @@ use raft::{GetEntriesContext, RaftState, StorageError};
 
 use crate::conf_change::conf_state_of;
 use crate::keys::{self, ApplyState, RaftLocalState};
+use crate::merge::MergeState;
 use crate::{Error, Result};
 
 /// Index (and term) a freshly bootstrapped region's log starts after, as in TiKV.
@@ -23,8 +24,12 @@ pub enum RegionState {
     Normal,
     /// A snapshot's data is being written; a restart redoes it from the received file.
     Applying,
-    /// The peer was removed from the region here; it must never come back with this id.
+    /// The peer was removed from the region here (or its region merged into another); it must
+    /// never come back with this id.
     Tombstone,
+    /// The region applied a PrepareMerge: frozen until merged or rolled back (the value holds
+    /// the [`MergeState`] before the region).
+    Merging,
 }
 
 impl RegionState {
@@ -33,6 +38,7 @@ impl RegionState {
             RegionState::Normal => 0,
             RegionState::Applying => 1,
             RegionState::Tombstone => 2,
+            RegionState::Merging => 3,
         }
     }
 
@@ -41,6 +47,7 @@ impl RegionState {
             0 => RegionState::Normal,
             1 => RegionState::Applying,
             2 => RegionState::Tombstone,
+            3 => RegionState::Merging,
             _ => return None,
         })
     }
@@ -61,6 +68,14 @@ pub fn write_region_state(wb: &mut WriteBatch, region: &metapb::Region, state: R
     );
 }
 
+/// Stages the state of a source region that applied a PrepareMerge.
+pub fn write_merging_state(wb: &mut WriteBatch, region: &metapb::Region, merge: &MergeState) {
+    let mut out = vec![RegionState::Merging.tag()];
+    merge.encode(&mut out);
+    region.encode(&mut out).unwrap_or_default();
+    wb.put_cf(CF_RAFT, keys::region_state_key(region.id), out);
+}
+
 /// A region as persisted on this store.
 #[derive(Debug, Clone)]
 pub struct LocalRegion {
@@ -68,6 +83,8 @@ pub struct LocalRegion {
     pub state: RegionState,
     /// Absent for tombstones.
     pub apply: Option<ApplyState>,
+    /// Present in the `Merging` state.
+    pub merge: Option<MergeState>,
 }
 
 /// Where a snapshot for followers stands in this peer's storage.
@@ -131,7 +148,13 @@ pub fn load_local_regions<EK: KvEngine>(kv: &EK) -> Result<Vec<LocalRegion>> {
     for (id, tag, bytes) in states {
         let state = RegionState::from_tag(tag)
             .ok_or_else(|| Error::Codec(format!("region {id} has unknown state {tag}")))?;
-        let region = metapb::Region::decode(bytes.as_slice())?;
+        let (merge, region_bytes) = if state == RegionState::Merging {
+            let (m, rest) = MergeState::decode(&bytes)?;
+            (Some(m), rest)
+        } else {
+            (None, bytes.as_slice())
+        };
+        let region = metapb::Region::decode(region_bytes)?;
         let apply = if state == RegionState::Tombstone {
             None
         } else {
@@ -141,7 +164,12 @@ pub fn load_local_regions<EK: KvEngine>(kv: &EK) -> Result<Vec<LocalRegion>> {
                     .ok_or_else(|| Error::Codec(format!("region {id} has no apply state")))?,
             )
         };
-        out.push(LocalRegion { region, state, apply });
+        out.push(LocalRegion {
+            region,
+            state,
+            apply,
+            merge,
+        });
     }
     Ok(out)
 }

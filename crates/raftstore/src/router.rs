@@ -116,6 +116,11 @@ pub(crate) enum Msg<S> {
         epoch: metapb::RegionEpoch,
         result: Option<CheckResult>,
     },
+    PrepareMerge {
+        header: CmdHeader,
+        target: Box<metapb::Region>,
+        cb: oneshot::Sender<Result<()>>,
+    },
     Shutdown,
 }
 
@@ -159,7 +164,8 @@ impl<S> Msg<S> {
             | Msg::ChangePeer { header, .. }
             | Msg::TransferLeader { header, .. }
             | Msg::BatchSplit { header, .. }
-            | Msg::SplitRegion { header, .. } => header.region_id,
+            | Msg::SplitRegion { header, .. }
+            | Msg::PrepareMerge { header, .. } => header.region_id,
             Msg::Raft(env) => env.region_id,
             Msg::Unreachable { region_id, .. }
             | Msg::SnapshotStatus { region_id, .. }
@@ -222,6 +228,19 @@ impl<S: Send + 'static> Router<S> {
 
     /// Asks the leader of the region in `header` to split at `split_keys`, or in its middle
     /// when there are none; the split goes on as [`StoreEvent::AskSplit`].
+    /// Asks the region in `header` (its leader) to merge into the adjacent `target` (PD's
+    /// view of it, with peers on the same stores); answers once the source applied the prepare.
+    /// The target absorbs it afterwards by itself, or the source rolls back if the target moved on.
+    pub async fn prepare_merge(&self, header: CmdHeader, target: metapb::Region) -> Result<()> {
+        let (cb, rx) = oneshot::channel();
+        self.send(Msg::PrepareMerge {
+            header,
+            target: Box::new(target),
+            cb,
+        })?;
+        rx.await.map_err(|_| Error::ShuttingDown)?
+    }
+
     pub fn split_region(&self, header: CmdHeader, split_keys: Vec<Vec<u8>>) -> Result<()> {
         self.send(Msg::SplitRegion { header, split_keys })
     }

@@ -56,9 +56,14 @@ pub fn raftstore_error(e: raftstore::Error) -> storage::Error {
                 ..Default::default()
             })
         }
+        E::ProposalInMergingMode(region_id) => {
+            err.proposal_in_merging_mode = Some(errorpb::ProposalInMergingMode { region_id })
+        }
         E::ShuttingDown => return storage::Error::ShuttingDown,
         E::Engine(m) | E::Codec(m) | E::Raft(m) => return storage::Error::Engine(m),
-        E::InvalidConfChange { .. } | E::InvalidSplit { .. } => return storage::Error::Engine(err.message),
+        E::InvalidConfChange { .. } | E::InvalidSplit { .. } | E::InvalidMerge { .. } => {
+            return storage::Error::Engine(err.message)
+        }
     }
     storage::Error::Region(Box::new(err))
 }

@@ -253,6 +253,9 @@ async fn execute_pd_command(router: &Router<RocksSnapshot>, resp: pdpb::RegionHe
             "PD asks to split"
         );
         router.split_region(header, split.keys.clone())
+    } else if let Some(target) = resp.merge.as_ref().and_then(|m| m.target.clone()) {
+        tracing::info!(region_id = resp.region_id, target = target.id, "PD asks to merge");
+        router.prepare_merge(header, target).await
     } else {
         return;
     };

@@ -21,6 +21,16 @@ pub(crate) struct ApplyOutcome {
     pub splits: Vec<SplitOutcome>,
 }
 
+/// A CommitMerge this region may apply once the store caught the local source peer up to
+/// `commit`; `rest` are the committed entries after it.
+pub(crate) struct PendingCommitMerge {
+    pub entry: Entry,
+    pub source: metapb::Region,
+    pub commit: u64,
+    pub entries: Vec<Entry>,
+    pub rest: Vec<Entry>,
+}
+
 /// A batch split applied by a peer.
 pub(crate) struct SplitOutcome {
     /// Every region after the split: the new ones in key order, then the split one.
@@ -65,19 +75,50 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     }
 
     /// Applies committed `entries` (seen committed at `committed_at`) into `wb`; advances the
-    /// in-memory apply state.
+    /// in-memory apply state. Entries at or below the applied index (a merge caught this peer up
+    /// past what Raft handed it) are skipped. Stops before a CommitMerge that passed this
+    /// region's checks: it needs the local source peer, which only the store has, and is
+    /// returned with the entries after it.
     pub(crate) fn apply_entries(
         &mut self,
         entries: Vec<Entry>,
         committed_at: Instant,
         wb: &mut WriteBatch,
         outcome: &mut ApplyOutcome,
-    ) {
-        for e in entries {
+    ) -> Option<PendingCommitMerge> {
+        let mut iter = entries.into_iter();
+        while let Some(e) = iter.next() {
             let index = e.index;
+            if index <= self.raw.store().apply_state().applied_index {
+                continue;
+            }
             let result = match e.get_entry_type() {
                 EntryType::EntryNormal if e.data.is_empty() => Ok(()),
-                EntryType::EntryNormal => self.apply_command(&e.data, wb, outcome),
+                EntryType::EntryNormal => match RaftCmd::decode(&e.data) {
+                    Ok(RaftCmd {
+                        header,
+                        body:
+                            CmdBody::CommitMerge {
+                                source,
+                                commit,
+                                entries,
+                            },
+                    }) => match self.check_commit_merge(&header, &source) {
+                        Ok(()) => {
+                            self.write_apply_state(wb);
+                            return Some(PendingCommitMerge {
+                                entry: e,
+                                source,
+                                commit,
+                                entries,
+                                rest: iter.collect(),
+                            });
+                        }
+                        Err(err) => Err(err),
+                    },
+                    Ok(cmd) => self.apply_command(cmd, index, wb, outcome),
+                    Err(err) => Err(err),
+                },
                 EntryType::EntryConfChangeV2 => self.apply_conf_change(&e, wb, outcome),
                 EntryType::EntryConfChange => {
                     // Atoll proposes only V2 changes; a V1 entry cannot come from it.
@@ -89,33 +130,48 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
                     Err(Error::Codec("conf change v1 entries are not supported".into()))
                 }
             };
-            if let Err(err) = &result {
-                if !matches!(err, Error::EpochNotMatch { .. } | Error::KeyNotInRegion { .. }) {
-                    tracing::warn!(region_id = self.region_id(), index, error = %err, "entry not applied");
-                }
-            }
-            if let Some(p) = self.take_callback(index, e.term, &mut outcome.responses) {
-                // A quorum accepted this leader's entry after it was proposed.
-                if self.is_leader() && e.term == self.raw.raft.term && self.raw.raft.lead_transferee.is_none()
-                {
-                    self.lease.renew(p.proposed_at, e.term);
-                }
-                metrics::COMMIT_LOG_DURATION.observe(
-                    committed_at
-                        .saturating_duration_since(p.proposed_at)
-                        .as_secs_f64(),
-                );
-                for (cb, sent_at) in p.cbs {
-                    outcome.responses.push((cb, result.clone()));
-                    outcome.answered_sent_at.push(sent_at);
-                }
-            }
-            let apply = self.raw.mut_store().apply_state_mut();
-            apply.applied_index = index;
+            self.finish_entry(index, e.term, result, committed_at, outcome);
         }
-        let region_id = self.region_id();
+        self.write_apply_state(wb);
+        None
+    }
+
+    /// Answers the proposal of the entry at `index` (if this peer made it) with `result`, and
+    /// moves the in-memory applied index to it.
+    pub(crate) fn finish_entry(
+        &mut self,
+        index: u64,
+        term: u64,
+        result: Result<()>,
+        committed_at: Instant,
+        outcome: &mut ApplyOutcome,
+    ) {
+        if let Err(err) = &result {
+            if !matches!(err, Error::EpochNotMatch { .. } | Error::KeyNotInRegion { .. }) {
+                tracing::warn!(region_id = self.region_id(), index, error = %err, "entry not applied");
+            }
+        }
+        if let Some(p) = self.take_callback(index, term, &mut outcome.responses) {
+            // A quorum accepted this leader's entry after it was proposed.
+            if self.is_leader() && term == self.raw.raft.term && self.raw.raft.lead_transferee.is_none() {
+                self.lease.renew(p.proposed_at, term);
+            }
+            metrics::COMMIT_LOG_DURATION.observe(
+                committed_at
+                    .saturating_duration_since(p.proposed_at)
+                    .as_secs_f64(),
+            );
+            for (cb, sent_at) in p.cbs {
+                outcome.responses.push((cb, result.clone()));
+                outcome.answered_sent_at.push(sent_at);
+            }
+        }
+        self.raw.mut_store().apply_state_mut().applied_index = index;
+    }
+
+    pub(crate) fn write_apply_state(&self, wb: &mut WriteBatch) {
         let apply = *self.raw.store().apply_state();
-        wb.put_cf(CF_RAFT, keys::apply_state_key(region_id), apply.encode());
+        wb.put_cf(CF_RAFT, keys::apply_state_key(self.region_id()), apply.encode());
     }
 
     /// Applies a membership change entry: the region's peers and `conf_ver` change in the same
@@ -170,8 +226,13 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         Ok(())
     }
 
-    fn apply_command(&mut self, data: &[u8], wb: &mut WriteBatch, outcome: &mut ApplyOutcome) -> Result<()> {
-        let cmd = RaftCmd::decode(data)?;
+    fn apply_command(
+        &mut self,
+        cmd: RaftCmd,
+        index: u64,
+        wb: &mut WriteBatch,
+        outcome: &mut ApplyOutcome,
+    ) -> Result<()> {
         let region = self.region().clone();
         if cmd.header.region_id != region.id {
             return Err(Error::RegionNotFound(cmd.header.region_id));
@@ -213,8 +274,19 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             CmdBody::ChangePeer(_) => Err(Error::Codec("peer changes outside a conf change entry".into())),
             CmdBody::BatchSplit(reqs) => {
                 check_whole_epoch(&region, &cmd.header)?;
+                self.check_not_merging()?;
                 self.apply_split(&region, &reqs, wb, outcome)
             }
+            CmdBody::PrepareMerge { min_index, target } => {
+                check_whole_epoch(&region, &cmd.header)?;
+                self.apply_prepare_merge(&region, min_index, target, index, wb, outcome)
+            }
+            CmdBody::RollbackMerge { commit } => {
+                check_whole_epoch(&region, &cmd.header)?;
+                self.apply_rollback_merge(&region, commit, wb, outcome)
+            }
+            // Handled by `apply_entries` (it needs the store).
+            CmdBody::CommitMerge { .. } => Err(Error::Codec("commit merge applied out of place".into())),
         }
     }
 

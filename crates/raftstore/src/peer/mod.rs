@@ -26,9 +26,10 @@ use crate::split::SplitRequest;
 use crate::{Error, Result};
 
 mod apply;
+mod merge;
 
 use apply::{check_keys, check_whole_epoch};
-pub(crate) use apply::{ApplyOutcome, SplitOutcome};
+pub(crate) use apply::{ApplyOutcome, PendingCommitMerge, SplitOutcome};
 
 pub(crate) type WriteCb = oneshot::Sender<Result<()>>;
 
@@ -95,6 +96,11 @@ pub(crate) struct Peer<ER: KvEngine, S> {
     /// Size and keys measured by the last split check.
     pub approximate_size: Option<u64>,
     pub approximate_keys: Option<u64>,
+    /// This (source) region applied a PrepareMerge and waits for the target to absorb it.
+    pub merge: Option<crate::merge::MergeState>,
+    /// When this store last proposed the merge's CommitMerge (to a local target leader) or
+    /// RollbackMerge.
+    pub merge_proposed_at: Option<Instant>,
 }
 
 pub(crate) struct PeerConfig {
@@ -151,6 +157,8 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             may_skip_split_check: false,
             approximate_size: None,
             approximate_keys: None,
+            merge: None,
+            merge_proposed_at: None,
         })
     }
 
@@ -305,6 +313,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
 
     fn check_conf_change(&self, header: &CmdHeader, changes: &[PeerChange]) -> Result<()> {
         self.check_request(header)?;
+        self.check_not_merging()?;
         let region = self.region();
         if changes.iter().all(|c| c.is_done(region)) {
             return Ok(());
@@ -346,6 +355,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     pub fn propose_split(&mut self, header: CmdHeader, requests: Vec<SplitRequest>, cb: WriteCb) {
         let checked = self
             .check_request(&header)
+            .and_then(|_| self.check_not_merging())
             .and_then(|_| crate::split::split_regions(self.region(), &requests));
         if let Err(e) = checked {
             let _ = cb.send(Err(e));
@@ -412,7 +422,10 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
     /// Checks a write and queues it; [`Peer::flush_writes`] proposes every queued write of the
     /// region as one entry.
     pub fn propose(&mut self, cmd: RaftCmd, cb: WriteCb, sent_at: Instant, cfg: &PeerConfig) {
-        if let Err(e) = self.check_request(&cmd.header) {
+        if let Err(e) = self
+            .check_request(&cmd.header)
+            .and_then(|_| self.check_not_merging())
+        {
             let _ = cb.send(Err(e));
             return;
         }
@@ -514,7 +527,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             self.reads.push_unsent(cb);
             return;
         }
-        if let Err(e) = self.check_request(header) {
+        if let Err(e) = self.check_request(header).and_then(|_| self.check_not_merging()) {
             let _ = cb.send(Err(e));
             return;
         }
@@ -535,6 +548,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         if !self.is_initialized() || self.applying_snap.is_some() || self.raw.raft.leader_id == 0 {
             return Err(self.not_leader());
         }
+        self.check_not_merging()?;
         check_whole_epoch(self.region(), header)
     }
 
@@ -585,6 +599,12 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
 
     /// Answers every read whose read index has been applied.
     pub fn finish_reads(&mut self, snapshot: &S) {
+        if self.merge.is_some() {
+            // The target may own this range already: nothing is served from a merging source.
+            let err = Error::ProposalInMergingMode(self.region_id());
+            self.reads.fail_all(&err);
+            return;
+        }
         let applied = self.durable_applied;
         let region = self.region().clone();
         let term = self.raw.raft.term;

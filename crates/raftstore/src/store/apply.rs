@@ -7,7 +7,16 @@ use super::*;
 impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     /// Applies committed entries in memory and hands their KV batch to the apply writer, which
     /// answers the proposals once it is written.
-    pub(super) fn apply(&mut self, to_apply: Vec<(u64, Vec<raft::eraftpb::Entry>, Instant)>) -> Result<()> {
+    pub(super) fn apply(
+        &mut self,
+        mut to_apply: Vec<(u64, Vec<raft::eraftpb::Entry>, Instant)>,
+    ) -> Result<()> {
+        // Regions waiting on a merge try again.
+        for id in self.merge_waiting.keys() {
+            if !to_apply.iter().any(|(r, _, _)| r == id) {
+                to_apply.push((*id, Vec::new(), Instant::now()));
+            }
+        }
         if to_apply.is_empty() {
             return Ok(());
         }
@@ -23,15 +32,24 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let mut destroy = Vec::new();
         let mut changed = Vec::new();
         let mut splits = Vec::new();
+        let mut merged = Vec::new();
         for (id, entries, committed_at) in to_apply {
+            if !self.peers.contains_key(&id) {
+                continue;
+            }
+            metrics::APPLY_WAIT_DURATION.observe(t.saturating_duration_since(committed_at).as_secs_f64());
+            let mut outcome = ApplyOutcome::new();
+            self.apply_region(id, entries, committed_at, &mut job.wb, &mut outcome, &mut merged);
             let Some(peer) = self.peers.get_mut(&id) else {
                 continue;
             };
-            metrics::APPLY_WAIT_DURATION.observe(t.saturating_duration_since(committed_at).as_secs_f64());
-            let mut outcome = ApplyOutcome::new();
-            peer.apply_entries(entries, committed_at, &mut job.wb, &mut outcome);
             let applied_index = peer.raw.store().apply_state().applied_index;
-            peer.raw.advance_apply_to(applied_index);
+            // A source caught up for a merge may have applied past what Raft handed out.
+            let log = &peer.raw.raft.raft_log;
+            let raft_applied = applied_index.min(log.committed).min(log.persisted);
+            if raft_applied > log.applied {
+                peer.raw.advance_apply_to(raft_applied);
+            }
             job.responses.append(&mut outcome.responses);
             job.answered_sent_at.append(&mut outcome.answered_sent_at);
             // The apply state recording a truncation must be durable before the entries go, or
@@ -52,12 +70,15 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 changed.push(id);
             }
         }
+        // A merged source's tombstone must be durable before its log goes.
+        job.sync |= !merged.is_empty();
         self.writer.submit(job)?;
         if self.writer.is_inline() {
             while let Some(done) = self.writer.try_done() {
                 self.on_apply_done(done)?;
             }
         }
+        self.clear_merged_logs(merged)?;
         for (id, split, skipped) in splits {
             self.on_split_applied(id, split, &skipped);
         }
@@ -157,7 +178,9 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 continue;
             }
             let apply = *peer.raw.store().apply_state();
-            if apply.applied_index < apply.truncated_index + self.cfg.log_gc_threshold
+            // A merging source keeps the log a CommitMerge carries.
+            if peer.merge.is_some()
+                || apply.applied_index < apply.truncated_index + self.cfg.log_gc_threshold
                 || peer.compact_proposed_at + self.cfg.log_gc_threshold > apply.applied_index
             {
                 continue;

@@ -84,6 +84,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         let Some(mut peer) = self.peers.remove(&region_id) else {
             return Ok(());
         };
+        self.merge_waiting.remove(&region_id);
         if let Some(cancel) = peer.apply_cancel.take() {
             // The snapshot worker may be writing this region: once this returns it writes
             // nothing more (neither data nor `Normal` over the tombstone).

@@ -84,8 +84,21 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             self.transport.send(gc);
             return;
         }
-        if env.message.get_msg_type() == MessageType::MsgSnapshot && !self.snapshot_receivable(&env) {
-            return;
+        if env.message.get_msg_type() == MessageType::MsgSnapshot {
+            let Some(replaced) = self.snapshot_receivable(&env) else {
+                return;
+            };
+            for id in replaced {
+                tracing::info!(
+                    region_id = id,
+                    by = env.region_id,
+                    "a snapshot covers this merged-away region; destroying its peer"
+                );
+                if let Err(e) = self.destroy_peer(id, None) {
+                    tracing::error!(region_id = id, error = %e, "destroying a merged-away peer failed");
+                    return;
+                }
+            }
         }
         let Some(peer) = self.peers.get_mut(&env.region_id) else {
             return;

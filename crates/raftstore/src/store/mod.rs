@@ -28,7 +28,7 @@ use crate::cmd::CmdBody;
 use crate::keys::{self, ApplyState};
 use crate::log_writer::{LogDone, LogWriter, PersistedReady};
 use crate::metrics;
-use crate::peer::{ApplyOutcome, Peer, PeerConfig};
+use crate::peer::{ApplyOutcome, Peer, PeerConfig, WriteCb};
 use crate::peer_storage::{write_region_state, LocalRegion, PeerStorage, RegionState, SnapGen};
 use crate::router::{Msg, Router, StoreEvent};
 use crate::snap::{SnapKey, SnapManager, SnapMeta};
@@ -39,6 +39,7 @@ use crate::{Error, Result};
 
 mod apply;
 mod lifecycle;
+mod merge;
 mod messages;
 mod snapshot;
 mod split;
@@ -165,6 +166,7 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         };
         let storage = PeerStorage::open(raft_engine.clone(), region.clone(), apply)?;
         let mut peer = Peer::new(storage, me.id, &peer_cfg)?;
+        peer.merge = local.merge;
         if local.state == RegionState::Applying {
             // A crash interrupted a snapshot's apply: redo it from the received file.
             let key = SnapKey {
@@ -217,6 +219,7 @@ pub fn spawn_store<EK: KvEngine, ER: KvEngine, T: Transport>(
         log_writer,
         split_tx,
         next_split_check: Instant::now(),
+        merge_waiting: HashMap::new(),
         stopping: false,
     };
     let thread = std::thread::Builder::new()
@@ -260,6 +263,8 @@ struct StoreLoop<EK: KvEngine, ER: KvEngine, T> {
     /// The split checker's task queue, and when leaders are next sent to it.
     split_tx: Sender<CheckTask>,
     next_split_check: Instant,
+    /// Target regions whose entries wait (from a CommitMerge on) for their local source.
+    merge_waiting: HashMap<u64, merge::MergeWait>,
     stopping: bool,
 }
 
@@ -439,6 +444,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
         for env in probes.into_iter().flatten() {
             self.transport.send(env);
         }
+        self.on_merge_tick();
     }
 
     fn handle(&mut self, msg: Msg<EK::Snap>) {
@@ -491,6 +497,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 }
             },
             Msg::SplitRegion { header, split_keys } => self.on_split_region(header, split_keys),
+            Msg::PrepareMerge { header, target, cb } => self.on_prepare_merge(header, *target, cb),
             Msg::SplitChecked {
                 region_id,
                 epoch,

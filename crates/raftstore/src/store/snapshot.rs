@@ -6,19 +6,18 @@ use super::*;
 
 impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     /// A snapshot message is stepped only when its file arrived and the peer can take it.
-    pub(super) fn snapshot_receivable(&self, env: &RaftEnvelope) -> bool {
-        let Some(peer) = self.peers.get(&env.region_id) else {
-            return false;
-        };
-        if peer.applying_snap.is_some() {
-            return false;
+    /// Returns the local regions it replaces (merged into its region), or `None` to drop it.
+    pub(super) fn snapshot_receivable(&self, env: &RaftEnvelope) -> Option<Vec<u64>> {
+        let peer = self.peers.get(&env.region_id)?;
+        if peer.applying_snap.is_some() || self.merge_waiting.contains_key(&env.region_id) {
+            return None;
         }
         let snap = env.message.get_snapshot();
         let meta = match SnapMeta::decode(&snap.data) {
             Ok(m) => m,
             Err(e) => {
                 tracing::warn!(region_id = env.region_id, error = %e, "undecodable snapshot dropped");
-                return false;
+                return None;
             }
         };
         let key = SnapKey {
@@ -32,22 +31,17 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
                 ?key,
                 "snapshot message without its file dropped"
             );
-            return false;
+            return None;
         }
-        // The snapshot's range must not overlap another region of this store.
-        let overlaps = self.peers.values().any(|p| {
-            p.region_id() != env.region_id
-                && p.is_initialized()
-                && ranges_overlap(p.region(), &meta.region.start_key, &meta.region.end_key)
-        });
-        if overlaps {
+        // The snapshot's range must not overlap another live region of this store.
+        let replaced = self.replaced_by_snapshot(&meta.region);
+        if replaced.is_none() {
             tracing::warn!(
                 region_id = env.region_id,
                 "snapshot overlapping another local region dropped"
             );
-            return false;
         }
-        true
+        replaced
     }
 
     /// Hands requested snapshot generations to the worker, with a KV snapshot taken now: the

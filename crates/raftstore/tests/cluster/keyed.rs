@@ -183,3 +183,68 @@ impl Client {
         .await
     }
 }
+
+impl Client {
+    /// The newest view of `region` any running leader has.
+    pub async fn newest_region(&self, region: u64) -> Option<metapb::Region> {
+        self.regions().await.into_iter().find(|r| r.id == region)
+    }
+
+    /// Asks `source`'s leader once to prepare a merge into `target` (as the leaders see it).
+    pub async fn try_prepare_merge(&self, source: u64, target: u64) -> Outcome<()> {
+        let (store, info) = self
+            .leader(source)
+            .await
+            .ok_or(Failure::Raft(Error::RegionNotFound(source)))?;
+        let target = self
+            .newest_region(target)
+            .await
+            .ok_or(Failure::Raft(Error::RegionNotFound(target)))?;
+        let router = self.router(store).ok_or(Failure::StoreDown)?;
+        attempt(
+            ATTEMPT_TIMEOUT,
+            router.prepare_merge(header_of(&info.region), target),
+        )
+        .await
+    }
+
+    /// Merges `source` into `target` and waits until every running store dropped `source` and
+    /// the leaders see `target` over both ranges; returns the merged region.
+    pub async fn must_merge(&self, source: u64, target: u64) -> metapb::Region {
+        let before_s = self.newest_region(source).await.expect("source region");
+        let before_t = self.newest_region(target).await.expect("target region");
+        retry_ok("prepare merge never applied", || {
+            self.try_prepare_merge(source, target)
+        })
+        .await;
+        self.wait_merged(&before_s, &before_t).await
+    }
+
+    /// Waits until every running store dropped `source`'s peer and leaders see `target` cover
+    /// both ranges.
+    pub async fn wait_merged(&self, source: &metapb::Region, target: &metapb::Region) -> metapb::Region {
+        let start = source.start_key.clone().min(target.start_key.clone());
+        let end = if source.end_key.is_empty() || target.end_key.is_empty() {
+            vec![]
+        } else {
+            source.end_key.clone().max(target.end_key.clone())
+        };
+        for store in self.running_stores() {
+            self.wait_region_gone(store, source.id).await;
+        }
+        let deadline = Instant::now() + MUST_TIMEOUT;
+        loop {
+            if let Some(r) = self.newest_region(target.id).await {
+                if r.start_key == start && r.end_key == end {
+                    return r;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "region {} never covered both ranges",
+                target.id
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+}

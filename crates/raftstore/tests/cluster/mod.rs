@@ -134,6 +134,11 @@ fn open_engine(path: &std::path::Path, cfs: &[&str]) -> Engine {
 impl Cluster {
     /// Creates the engines of `n` stores (nothing is started).
     pub fn new(n: u64, cfg: StoreConfig) -> Cluster {
+        // `RUST_LOG=info` shows the stores' logs with a test's output.
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_test_writer()
+            .try_init();
         let dir = tempfile::tempdir().expect("tempdir");
         let net = Net::new();
         let mut stores = BTreeMap::new();

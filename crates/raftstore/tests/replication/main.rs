@@ -7,6 +7,7 @@ mod chaos;
 mod cluster;
 mod lease;
 mod membership;
+mod merge;
 mod snapshots;
 mod split;
 
