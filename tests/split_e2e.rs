@@ -130,7 +130,18 @@ async fn tiny_thresholds_split_into_dozens_of_regions_and_lose_nothing() {
     got.reverse();
     assert_eq!(got, want_txn, "txn reverse scan");
 
-    // Every region PD lists has a leader and three peers, and the regions tile the key space.
+    // Every region PD lists has a leader and three peers (PD may still be adding the third
+    // replica to regions split from one that had two), and the regions tile the key space.
+    wait_until(
+        Duration::from_secs(60),
+        "every region has three peers and a leader",
+        || async {
+            cluster.pd_regions().await.iter().all(|r| {
+                r["peers"].as_array().map(Vec::len) == Some(3) && r["leader"]["id"].as_u64().unwrap_or(0) > 0
+            })
+        },
+    )
+    .await;
     let regions = cluster.pd_regions().await;
     let mut bounds: Vec<(String, String)> = regions
         .iter()

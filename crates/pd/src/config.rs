@@ -80,10 +80,7 @@ impl Default for ScheduleConfig {
             leader_schedule_policy: "count".into(),
             region_schedule_limit: 2048,
             replica_schedule_limit: 64,
-            // PD's default is 8. Raftstore does not execute merge steps yet, so merging stays
-            // off until it does (an operator that can never finish would only move peers and
-            // time out); set it above 0 to exercise the checker.
-            merge_schedule_limit: 0,
+            merge_schedule_limit: 8,
             hot_region_schedule_limit: 4,
             tolerant_size_ratio: 0.0,
             low_space_ratio: 0.8,

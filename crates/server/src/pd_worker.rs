@@ -105,7 +105,10 @@ impl PdWorker {
             .insert(info.region.id, (info.written_bytes, info.written_keys, now))
             .unwrap_or((0, 0, now));
         // The split checker's count is exact; until a region was checked, RocksDB's estimate.
-        let approximate_size = info.approximate_size.unwrap_or_else(|| {
+        // PD reads a size of 0 as "not measured" and keeps the old one: a region measured empty
+        // reports 1 byte (PD rounds it up to its 1 MiB minimum), so its keys reach 0 and the
+        // merge checker sees it.
+        let approximate_size = info.approximate_size.map(|s| s.max(1)).unwrap_or_else(|| {
             let start = txn_types::keys::data_key(&info.region.start_key);
             let end = txn_types::keys::data_end_key(&info.region.end_key);
             [CF_DEFAULT, CF_LOCK, CF_WRITE]

@@ -7,6 +7,9 @@
 //!   — so tiny split thresholds and merging do not fight;
 //! * both are healthy (known leader, no pending or down peer, `max-replicas` voters) and have
 //!   no operator;
+//! * the two are not split apart at an API V2 keyspace boundary (the ranges made at bootstrap
+//!   keep raw and transactional keys, and each keyspace, in regions of their own: PD keeps
+//!   them apart with `merge_option = deny` label rules);
 //! * the target is adjacent: the next region (the one starting at its end key), or the
 //!   previous one unless `enable-one-way-merge`; of two candidates the smaller one wins (PD:
 //!   prefer the previous region on a tie).
@@ -40,6 +43,18 @@ fn is_small(r: &RegionInfo, cfg: &MergeConfig) -> bool {
     size <= cfg.max_merge_region_size && keys <= cfg.max_merge_region_keys
 }
 
+/// Whether `key` (a region boundary) is where an API V2 key range starts: a mode byte (`r`
+/// raw, `x` transactional) and a 3-byte keyspace id, as is or memcomparable-encoded.
+pub fn is_keyspace_boundary(key: &[u8]) -> bool {
+    let mode = |b: u8| b == b'r' || b == b'x';
+    match key.len() {
+        4 => mode(key[0]),
+        // One memcomparable group: 4 bytes, 4 bytes of padding, marker 0xFF - 4.
+        9 => mode(key[0]) && key[4..8] == [0; 4] && key[8] == 0xFF - 4,
+        _ => false,
+    }
+}
+
 /// The (source, target) operators merging `region` into `prev` or `next`, if it should be.
 /// `recently_split` tells whether a region was split (or first seen) within
 /// `split-merge-interval`; `view.busy` holds the regions with an operator.
@@ -63,11 +78,19 @@ pub fn check(
                 .iter()
                 .all(|p| view.stores.get(&p.store_id).is_some_and(|s| s.is_up()))
     };
-    let next = next.filter(|n| n.start_key() == region.end_key() && !region.end_key().is_empty());
+    let next = next.filter(|n| {
+        n.start_key() == region.end_key()
+            && !region.end_key().is_empty()
+            && !is_keyspace_boundary(region.end_key())
+    });
     let next = next.filter(usable);
     let prev = prev
         .filter(|_| !cfg.enable_one_way_merge)
-        .filter(|p| p.end_key() == region.start_key() && !region.start_key().is_empty())
+        .filter(|p| {
+            p.end_key() == region.start_key()
+                && !region.start_key().is_empty()
+                && !is_keyspace_boundary(region.start_key())
+        })
         .filter(usable);
     let target = match (prev, next) {
         (Some(p), Some(n)) if n.approximate_size < p.approximate_size => n,

@@ -208,3 +208,34 @@ fn both_operators_end_when_the_target_absorbed_the_source() {
     c.region_gone(2);
     assert_eq!(c.status(2).unwrap().status, pdpb::OperatorStatus::Success);
 }
+
+#[test]
+fn keyspace_boundaries_are_never_merged_across() {
+    let encoded_raw: &[u8] = &[b'r', 0, 0, 0, 0, 0, 0, 0, 0xFB];
+    let encoded_txn: &[u8] = &[b'x', 0, 0, 1, 0, 0, 0, 0, 0xFB];
+    for k in [encoded_raw, encoded_txn, b"r\0\0\x07", b"x\0\0\0"] {
+        assert!(is_keyspace_boundary(k), "{k:?}");
+    }
+    for k in [
+        &b"r\0\0\0a"[..],
+        b"k0001",
+        b"",
+        &[b'r', 0, 0, 0, b'a', 0, 0, 0, 0xFC],
+    ] {
+        assert!(!is_keyspace_boundary(k), "{k:?}");
+    }
+    // The middle region starts and ends at keyspace boundaries: it merges with neither side.
+    let mut rs = three();
+    rs[0] = ranged(rs[0].clone(), b"", encoded_raw);
+    rs[1] = ranged(rs[1].clone(), encoded_raw, encoded_txn);
+    rs[2] = ranged(rs[2].clone(), encoded_txn, b"");
+    let v = view(&up(3), rs.clone());
+    assert!(check(&rs[1], Some(&rs[0]), Some(&rs[2]), &v, &cfg(), &never, &mut ids()).is_none());
+    // Inside a keyspace's range, merging goes on.
+    rs[2] = ranged(rs[2].clone(), encoded_txn, b"x\0\0\x01zz");
+    rs[1] = ranged(rs[1].clone(), b"x\0\0\x01a", encoded_txn);
+    rs[0] = ranged(rs[0].clone(), encoded_raw, b"x\0\0\x01a");
+    let v = view(&up(3), rs.clone());
+    let (src, dst) = check(&rs[1], Some(&rs[0]), Some(&rs[2]), &v, &cfg(), &never, &mut ids()).unwrap();
+    assert_eq!((src.region_id(), dst.region_id()), (2, 1));
+}
