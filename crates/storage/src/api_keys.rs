@@ -11,7 +11,10 @@ use txn_types::memcomparable;
 
 use crate::{Error, Result};
 
-/// Largest key accepted (TiKV's `max-key-size`, 8 KiB).
+/// Largest key a request may write or delete (TiKV's `storage.max-key-size`, 8 KiB). As in
+/// TiKV, only keys that are written or deleted (and both bounds of a delete-range) are checked:
+/// keys that are only read, and scan bounds, may be longer (a client's "+infinity" upper bound
+/// is often 8 KiB + 1 bytes of `0xff`).
 pub const MAX_KEY_SIZE: usize = 8 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -38,7 +41,8 @@ pub fn is_v2(ctx: &kvrpcpb::Context) -> bool {
     ctx.api_version == ApiVersion::V2 as i32
 }
 
-fn check_size(key: &[u8]) -> Result<()> {
+/// Refuses a key to write or delete that is longer than [`MAX_KEY_SIZE`].
+pub fn check_size(key: &[u8]) -> Result<()> {
     if key.len() > MAX_KEY_SIZE {
         return Err(Error::KeyTooLarge {
             size: key.len(),
@@ -55,15 +59,20 @@ fn check_mode(ctx: &kvrpcpb::Context, mode: KeyMode, key: &[u8]) -> Result<()> {
     Ok(())
 }
 
-/// The stored key of request key `key`.
+/// The stored key of request key `key` (to read: no size limit).
 pub fn stored_key(ctx: &kvrpcpb::Context, mode: KeyMode, key: &[u8]) -> Result<Vec<u8>> {
-    check_size(key)?;
     check_mode(ctx, mode, key)?;
     if mode.encodes(ctx) {
         Ok(memcomparable::encode_bytes(key))
     } else {
         Ok(key.to_vec())
     }
+}
+
+/// The stored key of a key the request writes or deletes: at most [`MAX_KEY_SIZE`].
+pub fn stored_written_key(ctx: &kvrpcpb::Context, mode: KeyMode, key: &[u8]) -> Result<Vec<u8>> {
+    check_size(key)?;
+    stored_key(ctx, mode, key)
 }
 
 /// The request key of stored key `stored`.
@@ -83,8 +92,6 @@ pub type Bounds = (Option<Vec<u8>>, Option<Vec<u8>>);
 /// bounds must carry the mode's prefix, the keyspace is the lower bound's (else the upper's),
 /// and both bounds are clamped to it; a range with neither bound is refused.
 pub fn stored_bounds(ctx: &kvrpcpb::Context, mode: KeyMode, lower: &[u8], upper: &[u8]) -> Result<Bounds> {
-    check_size(lower)?;
-    check_size(upper)?;
     let encode = |k: &[u8]| {
         if mode.encodes(ctx) {
             memcomparable::encode_bytes(k)

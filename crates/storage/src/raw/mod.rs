@@ -216,7 +216,7 @@ impl<E: Engine> RawStorage<E> {
         for (i, (key, value)) in pairs.into_iter().enumerate() {
             check_value_size(&value)?;
             let ttl = ttls.get(i).or(ttls.first()).copied().unwrap_or(0);
-            let key = api_keys::stored_key(ctx, KeyMode::Raw, &key)?;
+            let key = api_keys::stored_written_key(ctx, KeyMode::Raw, &key)?;
             modifies.push(Modify::Put {
                 cf,
                 key,
@@ -267,7 +267,7 @@ impl<E: Engine> RawStorage<E> {
             .map(|k| {
                 Ok(Modify::Delete {
                     cf,
-                    key: api_keys::stored_key(ctx, KeyMode::Raw, k)?,
+                    key: api_keys::stored_written_key(ctx, KeyMode::Raw, k)?,
                 })
             })
             .collect::<Result<Vec<_>>>()?;
@@ -283,6 +283,8 @@ impl<E: Engine> RawStorage<E> {
         end: &[u8],
     ) -> Result<()> {
         let cf = raw_cf(ctx, cf)?;
+        api_keys::check_size(start)?;
+        api_keys::check_size(end)?;
         let (start, end) = api_keys::stored_bounds(ctx, KeyMode::Raw, start, end)?;
         let (start, end) = (start.unwrap_or_default(), end.unwrap_or_default());
         if !end.is_empty() && start >= end {
@@ -315,7 +317,7 @@ impl<E: Engine> RawStorage<E> {
     ) -> Result<CasOutcome> {
         let cf = raw_cf(ctx, cf)?;
         check_value_size(&value)?;
-        let rkey = api_keys::stored_key(ctx, KeyMode::Raw, key)?;
+        let rkey = api_keys::stored_written_key(ctx, KeyMode::Raw, key)?;
         let _guard = self.latches.acquire([rkey.as_slice()]).await;
         let snap = self.snapshot(ctx).await?;
         let now = now_secs();

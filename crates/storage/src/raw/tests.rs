@@ -298,10 +298,34 @@ async fn limits_and_checksum() {
         s.put(&ctx, "", big.clone(), b"v".to_vec(), 0, false).await,
         Err(Error::KeyTooLarge { .. })
     ));
+    // As in TiKV only written and deleted keys (and delete-range bounds) are size-checked.
+    let at_limit = vec![b'k'; MAX_KEY_SIZE];
+    s.put(&ctx, "", at_limit.clone(), b"v".to_vec(), 0, false)
+        .await
+        .expect("a key of exactly the limit");
+    assert_eq!(s.get(&ctx, "", &big).await.expect("get of a long key"), None);
+    assert_eq!(
+        s.get(&ctx, "", &at_limit).await.expect("get"),
+        Some(b"v".to_vec())
+    );
     assert!(matches!(
-        s.get(&ctx, "", &big).await,
+        s.batch_delete(&ctx, "", &[big.clone()], false).await,
         Err(Error::KeyTooLarge { .. })
     ));
+    assert!(matches!(
+        s.delete_range(&ctx, "", b"a", &big).await,
+        Err(Error::KeyTooLarge { .. })
+    ));
+    // A Python client's "+infinity": 8 KiB + 1 bytes of 0xff as a scan's upper bound.
+    let infinity = vec![0xff; MAX_KEY_SIZE + 1];
+    let found = s
+        .scan(&ctx, "", &infinity, b"", 10, false, true)
+        .await
+        .expect("reverse scan to +infinity");
+    assert_eq!(found.len(), 1);
+    s.batch_delete(&ctx, "", &[at_limit], false)
+        .await
+        .expect("delete a key of exactly the limit");
     assert!(matches!(
         s.put(&ctx, "", b"k".to_vec(), vec![0; MAX_VALUE_SIZE + 1], 0, false)
             .await,

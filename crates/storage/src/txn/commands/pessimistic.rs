@@ -43,6 +43,9 @@ impl<E: Engine> TxnStorage<E> {
         req: &PessimisticLockRequest,
     ) -> Result<Vec<PessimisticLockResult>> {
         let _timer = crate::metrics::SchedulerTimer::new("pessimistic_lock");
+        for k in &req.keys {
+            crate::api_keys::check_size(k)?;
+        }
         let keys = stored_keys(ctx, &req.keys)?;
         let opts = &req.options;
         if opts.for_update_ts < opts.start_ts {

@@ -65,7 +65,7 @@ impl<E: Engine> TxnStorage<E> {
         for m in &req.mutations {
             crate::raw::check_value_size(&m.value)?;
             mutations.push(Mutation {
-                key: api_keys::stored_key(ctx, KeyMode::Txn, &m.key)?,
+                key: api_keys::stored_written_key(ctx, KeyMode::Txn, &m.key)?,
                 op: mutation_op(m)?,
             });
         }
