@@ -91,12 +91,17 @@ async fn oversized_key_is_rejected_and_node_keeps_serving() {
         // 8 KiB exactly; one byte more is refused.
         let prefix = if api == "v2" { 4 } else { 0 };
         let at_limit = [b"a/".to_vec(), vec![b'l'; 8192 - 2 - prefix]].concat();
-        c.put(at_limit.clone(), b"v".to_vec()).await.expect("put a key of exactly 8 KiB");
+        c.put(at_limit.clone(), b"v".to_vec())
+            .await
+            .expect("put a key of exactly 8 KiB");
         let over = [at_limit.clone(), b"x".to_vec()].concat();
         must_fail("put a key of 8 KiB + 1", c.put(over.clone(), b"v".to_vec())).await;
         must_fail("delete a key of 8 KiB + 1", c.delete(over.clone())).await;
         // Reads are not size-checked (TiKV checks only written and deleted keys).
-        assert_eq!(c.get(big_key.clone()).await.expect("get of a 9000-byte key"), None);
+        assert_eq!(
+            c.get(big_key.clone()).await.expect("get of a 9000-byte key"),
+            None
+        );
         // A Python client's "+infinity" upper bound: 8 KiB + 1 bytes of 0xff.
         let infinity = vec![0xffu8; 8193];
         let found = c

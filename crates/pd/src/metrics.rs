@@ -52,6 +52,16 @@ pub static GRPC_HANDLING_SECONDS: LazyLock<HistogramVec> = LazyLock::new(|| {
     ))
 });
 
+/// Requests whose handler panicked (answered as an error), by path.
+pub static REQUEST_PANICS: LazyLock<IntCounterVec> = LazyLock::new(|| {
+    let name = "atoll_pd_request_panics_total";
+    let opts = Opts::new(
+        name,
+        "Requests whose handler panicked (answered as an error), by path.",
+    );
+    register(built(IntCounterVec::new(opts, &["path"]), name))
+});
+
 /// TSO requests served (one per `TsoRequest`, whatever its count).
 pub static TSO_REQUESTS: LazyLock<IntCounter> = LazyLock::new(|| {
     let name = "pd_server_tso_requests_total";

@@ -54,14 +54,42 @@ async fn grpc_metrics(req: Request, next: Next) -> Response {
     resp
 }
 
-/// Unknown paths: gRPC `Unimplemented` for gRPC requests, PD's 404 text otherwise.
-async fn fallback(req: Request) -> Response {
-    let is_grpc = req
-        .headers()
+/// A panic in a handler (a bug) is caught here, logged with the path, counted in
+/// `atoll_pd_request_panics_total`, and answered as gRPC `Internal` or HTTP 500; PD keeps serving.
+async fn catch_panic(req: Request, next: Next) -> Response {
+    use futures::FutureExt;
+    let path = req.uri().path().to_string();
+    let is_grpc = is_grpc(&req);
+    match std::panic::AssertUnwindSafe(next.run(req)).catch_unwind().await {
+        Ok(resp) => resp,
+        Err(payload) => {
+            let message = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_owned())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "a panic without a message".into());
+            tracing::error!(%path, panic = %message, "a request handler panicked; answered as an error");
+            metrics::REQUEST_PANICS.with_label_values(&[path.as_str()]).inc();
+            let text = format!("PD failed handling {path}: {message}");
+            if is_grpc {
+                tonic::Status::internal(text).into_http()
+            } else {
+                (StatusCode::INTERNAL_SERVER_ERROR, text).into_response()
+            }
+        }
+    }
+}
+
+fn is_grpc(req: &Request) -> bool {
+    req.headers()
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.starts_with("application/grpc"));
-    if is_grpc {
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// Unknown paths: gRPC `Unimplemented` for gRPC requests, PD's 404 text otherwise.
+async fn fallback(req: Request) -> Response {
+    if is_grpc(&req) {
         tonic::Status::unimplemented(format!("unknown method {}", req.uri().path())).into_http()
     } else {
         (StatusCode::NOT_FOUND, "404 page not found\n").into_response()
@@ -74,7 +102,10 @@ pub fn build_router(ctx: Arc<PdContext>) -> Router {
         .add_service(KeyspaceServer::new(KeyspaceService::new(ctx.clone())))
         .into_axum_router()
         .layer(axum::middleware::from_fn(grpc_metrics));
-    crate::http::router(ctx).merge(grpc).fallback(fallback)
+    crate::http::router(ctx)
+        .merge(grpc)
+        .fallback(fallback)
+        .layer(axum::middleware::from_fn(catch_panic))
 }
 
 /// A running PD. Dropping it without [`PdServer::stop`] also shuts the server down.
@@ -190,4 +221,51 @@ pub async fn run(mut config: PdConfig, shutdown: impl Future<Output = ()>) -> Re
         _ = server.closed() => tracing::warn!("server stopped unexpectedly"),
     }
     server.stop().await
+}
+
+#[cfg(test)]
+mod panic_tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_panicking_handler_is_answered_and_counted() {
+        async fn boom() -> &'static str {
+            panic!("boom")
+        }
+        let app = Router::new()
+            .route("/pd/api/v1/boom", axum::routing::get(boom))
+            .route("/pdpb.PD/Boom", axum::routing::post(boom))
+            .layer(axum::middleware::from_fn(catch_panic));
+        let before = metrics::REQUEST_PANICS
+            .with_label_values(&["/pd/api/v1/boom"])
+            .get();
+        let resp = app
+            .clone()
+            .oneshot(
+                Request::get("/pd/api/v1/boom")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert_eq!(
+            metrics::REQUEST_PANICS
+                .with_label_values(&["/pd/api/v1/boom"])
+                .get(),
+            before + 1
+        );
+        let resp = app
+            .oneshot(
+                Request::post("/pdpb.PD/Boom")
+                    .header(header::CONTENT_TYPE, "application/grpc")
+                    .body(axum::body::Body::empty())
+                    .unwrap(),
+            )
+            .await
+            .unwrap();
+        let status = tonic::Status::from_header_map(resp.headers()).expect("a grpc status");
+        assert_eq!(status.code(), tonic::Code::Internal);
+    }
 }

@@ -16,6 +16,15 @@ pub static GRPC_MSG_DURATION: LazyLock<HistogramVec> = LazyLock::new(|| {
     .expect("metric")
 });
 
+pub static GRPC_PANICS: LazyLock<prometheus::IntCounterVec> = LazyLock::new(|| {
+    prometheus::register_int_counter_vec!(
+        "atoll_grpc_panics_total",
+        "gRPC requests whose handler panicked (answered Internal), by method",
+        &["method"]
+    )
+    .expect("metric")
+});
+
 pub static ENGINE_SIZE: LazyLock<IntGaugeVec> = LazyLock::new(|| {
     register_int_gauge_vec!(
         "tikv_engine_size_bytes",

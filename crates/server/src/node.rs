@@ -406,6 +406,7 @@ pub async fn run(
     );
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
+        .layer(crate::service::guard::CatchPanicLayer)
         .add_service(TikvServer::new(kv_service).max_decoding_message_size(64 << 20))
         .add_service(
             RaftTransportServer::new(RaftService::new(router.clone(), snap_mgr.clone()))

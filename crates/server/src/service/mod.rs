@@ -9,6 +9,7 @@ macro_rules! fill_err {
     }};
 }
 
+pub mod guard;
 pub mod kv;
 pub mod raft;
 pub mod split;
