@@ -468,3 +468,99 @@ async fn pd_rejects_a_wrong_cluster_id() {
         Some(b"yes".to_vec())
     );
 }
+
+/// gRPC message limits (`[server] max-grpc-send-msg-len`, `max-grpc-recv-msg-len`), here set to
+/// 1 MiB and 2 MiB: a response or request of exactly the limit passes, one byte more fails with
+/// gRPC `OutOfRange`, and the node keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_message_limits_hold_at_their_edges() {
+    let mut cluster = Cluster::start_with(
+        1,
+        common::ClusterConfig {
+            kv: "[server]\nmax-grpc-send-msg-len = \"1MiB\"\nmax-grpc-recv-msg-len = \"2MiB\"\n".into(),
+            ..Default::default()
+        },
+    )
+    .await;
+    let pd_url = cluster.pd_url();
+    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
+        PdClient::connect(pd_url.clone())
+    })
+    .await;
+    let cluster_id = pd
+        .get_members(GetMembersRequest { header: header(0) })
+        .await
+        .expect("GetMembers")
+        .into_inner()
+        .header
+        .expect("header")
+        .cluster_id;
+    let resp = pd
+        .get_region(GetRegionRequest {
+            header: header(cluster_id),
+            region_key: b"a/limit".to_vec(),
+            need_buckets: false,
+        })
+        .await
+        .expect("GetRegion")
+        .into_inner();
+    let ctx = context(&resp.region.expect("region"), &resp.leader.expect("leader"));
+    let kv_url = format!("http://{}", cluster.kv_addr(0));
+    let kv = wait_ok(Duration::from_secs(10), "connect to kv-0", || {
+        TikvClient::connect(kv_url.clone())
+    })
+    .await;
+    let mut kv = kv
+        .max_decoding_message_size(16 << 20)
+        .max_encoding_message_size(16 << 20);
+
+    // The request limit: a put whose encoded request is 2 MiB passes, one byte more fails.
+    let put_of_size = |total: usize| {
+        let mut req = raw_put(ctx.clone(), b"a/limit", &[]);
+        let overhead = prost::Message::encoded_len(&req) + 4; // value tag + 3-byte length
+        req.value = vec![1; total - overhead];
+        assert_eq!(prost::Message::encoded_len(&req), total);
+        req
+    };
+    let resp = kv.raw_put(put_of_size(2 << 20)).await.expect("a 2 MiB request");
+    assert_ok_put(&resp.into_inner(), "a 2 MiB request");
+    let err = kv
+        .raw_put(put_of_size((2 << 20) + 1))
+        .await
+        .expect_err("a 2 MiB + 1 request");
+    assert_eq!(err.code(), tonic::Code::OutOfRange, "{err:?}");
+
+    // The response limit: a get answering 1 MiB passes, one byte more fails.
+    let get_answer = |value_len: usize| {
+        let resp = RawGetResponse {
+            value: vec![1; value_len],
+            ..Default::default()
+        };
+        prost::Message::encoded_len(&resp)
+    };
+    let fits = (1usize << 20) - 8;
+    let fits = (fits..fits + 16)
+        .filter(|n| get_answer(*n) <= 1 << 20)
+        .max()
+        .expect("a size");
+    assert_eq!(
+        get_answer(fits),
+        1 << 20,
+        "a value whose response is exactly 1 MiB"
+    );
+    for (len, ok) in [(fits, true), (fits + 1, false)] {
+        let put = kv
+            .raw_put(raw_put(ctx.clone(), b"a/limit", &vec![2; len]))
+            .await
+            .expect("put");
+        assert_ok_put(&put.into_inner(), "put a value");
+        let got = kv.raw_get(raw_get(ctx.clone(), b"a/limit")).await;
+        match (got, ok) {
+            (Ok(resp), true) => assert_eq!(resp.into_inner().value.len(), len),
+            (Err(e), false) => assert_eq!(e.code(), tonic::Code::OutOfRange, "{e:?}"),
+            (other, _) => panic!("a response of {len}-byte value: {other:?}"),
+        }
+    }
+    let client = cluster.raw_v1().await;
+    still_serving(&mut cluster, &client, "grpc-limits").await;
+}

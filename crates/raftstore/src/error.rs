@@ -43,6 +43,8 @@ pub enum Error {
     InvalidMerge { region_id: u64, message: String },
     #[error("region {0} is merging; proposals and reads are refused until it is merged or rolled back")]
     ProposalInMergingMode(u64),
+    #[error("the disk of store {store_id} is full: {reason}")]
+    DiskFull { store_id: u64, reason: String },
     #[error("server is busy: {0}")]
     ServerIsBusy(String),
     #[error("raftstore is shutting down")]

@@ -133,3 +133,11 @@ pub static LOG_JOBS_PER_WRITE: LazyLock<Histogram> = LazyLock::new(|| {
     )
     .expect("metric")
 });
+
+pub static DISK_FULL_DROPPED: LazyLock<prometheus::IntCounter> = LazyLock::new(|| {
+    prometheus::register_int_counter!(
+        "atoll_raftstore_disk_full_dropped_messages_total",
+        "Raft appends and snapshots dropped because this store's disk was short of space"
+    )
+    .expect("metric")
+});

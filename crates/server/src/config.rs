@@ -102,6 +102,12 @@ pub struct ServerConfig {
     pub status_addr: String,
     pub advertise_status_addr: String,
     pub labels: BTreeMap<String, String>,
+    /// Largest gRPC response sent (TiKV's `server.max-grpc-send-msg-len`, 10 MiB); a larger
+    /// response fails with gRPC `OutOfRange` (TiKV's gRPC library says `ResourceExhausted`).
+    pub max_grpc_send_msg_len: ReadableSize,
+    /// Largest gRPC request accepted (64 MiB; TiKV does not bound it, its Raft entry limit
+    /// refuses large writes); a larger request fails with `OutOfRange`.
+    pub max_grpc_recv_msg_len: ReadableSize,
 }
 
 impl Default for ServerConfig {
@@ -112,6 +118,8 @@ impl Default for ServerConfig {
             status_addr: "127.0.0.1:20180".into(),
             advertise_status_addr: String::new(),
             labels: BTreeMap::new(),
+            max_grpc_send_msg_len: ReadableSize(10 << 20),
+            max_grpc_recv_msg_len: ReadableSize(64 << 20),
         }
     }
 }
@@ -134,7 +142,9 @@ impl Default for PdSection {
 #[serde(default, rename_all = "kebab-case")]
 pub struct StorageSection {
     pub data_dir: String,
-    /// Capacity reported to PD; 0 means the size of the disk.
+    /// Space kept free on the data disk (TiKV's `storage.reserve-space`): below it the node
+    /// refuses writes with `DiskFull` until space is back. At most 5% of the disk is kept
+    /// (so small disks stay usable); 0 disables the check.
     pub reserve_space: ReadableSize,
 }
 
@@ -142,7 +152,7 @@ impl Default for StorageSection {
     fn default() -> Self {
         StorageSection {
             data_dir: "./data".into(),
-            reserve_space: ReadableSize(0),
+            reserve_space: ReadableSize(5 << 30),
         }
     }
 }

@@ -56,6 +56,12 @@ pub fn raftstore_error(e: raftstore::Error) -> storage::Error {
                 ..Default::default()
             })
         }
+        E::DiskFull { store_id, reason } => {
+            err.disk_full = Some(errorpb::DiskFull {
+                store_id: vec![store_id],
+                reason,
+            })
+        }
         E::ProposalInMergingMode(region_id) => {
             err.proposal_in_merging_mode = Some(errorpb::ProposalInMergingMode { region_id })
         }

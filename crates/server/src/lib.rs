@@ -6,6 +6,7 @@
 //! internal errors to protobuf ([`errors`]).
 
 pub mod config;
+mod disk;
 pub mod errors;
 mod gc_worker;
 mod load_split;

@@ -309,6 +309,11 @@ pub async fn run(
         split: config.split_config(),
         ..Default::default()
     };
+    let disk_task = tokio::spawn(crate::disk::watch(
+        data_dir.clone(),
+        config.storage.reserve_space.0,
+        store_cfg.disk_full.clone(),
+    ));
     let (transport, router_slot) = transport::start(pd.clone(), snap_mgr.clone());
     let (events_tx, mut store_events) = tokio::sync::mpsc::unbounded_channel();
     let (router, mut store_handle) = raftstore::spawn_store(
@@ -407,7 +412,11 @@ pub async fn run(
     let grpc = tonic::transport::Server::builder()
         .tcp_nodelay(true)
         .layer(crate::service::guard::CatchPanicLayer)
-        .add_service(TikvServer::new(kv_service).max_decoding_message_size(64 << 20))
+        .add_service(
+            TikvServer::new(kv_service)
+                .max_decoding_message_size(config.server.max_grpc_recv_msg_len.0 as usize)
+                .max_encoding_message_size(config.server.max_grpc_send_msg_len.0 as usize),
+        )
         .add_service(
             RaftTransportServer::new(RaftService::new(router.clone(), snap_mgr.clone()))
                 .max_decoding_message_size(64 << 20),
@@ -465,6 +474,7 @@ pub async fn run(
     pd_commands.abort();
     gc_task.abort();
     load_split_task.abort();
+    disk_task.abort();
     if let Some(why) = fatal {
         return Err(NodeError::Raftstore(raftstore::Error::Engine(why)));
     }

@@ -6,6 +6,16 @@ use super::*;
 
 impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
     pub(super) fn on_raft_message(&mut self, env: RaftEnvelope) {
+        let grows = match env.message.get_msg_type() {
+            MessageType::MsgAppend => !env.message.entries.is_empty(),
+            MessageType::MsgSnapshot => true,
+            _ => false,
+        };
+        if grows && self.cfg.disk_full.load(std::sync::atomic::Ordering::Relaxed) {
+            // No room: the leader sends these again once the disk has space.
+            metrics::DISK_FULL_DROPPED.inc();
+            return;
+        }
         if env.is_tombstone {
             self.on_gc_message(&env);
             return;

@@ -13,6 +13,8 @@
 //! out in [`messages`], splits in [`split`].
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -71,6 +73,11 @@ pub struct StoreConfig {
     pub apply_pool_size: usize,
     /// When regions split.
     pub split: SplitConfig,
+    /// Set while the store's disk is short of space (the node watches it): client writes are
+    /// refused with `DiskFull`, and Raft appends and snapshots to this store's peers are
+    /// dropped (their leaders retry once space is back); reads, admin commands and the
+    /// regions' Raft otherwise go on.
+    pub disk_full: Arc<AtomicBool>,
 }
 
 impl Default for StoreConfig {
@@ -88,6 +95,7 @@ impl Default for StoreConfig {
             store_io_pool_size: 0,
             apply_pool_size: 0,
             split: SplitConfig::default(),
+            disk_full: Arc::new(AtomicBool::new(false)),
         }
     }
 }
@@ -452,6 +460,12 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             self.dirty.insert(id);
         }
         match msg {
+            Msg::Propose { cb, .. } if self.cfg.disk_full.load(Ordering::Relaxed) => {
+                let _ = cb.send(Err(Error::DiskFull {
+                    store_id: self.cfg.store_id,
+                    reason: "the store's disk is below its reserved space".into(),
+                }));
+            }
             Msg::Propose { cmd, cb, sent_at } => match self.peers.get_mut(&cmd.header.region_id) {
                 Some(peer) => {
                     metrics::PROPOSAL_TOTAL.with_label_values(&["normal"]).inc();
