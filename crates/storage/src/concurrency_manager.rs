@@ -105,6 +105,10 @@ impl ConcurrencyManager {
         end: &[u8],
         mut f: impl FnMut(&[u8], &Lock) -> Result<(), E>,
     ) -> Result<(), E> {
+        if !end.is_empty() && start >= end {
+            // An empty (or inverted) range holds no locks; `BTreeMap::range` would panic on it.
+            return Ok(());
+        }
         let table = self.inner.locks.lock();
         let upper = if end.is_empty() {
             Bound::Unbounded
@@ -173,6 +177,8 @@ mod tests {
         };
         assert_eq!(seen(b"", b""), vec![b"a".to_vec(), b"c".to_vec()]);
         assert_eq!(seen(b"b", b"c"), Vec::<Vec<u8>>::new());
+        assert_eq!(seen(b"d", b"a"), Vec::<Vec<u8>>::new(), "an inverted range");
+        assert_eq!(seen(b"c", b"c"), Vec::<Vec<u8>>::new(), "an empty range");
         drop(g1);
         assert_eq!(seen(b"", b""), vec![b"a".to_vec()]);
         assert!(cm.read_key_check(b"a", |_| Err(())).is_err());
