@@ -18,6 +18,7 @@ use atoll_proto::pdpb::{GetAllStoresRequest, GetMembersRequest, GetRegionRequest
 use atoll_proto::tikvpb::tikv_client::TikvClient;
 use common::{wait_ok, Cluster};
 use tikv_client::RawClient;
+use tonic::transport::Channel;
 
 /// Generous bound for an operation that must fail rather than retry forever.
 const MUST_ANSWER: Duration = Duration::from_secs(60);
@@ -171,6 +172,33 @@ fn context(region: &Region, leader: &Peer) -> Context {
     }
 }
 
+/// A PD client and the cluster id.
+async fn pd_client(cluster: &Cluster) -> (PdClient<Channel>, u64) {
+    let pd_url = cluster.pd_url();
+    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
+        PdClient::connect(pd_url.clone())
+    })
+    .await;
+    let cluster_id = pd
+        .get_members(GetMembersRequest { header: header(0) })
+        .await
+        .expect("GetMembers")
+        .into_inner()
+        .header
+        .expect("response header")
+        .cluster_id;
+    (pd, cluster_id)
+}
+
+/// A gRPC client of node `i`.
+async fn kv_client(cluster: &Cluster, i: usize) -> TikvClient<Channel> {
+    let kv_url = format!("http://{}", cluster.kv_addr(i));
+    wait_ok(Duration::from_secs(10), "connect to the node", || {
+        TikvClient::connect(kv_url.clone())
+    })
+    .await
+}
+
 fn raw_get(ctx: Context, key: &[u8]) -> RawGetRequest {
     RawGetRequest {
         context: Some(ctx),
@@ -209,19 +237,7 @@ fn assert_ok_put(resp: &RawPutResponse, what: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kv_answers_region_errors_for_bad_request_contexts() {
     let cluster = Cluster::start(1).await;
-    let pd_url = cluster.pd_url();
-    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
-        PdClient::connect(pd_url.clone())
-    })
-    .await;
-    let cluster_id = pd
-        .get_members(GetMembersRequest { header: header(0) })
-        .await
-        .expect("GetMembers")
-        .into_inner()
-        .header
-        .expect("response header")
-        .cluster_id;
+    let (mut pd, cluster_id) = pd_client(&cluster).await;
     assert_ne!(cluster_id, 0, "cluster id");
 
     // The region of V1 key `a/grpc` (region 1) and its leader, as PD knows them.
@@ -238,11 +254,7 @@ async fn kv_answers_region_errors_for_bad_request_contexts() {
     let region = resp.region.expect("region");
     let leader = resp.leader.expect("leader");
     let epoch = region.region_epoch.expect("region epoch");
-    let kv_url = format!("http://{}", cluster.kv_addr(0));
-    let mut kv = wait_ok(Duration::from_secs(10), "connect to kv-0", || {
-        TikvClient::connect(kv_url.clone())
-    })
-    .await;
+    let mut kv = kv_client(&cluster, 0).await;
     let client = cluster.raw_v1().await;
 
     // A correct hand-built put, seen by tikv-client: the baseline for everything below.
@@ -399,19 +411,7 @@ async fn kv_answers_region_errors_for_bad_request_contexts() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn pd_rejects_a_wrong_cluster_id() {
     let cluster = Cluster::start(1).await;
-    let pd_url = cluster.pd_url();
-    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
-        PdClient::connect(pd_url.clone())
-    })
-    .await;
-    let cluster_id = pd
-        .get_members(GetMembersRequest { header: header(0) })
-        .await
-        .expect("GetMembers")
-        .into_inner()
-        .header
-        .expect("response header")
-        .cluster_id;
+    let (mut pd, cluster_id) = pd_client(&cluster).await;
     let wrong = cluster_id.wrapping_add(1);
 
     let get_region = |cluster_id| GetRegionRequest {
@@ -482,19 +482,7 @@ async fn grpc_message_limits_hold_at_their_edges() {
         },
     )
     .await;
-    let pd_url = cluster.pd_url();
-    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
-        PdClient::connect(pd_url.clone())
-    })
-    .await;
-    let cluster_id = pd
-        .get_members(GetMembersRequest { header: header(0) })
-        .await
-        .expect("GetMembers")
-        .into_inner()
-        .header
-        .expect("header")
-        .cluster_id;
+    let (mut pd, cluster_id) = pd_client(&cluster).await;
     let resp = pd
         .get_region(GetRegionRequest {
             header: header(cluster_id),
@@ -505,11 +493,7 @@ async fn grpc_message_limits_hold_at_their_edges() {
         .expect("GetRegion")
         .into_inner();
     let ctx = context(&resp.region.expect("region"), &resp.leader.expect("leader"));
-    let kv_url = format!("http://{}", cluster.kv_addr(0));
-    let kv = wait_ok(Duration::from_secs(10), "connect to kv-0", || {
-        TikvClient::connect(kv_url.clone())
-    })
-    .await;
+    let kv = kv_client(&cluster, 0).await;
     let mut kv = kv
         .max_decoding_message_size(16 << 20)
         .max_encoding_message_size(16 << 20);

@@ -66,14 +66,7 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
         if self.raw.raft.has_pending_conf() || conf_change::is_joint(region) {
             return Err(invalid("a membership change is not finished".into()));
         }
-        let min_index = self
-            .raw
-            .raft
-            .prs()
-            .iter()
-            .map(|(_, pr)| pr.matched)
-            .min()
-            .unwrap_or(0);
+        let min_index = self.min_matched();
         let first = self.raw.raft.raft_log.first_index();
         if min_index == 0 || min_index + 1 < first {
             return Err(invalid(format!(

@@ -206,6 +206,17 @@ impl<ER: KvEngine, S: Clone + Send + 'static> Peer<ER, S> {
             .collect()
     }
 
+    /// The lowest log index every peer is known to have (a leader's view; 0 if unknown).
+    pub fn min_matched(&self) -> u64 {
+        self.raw
+            .raft
+            .prs()
+            .iter()
+            .map(|(_, pr)| pr.matched)
+            .min()
+            .unwrap_or(0)
+    }
+
     /// Called when this peer becomes leader.
     pub fn on_became_leader(&mut self) {
         self.leader_since = Instant::now();

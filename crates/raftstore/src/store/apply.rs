@@ -185,14 +185,7 @@ impl<EK: KvEngine, ER: KvEngine, T: Transport> StoreLoop<EK, ER, T> {
             {
                 continue;
             }
-            let min_match = peer
-                .raw
-                .raft
-                .prs()
-                .iter()
-                .map(|(_, pr)| pr.matched)
-                .min()
-                .unwrap_or(0);
+            let min_match = peer.min_matched();
             let replicated = if apply.applied_index.saturating_sub(min_match) > self.cfg.log_gc_count_limit {
                 apply.applied_index
             } else {

@@ -36,6 +36,29 @@ async fn put_many(c: &Client, prefix: &str, range: std::ops::Range<usize>) -> Ve
     out
 }
 
+/// Asserts `scanned` (a scan's pairs, in its order) holds each key of `acked` exactly once, in
+/// key order, with the last value acknowledged for it.
+fn assert_exactly(scanned: &[(Vec<u8>, Vec<u8>)], acked: &[(Vec<u8>, Vec<u8>)]) {
+    let mut want: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
+    for (k, v) in acked {
+        want.insert(k.clone(), v.clone());
+    }
+    let want: Vec<(Vec<u8>, Vec<u8>)> = want.into_iter().collect();
+    let keys: Vec<&Vec<u8>> = scanned.iter().map(|(k, _)| k).collect();
+    assert!(
+        keys.windows(2).all(|w| w[0] < w[1]),
+        "a scan returned keys out of order or twice"
+    );
+    assert_eq!(
+        scanned.len(),
+        want.len(),
+        "scan found {} of {} keys",
+        scanned.len(),
+        want.len()
+    );
+    assert_eq!(scanned, want.as_slice());
+}
+
 /// Waits until a store other than `old` leads the region (a newer term than `old`'s).
 async fn wait_new_leader(c: &Client, old: u64) -> u64 {
     let deadline = Instant::now() + MUST_TIMEOUT;

@@ -20,23 +20,6 @@ async fn split_in_two(c: &Cluster) -> (metapb::Region, metapb::Region) {
     (regions[0].clone(), regions[1].clone())
 }
 
-/// Asserts `scanned` holds exactly the last value acknowledged for each key of `acked`.
-fn assert_exactly(scanned: &[(Vec<u8>, Vec<u8>)], acked: &[(Vec<u8>, Vec<u8>)]) {
-    let mut want: std::collections::BTreeMap<Vec<u8>, Vec<u8>> = Default::default();
-    for (k, v) in acked {
-        want.insert(k.clone(), v.clone());
-    }
-    let want: Vec<(Vec<u8>, Vec<u8>)> = want.into_iter().collect();
-    assert_eq!(
-        scanned.len(),
-        want.len(),
-        "scan found {} of {} keys",
-        scanned.len(),
-        want.len()
-    );
-    assert_eq!(scanned, want.as_slice());
-}
-
 async fn wait_state(c: &Cluster, store: u64, region: u64, state: RegionState) {
     wait_until(
         &format!("store {store} persists region {region} as {state:?}"),

@@ -34,25 +34,6 @@ async fn check_regions_tile(c: &Client, stores: &[u64]) -> Vec<atoll_proto::meta
     regions
 }
 
-/// Asserts `scanned` holds exactly `acked` (each key once, in order).
-fn assert_exactly(scanned: &[(Vec<u8>, Vec<u8>)], acked: &[(Vec<u8>, Vec<u8>)]) {
-    let mut want = acked.to_vec();
-    want.sort();
-    let keys: Vec<&Vec<u8>> = scanned.iter().map(|(k, _)| k).collect();
-    let mut sorted = keys.clone();
-    sorted.sort();
-    sorted.dedup();
-    assert_eq!(keys, sorted, "a scan returned keys out of order or twice");
-    assert_eq!(
-        scanned.len(),
-        want.len(),
-        "scan found {} of {} keys",
-        scanned.len(),
-        want.len()
-    );
-    assert_eq!(scanned, want.as_slice());
-}
-
 /// 1. A split by hand: both halves have leaders and all replicas, every key stays readable,
 ///    a request with the old epoch gets `EpochNotMatch`, and both halves take writes.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -309,7 +309,7 @@ async fn limits_and_checksum() {
         Some(b"v".to_vec())
     );
     assert!(matches!(
-        s.batch_delete(&ctx, "", &[big.clone()], false).await,
+        s.batch_delete(&ctx, "", std::slice::from_ref(&big), false).await,
         Err(Error::KeyTooLarge { .. })
     ));
     assert!(matches!(
