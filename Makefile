@@ -12,7 +12,7 @@ WITH_ROCKSDB = ROCKSDB_LIB_DIR="$$(bash scripts/rocksdb-lib.sh)" ROCKSDB_STATIC=
 ARGS ?=
 DATA_DIR ?= data/playground
 
-.PHONY: setup build run test lint fmt clean-data bench-compare bench-scale-out bench-hotspot
+.PHONY: setup build run test fuzz lint fmt clean-data bench-compare bench-scale-out bench-hotspot
 
 setup:
 	bash scripts/setup.sh
@@ -31,6 +31,17 @@ test: setup
 		echo "$(CARGO) test --workspace --no-fail-fast"; \
 		$(WITH_ROCKSDB) $(CARGO) test --workspace --no-fail-fast; \
 	fi
+
+# The request fuzzer (tests/fuzz_e2e.rs) for long: every tikvpb/pdpb RPC against a real 3-node
+# cluster for FUZZ_SECS or FUZZ_REQUESTS, whichever ends first. `make test` runs a short version.
+# The seed is printed; a failure names the seed and request index to replay, e.g.
+# `make fuzz FUZZ_SEED=0x1234` (plus ATOLL_FUZZ_ONLY=<index> in the environment to replay one).
+FUZZ_SECS ?= 600
+FUZZ_REQUESTS ?= 1000000
+FUZZ_SEED ?= $(shell date +%s)
+fuzz: setup
+	ATOLL_FUZZ_SEED=$(FUZZ_SEED) ATOLL_FUZZ_SECS=$(FUZZ_SECS) ATOLL_FUZZ_REQUESTS=$(FUZZ_REQUESTS) \
+		$(WITH_ROCKSDB) $(CARGO) test --test fuzz_e2e -- --nocapture fuzz_every_rpc
 
 lint: setup
 	$(CARGO) fmt --all -- --check
