@@ -12,7 +12,7 @@ WITH_ROCKSDB = ROCKSDB_LIB_DIR="$$(bash scripts/rocksdb-lib.sh)" ROCKSDB_STATIC=
 ARGS ?=
 DATA_DIR ?= data/playground
 
-.PHONY: setup build run test fuzz lint fmt clean-data bench-compare bench-scale-out bench-hotspot
+.PHONY: setup build run test crash-loop fuzz lint fmt clean-data bench-compare bench-scale-out bench-hotspot
 
 setup:
 	bash scripts/setup.sh
@@ -30,6 +30,19 @@ test: setup
 	else \
 		echo "$(CARGO) test --workspace --no-fail-fast"; \
 		$(WITH_ROCKSDB) $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+# kill -9 of a random node (PD every 5th cycle) for CRASH_CYCLES cycles under raw and
+# transactional writes (tests/crash_loop_e2e.rs); `make test` runs a short version (20 cycles).
+# Reproduce a failure with the seed it prints: `make crash-loop ATOLL_CRASH_SEED=...`.
+CRASH_CYCLES ?= 100
+crash-loop: setup
+	@if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		echo "ATOLL_CRASH_CYCLES=$(CRASH_CYCLES) $(CARGO) nextest run --test crash_loop_e2e --no-capture crash_loop_"; \
+		ATOLL_CRASH_CYCLES=$(CRASH_CYCLES) $(WITH_ROCKSDB) $(CARGO) nextest run --test crash_loop_e2e --no-capture crash_loop_; \
+	else \
+		echo "ATOLL_CRASH_CYCLES=$(CRASH_CYCLES) $(CARGO) test --test crash_loop_e2e crash_loop_ -- --nocapture"; \
+		ATOLL_CRASH_CYCLES=$(CRASH_CYCLES) $(WITH_ROCKSDB) $(CARGO) test --test crash_loop_e2e crash_loop_ -- --nocapture; \
 	fi
 
 # The request fuzzer (tests/fuzz_e2e.rs) for long: every tikvpb/pdpb RPC against a real 3-node
