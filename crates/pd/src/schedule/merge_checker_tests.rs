@@ -201,6 +201,20 @@ fn both_operators_end_when_the_target_absorbed_the_source() {
     assert!(!c.has(2) && !c.has(3));
     assert_eq!(c.status(2).unwrap().status, pdpb::OperatorStatus::Success);
     assert_eq!(c.status(3).unwrap().status, pdpb::OperatorStatus::Success);
+    // A source that prepared and then rolled back (its version moved twice) ends at once.
+    let (src, dst) = check(&rs[1], Some(&rs[0]), Some(&rs[2]), &v, &cfg(), &never, &mut ids()).unwrap();
+    let c = OperatorController::new();
+    c.add(src, None).unwrap();
+    c.add(dst, None).unwrap();
+    assert_eq!(c.dispatch(&prepared, now, false, &none), None);
+    assert!(c.has(2));
+    let mut rolled_back = prepared.clone();
+    rolled_back.meta.region_epoch = Some(metapb::RegionEpoch {
+        conf_ver: 4,
+        version: 3,
+    });
+    assert_eq!(c.dispatch(&rolled_back, now, false, &none), None);
+    assert!(!c.has(2), "the rolled-back source's operator still runs");
     // A source that disappears first (the target's report removed it) also succeeded.
     let (src, _) = check(&rs[1], Some(&rs[0]), Some(&rs[2]), &v, &cfg(), &never, &mut ids()).unwrap();
     let c = OperatorController::new();

@@ -496,13 +496,14 @@ impl Operator {
                 self.current += 1;
                 return OpProgress::Finished;
             }
-            // The source of a merge changes its version when it prepares the merge; it is done
-            // when it is gone (see the controller), or times out (rolled back).
+            // The source of a merge changes its version by one when it prepares the merge; it is
+            // done when it is gone (see the controller). A second change is its rollback (or a
+            // later change): the operator is stale then, as after its timeout.
             let merging = matches!(
                 self.steps.get(self.current),
                 Some(OpStep::MergeRegion { passive: false, .. })
             );
-            if merging && !self.is_timed_out(now) {
+            if merging && epoch.version == self.epoch.version + 1 && !self.is_timed_out(now) {
                 return OpProgress::Waiting;
             }
             return OpProgress::Stale(format!(
