@@ -17,6 +17,7 @@ use crate::error::Result;
 use crate::gc::GcManager;
 use crate::gc_resolver::GcLockResolver;
 use crate::hb_streams::HeartbeatStreams;
+use crate::heatmap::{HeatmapConfig, HeatmapRecorder};
 use crate::id_alloc::IdAllocator;
 use crate::keyspace::KeyspaceManager;
 use crate::options::PersistOptions;
@@ -46,6 +47,8 @@ pub struct PdContext {
     pub options: PersistOptions,
     /// Operators and scheduling state.
     pub coordinator: Coordinator,
+    /// The key heatmap's history (the dashboard's), fed by region heartbeats.
+    pub heatmap: HeatmapRecorder,
     /// Flips to `true` when the server shuts down; long-lived streams end on it.
     pub shutdown: watch::Receiver<bool>,
     pub start_time: SystemTime,
@@ -139,6 +142,7 @@ impl PdContext {
             hb_streams: HeartbeatStreams::new(),
             options,
             coordinator,
+            heatmap: HeatmapRecorder::new(HeatmapConfig::default()),
             shutdown,
             start_time: now,
         })

@@ -42,6 +42,7 @@ pub mod gc;
 pub mod gc_driver;
 pub mod gc_resolver;
 pub mod hb_streams;
+pub mod heatmap;
 mod http;
 pub mod id_alloc;
 pub mod keyspace;

@@ -374,6 +374,7 @@ pub fn on_region_heartbeat(ctx: &PdContext, region_id: u64) {
         return;
     };
     ctx.coordinator.hot.observe(&region, SystemTime::now());
+    ctx.heatmap.observe(&region);
     ctx.coordinator.note_version(&region, Instant::now());
     let states = store_states(ctx);
     if ctx.coordinator.operators.has(region_id) {
