@@ -114,9 +114,18 @@ pub async fn call(g: &mut G<'_>, rpc: usize, clients: &[TikvClient<Channel>]) ->
             let req = $req;
             let shown = req.clone();
             let mut client = clients[$node].clone();
-            let outcome = finish(client.$method(req), |$r| $has_err).await;
+            let outcome = finish(client.$method(req), |$r| {
+                if $r.region_error.is_some() {
+                    Some("region")
+                } else if $has_err {
+                    Some("other")
+                } else {
+                    None
+                }
+            })
+            .await;
             let detail = match &outcome {
-                Outcome::Ok | Outcome::Error => None,
+                Outcome::Ok | Outcome::Error(_) => None,
                 Outcome::Status(code, msg) if !super::transport_failure(*code, msg) => None,
                 _ => Some(excerpt(format!("node {}: {:?}", $node, shown), 2000)),
             };

@@ -582,8 +582,9 @@ impl<'a> G<'a> {
 pub enum Outcome {
     /// A response without any error.
     Ok,
-    /// A response carrying a region error / key error / PD error header.
-    Error,
+    /// A response carrying an error: `"region"` (errorpb), `"other"` (a key error, an error
+    /// string, a PD error header).
+    Error(&'static str),
     /// A gRPC status (code name).
     Status(tonic::Code, String),
     /// No answer within [`CALL_TIMEOUT`].
@@ -593,8 +594,8 @@ pub enum Outcome {
 /// Per-RPC tallies of a run, and the calls that broke the rules.
 #[derive(Default)]
 pub struct Stats {
-    /// rpc -> (ok, error in response, gRPC status)
-    pub per_rpc: BTreeMap<&'static str, [u64; 3]>,
+    /// rpc -> (ok, region error, other error in the response, gRPC status)
+    pub per_rpc: BTreeMap<&'static str, [u64; 4]>,
     pub codes: BTreeMap<String, u64>,
     /// One message per (rpc, unusual status code), for the report.
     pub samples: BTreeMap<(&'static str, String), String>,
@@ -612,7 +613,10 @@ pub fn transport_failure(code: tonic::Code, msg: &str) -> bool {
     let panicked = msg.contains("failed handling") || msg.contains("panic");
     let broken = [
         "transport error",
-        "connection",
+        "connection refused",
+        "connection reset",
+        "connection closed",
+        "connection error",
         "h2 protocol error",
         "stream no longer needed",
         "broken pipe",
@@ -631,9 +635,10 @@ impl Stats {
         let slot = self.per_rpc.entry(rpc).or_default();
         match outcome {
             Outcome::Ok => slot[0] += 1,
-            Outcome::Error => slot[1] += 1,
+            Outcome::Error("region") => slot[1] += 1,
+            Outcome::Error(_) => slot[2] += 1,
             Outcome::Status(code, msg) => {
-                slot[2] += 1;
+                slot[3] += 1;
                 *self.codes.entry(format!("{code:?}")).or_default() += 1;
                 if matches!(
                     code,
@@ -649,7 +654,7 @@ impl Stats {
                 }
             }
             Outcome::Timeout => {
-                slot[2] += 1;
+                slot[3] += 1;
                 *self.codes.entry("Timeout".into()).or_default() += 1;
                 self.failures
                     .push((i, rpc, format!("no answer within {CALL_TIMEOUT:?}"), request()));
@@ -671,20 +676,17 @@ pub fn excerpt(s: String, max: usize) -> String {
     }
 }
 
-/// Maps a call's result to an [`Outcome`]; `has_error` tells whether a response carries an error.
-pub async fn finish<T, F>(fut: F, has_error: impl FnOnce(&T) -> bool) -> Outcome
+/// Maps a call's result to an [`Outcome`]; `has_error` tells which error a response carries.
+pub async fn finish<T, F>(fut: F, has_error: impl FnOnce(&T) -> Option<&'static str>) -> Outcome
 where
     F: std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
 {
     match tokio::time::timeout(CALL_TIMEOUT, fut).await {
         Err(_) => Outcome::Timeout,
         Ok(Err(s)) => Outcome::Status(s.code(), s.message().to_owned()),
-        Ok(Ok(resp)) => {
-            if has_error(resp.get_ref()) {
-                Outcome::Error
-            } else {
-                Outcome::Ok
-            }
-        }
+        Ok(Ok(resp)) => match has_error(resp.get_ref()) {
+            Some(kind) => Outcome::Error(kind),
+            None => Outcome::Ok,
+        },
     }
 }

@@ -273,9 +273,9 @@ pub async fn call(
             let req = $req;
             let shown = req.clone();
             let mut client = $client.clone();
-            let outcome = super::finish(client.$method(req), |r| pd_err(&r.header)).await;
+            let outcome = super::finish(client.$method(req), |r| pd_err(&r.header).then_some("other")).await;
             let detail = match &outcome {
-                Outcome::Ok | Outcome::Error => None,
+                Outcome::Ok | Outcome::Error(_) => None,
                 Outcome::Status(code, msg) if !super::transport_failure(*code, msg) => None,
                 _ => Some(excerpt(format!("{:?}", shown), 2000)),
             };
@@ -582,7 +582,7 @@ pub async fn call(
             {
                 Err(_) => Outcome::Timeout,
                 Ok(Err(s)) => Outcome::Status(s.code(), s.message().to_owned()),
-                Ok(Ok(Some(r))) if pd_err(&r.header) => Outcome::Error,
+                Ok(Ok(Some(r))) if pd_err(&r.header) => Outcome::Error("other"),
                 Ok(Ok(_)) => Outcome::Ok,
             };
             let bad = matches!(&outcome, Outcome::Timeout)
@@ -651,7 +651,7 @@ where
     let outcome = match tokio::time::timeout(CALL_TIMEOUT, run).await {
         Err(_) => Outcome::Timeout,
         Ok(Err(s)) => Outcome::Status(s.code(), s.message().to_owned()),
-        Ok(Ok(true)) => Outcome::Error,
+        Ok(Ok(true)) => Outcome::Error("other"),
         Ok(Ok(false)) => Outcome::Ok,
     };
     let bad = matches!(&outcome, Outcome::Timeout)

@@ -81,7 +81,7 @@ impl Drop for Timer {
 fn region_only(e: storage::Error) -> Result<Option<atoll_proto::errorpb::Error>, Status> {
     match split_storage_error(e) {
         (Some(r), _) => Ok(Some(r)),
-        (None, msg) => Err(Status::invalid_argument(msg)),
+        (None, msg) => Err(Status::invalid_argument(super::status_message(msg))),
     }
 }
 

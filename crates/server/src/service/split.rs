@@ -32,7 +32,7 @@ fn region_error(e: raftstore::Error) -> Result<SplitRegionResponse, Status> {
             region_error: Some(region_error),
             ..Default::default()
         }),
-        None => Err(Status::invalid_argument(message)),
+        None => Err(Status::invalid_argument(super::status_message(message))),
     }
 }
 
