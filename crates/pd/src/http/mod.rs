@@ -2,13 +2,15 @@
 //!
 //! Bodies are indented JSON like PD's; errors are JSON strings with PD's error text.
 //!
-//! Configuration ([`config`]) and operators ([`operators`]) live in their own files.
+//! Configuration ([`config`]) and operators ([`operators`]) live in their own files; the
+//! cluster dashboard (`/dashboard`, `/dashboard/api/…`) in [`dashboard`].
 //!
 //! Atoll's own addition: `POST /pd/api/v1/gc/safepoint` advances the GC safe point (body
 //! `{"safe_point": <ts>}`, `{"retention": "10m"}`, or `{}` for the configured `gc.retention`);
 //! see [`gc_advance`].
 
 mod config;
+mod dashboard;
 pub(crate) mod format;
 mod hotspot;
 mod model;
@@ -131,6 +133,7 @@ pub fn router(ctx: Arc<PdContext>) -> Router {
         .route("/pd/api/v1/region/key/{key}", get(region_by_key))
         .route("/pd/api/v1/gc/safepoint", get(gc_safe_point).post(gc_advance))
         .route("/metrics", get(metrics_text))
+        .merge(dashboard::router())
         .with_state(ctx)
 }
 

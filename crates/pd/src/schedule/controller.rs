@@ -182,6 +182,24 @@ impl OperatorController {
         ops
     }
 
+    /// The operators that ended within [`RECORD_TTL`] before `now`, most recent first.
+    pub fn recent(&self, now: Instant) -> Vec<OpRecord> {
+        let mut out: Vec<OpRecord> = self
+            .inner
+            .lock()
+            .records
+            .values()
+            .filter(|r| now.saturating_duration_since(r.ended) <= RECORD_TTL)
+            .cloned()
+            .collect();
+        out.sort_by(|a, b| {
+            b.ended
+                .cmp(&a.ended)
+                .then(a.operator.region_id().cmp(&b.operator.region_id()))
+        });
+        out
+    }
+
     /// How many running operators are of `kind`.
     pub fn count_kind(&self, kind: OpKind) -> usize {
         self.inner
