@@ -302,6 +302,7 @@ fn print_ready(layout: &Layout) {
         if n == 1 { "" } else { "s" }
     );
     println!("  PD endpoint:  {}", layout.pd.endpoint);
+    println!("  dashboard:    http://{}/dashboard", layout.pd.endpoint);
     println!(
         "  replicas:     max-replicas = {} (PD adds missing replicas in the background; \
          see `atoll ctl operator list`)",

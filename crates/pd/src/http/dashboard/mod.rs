@@ -12,6 +12,9 @@
 //! * `GET /dashboard/api/heatmap?metric=written_bytes|read_bytes|written_keys|read_keys&window=60m|10m&rows=N`
 //!   — the key heatmap ([`crate::heatmap`]).
 //!
+//! 64-bit values JavaScript cannot hold exactly (cluster and member ids, timestamps) are JSON
+//! strings; region, store and peer ids are numbers.
+//!
 //! Errors are `{"error": "<message>"}` with a 4xx status (400 bad input, 404 unknown region or
 //! path); nothing on these paths panics on input.
 
@@ -120,7 +123,7 @@ fn age_secs(now: SystemTime, then: SystemTime) -> f64 {
 #[derive(Debug, Serialize)]
 struct MemberRowJson {
     name: String,
-    member_id: u64,
+    member_id: String,
     client_urls: Vec<String>,
     peer_urls: Vec<String>,
     is_leader: bool,
@@ -128,8 +131,8 @@ struct MemberRowJson {
 
 #[derive(Debug, Serialize)]
 struct TsoJson {
-    /// The composed timestamp (physical ms << 18 | logical).
-    ts: u64,
+    /// The composed timestamp (physical ms << 18 | logical), as a string.
+    ts: String,
     physical_ms: i64,
     logical: i64,
     time: String,
@@ -137,7 +140,8 @@ struct TsoJson {
 
 #[derive(Debug, Serialize)]
 struct GcJson {
-    safe_point: u64,
+    /// A timestamp, as a string.
+    safe_point: String,
     /// When the safe point's physical time was (none while it is 0).
     time: Option<String>,
     age_secs: Option<f64>,
@@ -145,7 +149,8 @@ struct GcJson {
 
 #[derive(Debug, Serialize)]
 struct ClusterSummaryJson {
-    cluster_id: u64,
+    /// As a string, like the other 64-bit values JavaScript cannot hold exactly.
+    cluster_id: String,
     version: &'static str,
     bootstrapped: bool,
     max_replicas: u64,
@@ -171,14 +176,14 @@ async fn cluster(State(ctx): Ctx) -> Response {
     let member = &ctx.member;
     let stores = ctx.cluster.stores();
     ok(&ClusterSummaryJson {
-        cluster_id: ctx.cluster_id,
+        cluster_id: ctx.cluster_id.to_string(),
         version: PD_RELEASE_VERSION,
         bootstrapped: ctx.cluster.is_bootstrapped(),
         max_replicas: ctx.options.max_replicas(),
         leader: member.name.clone(),
         members: vec![MemberRowJson {
             name: member.name.clone(),
-            member_id: member.member_id,
+            member_id: member.member_id.to_string(),
             client_urls: member.client_urls.clone(),
             peer_urls: member.peer_urls.clone(),
             is_leader: true,
@@ -189,13 +194,13 @@ async fn cluster(State(ctx): Ctx) -> Response {
         store_count: stores.iter().filter(|s| !s.is_tombstone()).count(),
         region_count: ctx.cluster.region_count(),
         tso: TsoJson {
-            ts: Timestamp::compose(tso),
+            ts: Timestamp::compose(tso).to_string(),
             physical_ms: tso.physical,
             logical: tso.logical,
             time: rfc3339(UNIX_EPOCH + Duration::from_millis(tso.physical.max(0) as u64)),
         },
         gc: GcJson {
-            safe_point: gc,
+            safe_point: gc.to_string(),
             time: (gc > 0).then(|| rfc3339(ts_time(gc))),
             age_secs: (gc > 0).then(|| age_secs(now, ts_time(gc))),
         },

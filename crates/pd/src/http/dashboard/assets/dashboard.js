@@ -121,7 +121,7 @@ function renderCluster(c) {
   put($("members"), `<thead><tr><th>member</th><th>id</th><th>client URLs</th><th>peer URLs</th></tr></thead><tbody>${rows.join("")}</tbody>`);
   const gcAge = c.gc.age_secs === null ? "never advanced" : `${dur(c.gc.age_secs)} ago`;
   put($("activity-cards"), [
-    card("TSO", esc(c.tso.ts), `physical ${c.tso.physical_ms} ms, logical ${c.tso.logical}`),
+    card("last TSO", esc(c.tso.ts), `physical ${c.tso.physical_ms} ms, logical ${c.tso.logical}`),
     card("TSO time", esc(c.tso.time)),
     card("GC safe point", esc(c.gc.safe_point), c.gc.time || ""),
     card("GC safe point age", esc(gcAge)),
