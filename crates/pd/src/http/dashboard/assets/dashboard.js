@@ -132,7 +132,7 @@ function renderStores(s) {
   const rows = s.stores.map((st) => {
     const used = st.capacity ? Math.min(100, (100 * st.used) / st.capacity) : 0;
     const labels = st.labels.map((l) => `<span class="label">${esc(l.key)}=${esc(l.value)}</span>`).join("");
-    return `<tr><td>${st.id}</td><td class="key">${esc(st.address)}</td><td>${stateBadge(st.state)}</td><td>${labels}</td>
+    return `<tr data-store="${st.id}" data-state="${esc(st.state)}"><td>${st.id}</td><td class="key">${esc(st.address)}</td><td>${stateBadge(st.state)}</td><td>${labels}</td>
       <td class="num">${bytes(st.capacity)}</td><td class="num">${bytes(st.available)}</td>
       <td class="num">${bytes(st.used)} <span class="bar"><span style="width:${used.toFixed(0)}%"></span></span></td>
       <td class="num">${st.region_count}</td><td class="num">${st.leader_count}</td>
@@ -262,6 +262,10 @@ function drawHeatmap(h) {
   for (let c = 0; c < cols; c++) {
     if ((cols - 1 - c) % every === 0) ctx.fillText(hhmm(h.times[c]), HM.left + (c * pw) / cols, H - 8);
   }
+  // For tests that read the DOM (a canvas' pixels are not in it): what was drawn.
+  canvas.dataset.columns = String(cols);
+  canvas.dataset.rows = String(rows);
+  canvas.dataset.cells = String(h.values.reduce((n, col) => n + col.filter((v) => v > 0).length, 0));
   if (!rows) {
     ctx.fillText("no traffic in this window yet", HM.left + 10, HM.top + 20);
     $("heatmap-note").textContent = "";
@@ -346,6 +350,7 @@ async function refresh() {
   });
   if (state.selected !== null && !$("region-detail").hidden) await showRegion(state.selected);
   $("refreshed").textContent = "updated " + new Date().toLocaleTimeString();
+  document.body.dataset.refreshes = String(Number(document.body.dataset.refreshes || 0) + 1);
 }
 
 let timer = null;
