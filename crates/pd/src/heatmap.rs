@@ -12,6 +12,9 @@
 //! `2 × max_rows` rows: when it grows beyond that, adjacent rows (in key order) are merged into
 //! `max_rows` rows covering the union of their ranges, their loads summed.
 //!
+//! Idle regions (a report with no load) get a zero row too, so the key axis covers every range
+//! reported in the window, busy or not.
+//!
 //! Reading ([`Heatmap::view`]) maps the buckets of a window onto one common key axis: every
 //! distinct row boundary cuts the key space into segments; a row's load is spread evenly over
 //! the segments it covers (remainders to the first ones, so sums are exact); if there are more
@@ -285,15 +288,13 @@ impl Heatmap {
         let bs = self.cfg.bucket_secs;
         let newest = now / bs;
         self.evict(newest);
-        if load.is_zero() {
-            return;
-        }
         // Buckets older than the window of the newest one held (the clock may step back) are
         // not created.
         let head = self.buckets.back().map_or(newest, |b| b.index.max(newest));
         let oldest_kept = (head + 1).saturating_sub(self.cfg.buckets as u64);
         let max_rows = self.cfg.max_rows;
-        if interval_secs == 0 {
+        // An idle range still gets a (zero) row now, so that the key axis shows it.
+        if interval_secs == 0 || load.is_zero() {
             if newest >= oldest_kept {
                 self.bucket_mut(newest).add(start, end, &load, max_rows);
             }
@@ -344,14 +345,12 @@ impl Heatmap {
             .filter(|b| b.index >= first && b.index <= newest)
             .collect();
 
-        // The fine axis: every boundary of every row with a non-zero value.
+        // The fine axis: every boundary of every row (idle ones too: the axis is the key space
+        // seen in the window, not only its busy part).
         let mut points: Vec<&[u8]> = Vec::new();
         let mut to_infinity = false;
         for b in &window {
-            for ((s, e), load) in &b.rows {
-                if load.get(metric) == 0 {
-                    continue;
-                }
+            for (s, e) in b.rows.keys() {
                 points.push(s);
                 if e.is_empty() {
                     to_infinity = true;

@@ -126,9 +126,9 @@ fn reports_of_one_range_add_up_and_metrics_are_separate() {
     h.record(T0 + 5, 0, b"b", b"c", w(9));
     assert_eq!(h.row_count(), 2);
     let v = h.view(T0 + 5, 1, Metric::ReadKeys, 10);
-    // Only ranges with read keys span the axis.
-    assert_eq!(v.keys, vec![b"a".to_vec(), b"b".to_vec()]);
-    assert_eq!(v.values, vec![vec![12]]);
+    // Every reported range is on the axis, whatever the metric.
+    assert_eq!(v.keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
+    assert_eq!(v.values, vec![vec![12, 0]]);
     let v = h.view(T0 + 5, 1, Metric::WrittenBytes, 10);
     assert_eq!(v.keys, vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec()]);
     assert_eq!(v.values, vec![vec![3, 9]]);
@@ -263,6 +263,22 @@ fn odd_ranges_do_not_panic() {
     );
     let v = h.view(0, 0, Metric::WrittenBytes, 0);
     assert_eq!(v.times, vec![0]);
+}
+
+#[test]
+fn idle_ranges_are_rows_of_zeros_in_the_bucket_of_now() {
+    let mut h = Heatmap::new(HeatmapConfig::default());
+    h.record(T0 + 30, 60, b"", b"m", Load::default());
+    h.record(T0 + 30, 60, b"m", b"", w(60));
+    assert_eq!(
+        h.row_count(),
+        3,
+        "the idle range once, the busy one in two buckets"
+    );
+    let v = h.view(T0 + 30, 2, Metric::WrittenBytes, 10);
+    assert_eq!(v.keys, vec![b"".to_vec(), b"m".to_vec(), Vec::new()]);
+    assert_eq!(v.values, vec![vec![0, 29], vec![0, 31]]);
+    assert_eq!(v.max(), 31);
 }
 
 #[test]
