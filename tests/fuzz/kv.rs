@@ -572,14 +572,20 @@ pub async fn call(g: &mut G<'_>, rpc: usize, clients: &[TikvClient<Channel>]) ->
         "SplitRegion" => {
             let raw = g.bool();
             let split_keys: Vec<Vec<u8>> = (0..g.below(3))
-                .map(|_| if raw { raw_boundary(g.key()) } else { g.key() })
+                .map(|_| {
+                    if raw {
+                        raw_boundary(g.split_key())
+                    } else {
+                        g.split_key()
+                    }
+                })
                 .collect();
             let (context, node) = g.context(&first_key(&split_keys), raw);
             #[allow(deprecated)]
             let req = kvrpcpb::SplitRegionRequest {
                 context,
                 split_key: if g.chance(1, 4) {
-                    raw_boundary(g.key())
+                    raw_boundary(g.split_key())
                 } else {
                     Vec::new()
                 },

@@ -340,6 +340,18 @@ impl<'a> G<'a> {
         key
     }
 
+    /// A key to split a region at: mostly one of the shared keys, so that however long the
+    /// fuzzer runs it makes a bounded number of regions (a 2-core machine with thousands of
+    /// regions measures load, not input handling).
+    pub fn split_key(&mut self) -> Vec<u8> {
+        if self.chance(1, 8) {
+            return self.key();
+        }
+        let i = self.below(POOL_KEYS as usize) as u8;
+        let prefix = *self.pick(POOL_PREFIXES);
+        [prefix, b"fz/", &[i]].concat()
+    }
+
     /// Several keys: empty lists, duplicates, many keys.
     pub fn keys(&mut self) -> Vec<Vec<u8>> {
         let n = match self.below(10) {

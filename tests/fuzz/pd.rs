@@ -603,7 +603,7 @@ pub async fn call(
 
 /// A region key for PD's SplitRegions: mostly an encoded key, else a raw one below `r`.
 fn split_key(g: &mut G<'_>) -> Vec<u8> {
-    let key = g.key();
+    let key = g.split_key();
     if g.chance(3, 4) {
         super::memcomparable(&key)
     } else {
