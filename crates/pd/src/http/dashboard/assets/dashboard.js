@@ -260,7 +260,10 @@ function drawHeatmap(h) {
   // Time axis.
   const every = cols > 20 ? 10 : 2;
   for (let c = 0; c < cols; c++) {
-    if ((cols - 1 - c) % every === 0) ctx.fillText(hhmm(h.times[c]), HM.left + (c * pw) / cols, H - 8);
+    if ((cols - 1 - c) % every !== 0) continue;
+    const label = hhmm(h.times[c]);
+    const x = Math.min(HM.left + (c * pw) / cols, W - ctx.measureText(label).width - 2);
+    ctx.fillText(label, x, H - 8);
   }
   // For tests that read the DOM (a canvas' pixels are not in it): what was drawn.
   canvas.dataset.columns = String(cols);
@@ -369,8 +372,19 @@ function readFilters() {
   state.limit = $("f-limit").value.trim() || "100";
 }
 
+// The page's own query string presets the controls: /dashboard?key=…&keyspace=…&mode=…&store=…
+// &limit=…&region=…&metric=…&window=… (links to a view; bad values show the API's message).
+function presetFromUrl() {
+  const q = new URLSearchParams(window.location.search);
+  const fields = { key: "f-key", keyspace: "f-keyspace", mode: "f-mode", store: "f-store", limit: "f-limit",
+    metric: "heatmap-metric", window: "heatmap-window" };
+  for (const [name, id] of Object.entries(fields)) if (q.has(name)) $(id).value = q.get(name);
+  if (q.has("region")) { $("f-region").value = q.get("region"); state.selected = q.get("region"); $("region-detail").hidden = false; }
+}
+
 function init() {
   drawLegend();
+  presetFromUrl();
   $("regions-form").addEventListener("submit", (ev) => { ev.preventDefault(); readFilters(); refresh(); });
   $("f-clear").addEventListener("click", () => {
     for (const id of ["f-key", "f-keyspace", "f-store"]) $(id).value = "";
