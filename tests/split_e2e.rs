@@ -132,37 +132,7 @@ async fn tiny_thresholds_split_into_dozens_of_regions_and_lose_nothing() {
 
     // Every region PD lists has a leader and three peers (PD may still be adding the third
     // replica to regions split from one that had two), and the regions tile the key space.
-    wait_until(
-        Duration::from_secs(60),
-        "every region has three peers and a leader",
-        || async {
-            cluster.pd_regions().await.iter().all(|r| {
-                r["peers"].as_array().map(Vec::len) == Some(3) && r["leader"]["id"].as_u64().unwrap_or(0) > 0
-            })
-        },
-    )
-    .await;
-    let regions = cluster.pd_regions().await;
-    let mut bounds: Vec<(String, String)> = regions
-        .iter()
-        .map(|r| {
-            (
-                r["start_key"].as_str().unwrap_or_default().to_owned(),
-                r["end_key"].as_str().unwrap_or_default().to_owned(),
-            )
-        })
-        .collect();
-    bounds.sort();
-    for w in bounds.windows(2) {
-        assert_eq!(w[0].1, w[1].0, "regions do not tile: {w:?}");
-    }
-    for r in &regions {
-        assert_eq!(r["peers"].as_array().map(Vec::len), Some(3), "region {r}");
-        assert!(
-            r["leader"]["id"].as_u64().unwrap_or(0) > 0,
-            "region without leader: {r}"
-        );
-    }
+    cluster.wait_regions_tile(3).await;
 }
 
 /// `tikvpb.Tikv/SplitRegion` (client-driven split, as TiDB's `SPLIT TABLE` sends it): the
