@@ -41,13 +41,17 @@ if command -v dpkg >/dev/null 2>&1 && command -v apt-get >/dev/null 2>&1; then
     if ! command -v c++ >/dev/null 2>&1 && ! dpkg -s g++ >/dev/null 2>&1; then
         missing+=(g++)
     fi
+    # Headless Chromium for the dashboard's browser test (tests/dashboard_e2e.rs).
+    if ! command -v chromium >/dev/null 2>&1 && ! dpkg -s chromium >/dev/null 2>&1; then
+        missing+=(chromium)
+    fi
     if [ "${#missing[@]}" -gt 0 ]; then
         apt_install "${missing[@]}"
     else
-        log "system packages present (libclang-dev, c++)"
+        log "system packages present (libclang-dev, c++, chromium)"
     fi
 else
-    log "not a Debian-like system: make sure libclang (for bindgen) and a C++ compiler are installed"
+    log "not a Debian-like system: make sure libclang (for bindgen), a C++ compiler and chromium are installed"
 fi
 
 # --- Rust components -------------------------------------------------------------------------
