@@ -321,13 +321,14 @@ impl<'a> G<'a> {
                 ])
                 .to_vec(),
             13 => {
-                // Near a region boundary (the boundaries are encoded keys).
-                let r = self.pick_region().map(|r| r.region.start_key).unwrap_or_default();
-                let mut k = r;
-                if self.bool() {
-                    k.push(0);
-                } else {
-                    k.pop();
+                // On or next to a region boundary (the boundaries are encoded keys).
+                let mut k = self.pick_region().map(|r| r.region.start_key).unwrap_or_default();
+                match self.below(3) {
+                    0 => k.push(0),
+                    1 => {
+                        k.pop();
+                    }
+                    _ => {}
                 }
                 k
             }

@@ -92,6 +92,17 @@ fn header(g: &mut G<'_>) -> (Option<RequestHeader>, bool) {
 /// region PD knows).
 fn region(g: &mut G<'_>, real: bool) -> metapb::Region {
     let mut r = g.region_meta();
+    if g.chance(1, 6) {
+        // Starting exactly where a real region starts, with an empty or inverted range.
+        if let Some(snap) = g.pick_region() {
+            r.end_key = if g.bool() {
+                snap.region.start_key.clone()
+            } else {
+                b"\x01".to_vec()
+            };
+            r.start_key = snap.region.start_key;
+        }
+    }
     if real {
         let conf_ver = r.region_epoch.map_or(0, |e| e.conf_ver);
         r.region_epoch = Some(metapb::RegionEpoch { conf_ver, version: 0 });

@@ -12,7 +12,7 @@ use tonic::{Request, Response, Status, Streaming};
 
 use crate::context::PdContext;
 use crate::error::Error;
-use crate::pd_streams::{check_cluster_id, region_heartbeat_stream, tso_stream, ResponseStream};
+use crate::pd_streams::{check_cluster_id, empty_range, region_heartbeat_stream, tso_stream, ResponseStream};
 use crate::region_info::RegionInfo;
 
 /// The `pdpb.PD` implementation.
@@ -36,6 +36,17 @@ fn parse_version(v: &str) -> Vec<u64> {
 impl PdService {
     pub fn new(ctx: Arc<PdContext>) -> PdService {
         PdService { ctx }
+    }
+
+    /// A split report, refused if a region's range is empty or inverted (see [`empty_range`]).
+    fn apply_split_report(&self, regions: &[atoll_proto::metapb::Region]) -> crate::error::Result<()> {
+        if let Some(r) = regions.iter().find(|r| empty_range(r)) {
+            return Err(Error::InvalidRequest(format!(
+                "invalid split region {}, empty or inverted range",
+                r.id
+            )));
+        }
+        self.ctx.cluster.report_split(regions)
     }
 
     fn check(&self, header: Option<&pdpb::RequestHeader>) -> Result<(), Status> {
@@ -352,7 +363,7 @@ impl Pd for PdService {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
         let regions: Vec<_> = [req.left, req.right].into_iter().flatten().collect();
-        let header = match self.ctx.cluster.report_split(&regions) {
+        let header = match self.apply_split_report(&regions) {
             Ok(()) => self.ok(),
             Err(e) => self.err(&e),
         };
@@ -393,7 +404,7 @@ impl Pd for PdService {
     ) -> Result<Response<pdpb::ReportBatchSplitResponse>, Status> {
         let req = request.into_inner();
         self.check(req.header.as_ref())?;
-        let header = match self.ctx.cluster.report_split(&req.regions) {
+        let header = match self.apply_split_report(&req.regions) {
             Ok(()) => self.ok(),
             Err(e) => self.err(&e),
         };
