@@ -703,3 +703,57 @@ async fn pd_ignores_region_reports_with_empty_or_inverted_ranges() {
         "a forged region is listed: {after:?}"
     );
 }
+
+/// AskBatchSplit for a real region with `split_count` = `u32::MAX` kept PD allocating four
+/// billion region and peer ids (no answer, memory growing). Found while making the fuzzer's
+/// AskSplit / AskBatchSplit requests carry real regions with their current epoch (they only
+/// hand out ids), which now send such counts. PD must answer an error and keep serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn pd_survives_an_ask_batch_split_for_four_billion_regions() {
+    let mut cluster = Cluster::start(1).await;
+    let pd_url = cluster.pd_url();
+    let mut pd = wait_ok(Duration::from_secs(10), "connect to PD", || {
+        PdClient::connect(pd_url.clone())
+    })
+    .await;
+    let cluster_id = pd
+        .get_members(pdpb::GetMembersRequest { header: None })
+        .await
+        .expect("GetMembers")
+        .into_inner()
+        .header
+        .expect("header")
+        .cluster_id;
+    let header = Some(RequestHeader {
+        cluster_id,
+        sender_id: 0,
+    });
+    let region = scan_regions(&mut pd, cluster_id).await.expect("ScanRegions")[0]
+        .region
+        .clone();
+    for split_count in [u32::MAX, 1 << 24] {
+        let answer = tokio::time::timeout(
+            fuzz::CALL_TIMEOUT,
+            pd.ask_batch_split(pdpb::AskBatchSplitRequest {
+                header,
+                region: Some(region.clone()),
+                split_count,
+            }),
+        )
+        .await
+        .expect("AskBatchSplit answers in time");
+        eprintln!("AskBatchSplit of {split_count}: {answer:?}");
+        assert!(cluster.pd_running(), "PD exited\n{}", cluster.log_tails());
+    }
+    // Ordinary counts still work.
+    let ok = pd
+        .ask_batch_split(pdpb::AskBatchSplitRequest {
+            header,
+            region: Some(region),
+            split_count: 2,
+        })
+        .await
+        .expect("AskBatchSplit of 2")
+        .into_inner();
+    assert_eq!(ok.ids.len(), 2, "{ok:?}");
+}

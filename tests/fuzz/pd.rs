@@ -440,8 +440,9 @@ pub async fn call(
                 }
             )
         }
+        // AskSplit / AskBatchSplit only hand out ids: real regions with their current epoch.
         "AskSplit" => {
-            let region = g.bool().then(|| region(g, real));
+            let region = g.bool().then(|| region(g, false));
             send!(pd, ask_split, pdpb::AskSplitRequest { header, region })
         }
         "ReportSplit" => {
@@ -450,7 +451,7 @@ pub async fn call(
             send!(pd, report_split, pdpb::ReportSplitRequest { header, left, right })
         }
         "AskBatchSplit" => {
-            let region = g.bool().then(|| region(g, real));
+            let region = g.bool().then(|| region(g, false));
             let split_count = match g.below(4) {
                 0 => 0,
                 1 => u32::MAX,

@@ -33,6 +33,24 @@ fn parse_version(v: &str) -> Vec<u64> {
         .collect()
 }
 
+/// Most ids one AskSplit / AskBatchSplit hands out (a region id and a peer id per peer for each
+/// new region). Nodes ask for as many regions as they have split keys; a count of four billion
+/// (or a region with a million peers) kept PD allocating ids for hours (found by
+/// tests/fuzz_e2e.rs).
+const MAX_SPLIT_IDS: u64 = 100_000;
+
+fn split_ids_bounded(split_count: u32, region: &atoll_proto::metapb::Region) -> crate::error::Result<()> {
+    let ids = u64::from(split_count).saturating_mul(region.peers.len() as u64 + 1);
+    if ids > MAX_SPLIT_IDS {
+        return Err(Error::InvalidRequest(format!(
+            "split of region {} into {split_count} new regions of {} peers needs {ids} ids, more than {MAX_SPLIT_IDS}",
+            region.id,
+            region.peers.len()
+        )));
+    }
+    Ok(())
+}
+
 impl PdService {
     pub fn new(ctx: Arc<PdContext>) -> PdService {
         PdService { ctx }
@@ -342,6 +360,12 @@ impl Pd for PdService {
                 ..Default::default()
             }));
         };
+        if let Err(e) = split_ids_bounded(1, &region) {
+            return Ok(Response::new(pdpb::AskSplitResponse {
+                header: self.err(&e),
+                ..Default::default()
+            }));
+        }
         let resp = match self.ctx.cluster.ask_split(&region) {
             Ok((new_region_id, new_peer_ids)) => pdpb::AskSplitResponse {
                 header: self.ok(),
@@ -385,6 +409,12 @@ impl Pd for PdService {
                 ids: Vec::new(),
             }));
         };
+        if let Err(e) = split_ids_bounded(req.split_count, &region) {
+            return Ok(Response::new(pdpb::AskBatchSplitResponse {
+                header: self.err(&e),
+                ids: Vec::new(),
+            }));
+        }
         let resp = match self.ctx.cluster.ask_batch_split(&region, req.split_count) {
             Ok(ids) => pdpb::AskBatchSplitResponse {
                 header: self.ok(),
