@@ -354,6 +354,18 @@ async fn transfer(
     }
 }
 
+/// How long one transaction may take before the writer gives up on it (its outcome is then
+/// unknown, as for any client that times out; the all-or-nothing checks cover it). Without this,
+/// a client stuck on an orphaned lock (tikv-client 0.4 cannot always resolve one) kept a writer
+/// from ever stopping.
+const TXN_TIMEOUT: Duration = Duration::from_secs(30);
+
+async fn within_txn_timeout(txn: impl std::future::Future<Output = Outcome>) -> Outcome {
+    tokio::time::timeout(TXN_TIMEOUT, txn)
+        .await
+        .unwrap_or_else(|_| Outcome::Unknown(format!("no answer within {TXN_TIMEOUT:?}")))
+}
+
 fn spawn_bank_worker(w: usize, client: TransactionClient, shared: Arc<Shared>) -> JoinHandle<Vec<Record>> {
     tokio::spawn(async move {
         let mut rng = StdRng::seed_from_u64(shared.seed ^ (0xBA4C << 8) ^ w as u64);
@@ -371,7 +383,8 @@ fn spawn_bank_worker(w: usize, client: TransactionClient, shared: Arc<Shared>) -
             let to = (from + rng.gen_range(1..ACCOUNTS)) % ACCOUNTS;
             let amount = rng.gen_range(1..200);
             let r = (receipt(w, i), receipt_value(from, to, amount));
-            let outcome = transfer(&client, pessimistic, (from, to, amount), r.clone()).await;
+            let outcome =
+                within_txn_timeout(transfer(&client, pessimistic, (from, to, amount), r.clone())).await;
             if outcome == Outcome::Acked {
                 shared.txn_acks.fetch_add(1, Ordering::SeqCst);
             }
@@ -623,25 +636,28 @@ fn spawn_group_writer(client: TransactionClient, shared: Arc<Shared>) -> JoinHan
                 Protocol::TwoPc => txn_options(false),
                 Protocol::OnePc => txn_options(false).try_one_pc(),
             };
-            let outcome = match client.begin_with_options(opts).await {
-                Err(_) => Outcome::Aborted,
-                Ok(mut txn) => {
-                    let mut buffered = true;
-                    for (k, v) in &pairs {
-                        // Optimistic puts only fill the client's buffer.
-                        buffered &= txn.put(k.clone(), v.clone()).await.is_ok();
-                    }
-                    if buffered {
-                        match txn.commit().await {
-                            Ok(_) => Outcome::Acked,
-                            Err(e) => Outcome::Unknown(format!("{e:?}")),
+            let outcome = within_txn_timeout(async {
+                match client.begin_with_options(opts).await {
+                    Err(_) => Outcome::Aborted,
+                    Ok(mut txn) => {
+                        let mut buffered = true;
+                        for (k, v) in &pairs {
+                            // Optimistic puts only fill the client's buffer.
+                            buffered &= txn.put(k.clone(), v.clone()).await.is_ok();
                         }
-                    } else {
-                        let _ = txn.rollback().await;
-                        Outcome::Aborted
+                        if buffered {
+                            match txn.commit().await {
+                                Ok(_) => Outcome::Acked,
+                                Err(e) => Outcome::Unknown(format!("{e:?}")),
+                            }
+                        } else {
+                            let _ = txn.rollback().await;
+                            Outcome::Aborted
+                        }
                     }
                 }
-            };
+            })
+            .await;
             if outcome == Outcome::Acked {
                 shared.txn_acks.fetch_add(1, Ordering::SeqCst);
             }

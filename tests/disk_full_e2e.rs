@@ -1,5 +1,5 @@
 //! A full data disk against the real binaries. One of three nodes moves onto a 256 MiB tmpfs
-//! (mounted by the test; CI runs as root), which the test then fills with a file. With the
+//! (mounted by the test; CI runs as root), which the test then fills with files. With the
 //! default `storage.reserve-space` (5 GiB, at most 5% of the disk: 12.8 MiB here) that node
 //! refuses writes to the regions it leads with TiKV's `errorpb.DiskFull`, keeps serving reads,
 //! and its regions led elsewhere keep committing without it. Once the file is deleted it takes
@@ -182,14 +182,24 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     })
     .await;
 
-    // Fill the disk to 4 MiB below its end: under the reserve.
-    let filler = dir.join("filler");
-    fill(&filler, available_bytes(&dir).saturating_sub(4 << 20));
+    // Fill the disk to 8 MiB below its end: under the reserve, with room left for RocksDB's
+    // own flushes. The node's engines may free space meanwhile (obsolete WAL files go after a
+    // flush), so each attempt below tops the filler up again.
+    let fillers = std::cell::RefCell::new(Vec::new());
+    let top_up = || {
+        if available_bytes(&dir) > 10 << 20 {
+            let f = dir.join(format!("filler-{}", fillers.borrow().len()));
+            fill(&f, available_bytes(&dir).saturating_sub(8 << 20));
+            fillers.borrow_mut().push(f);
+        }
+    };
+    top_up();
     // Until the node notices (within a second), writes may still go through: each attempt
     // writes its own key, and the refused one must never appear.
     let mut attempt = 0;
     let (refusal, refused_key) = wait_ok(Duration::from_secs(30), "a write refused with DiskFull", || {
         attempt += 1;
+        top_up();
         let key = format!("a/during/{attempt}").into_bytes();
         let mut kv = kv.clone();
         let cluster = &cluster;
@@ -242,7 +252,9 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     }
 
     // Space comes back: writes resume by themselves.
-    std::fs::remove_file(&filler).expect("delete the filler");
+    for f in fillers.borrow().iter() {
+        std::fs::remove_file(f).expect("delete a filler");
+    }
     wait_ok(Duration::from_secs(30), "a write accepted again", || {
         let mut kv = kv.clone();
         let cluster = &cluster;

@@ -121,8 +121,10 @@ async fn load(cluster: &Cluster, raw: &RawClient, keys: usize, regions: usize) {
     for i in 0..keys {
         raw.put(key(i), value(i)).await.expect("load put");
     }
+    // Generous: under CI load (other e2e tests beside this one on 2 cores) PD's replica moves
+    // over six nodes can take longer than a minute.
     wait_until(
-        Duration::from_secs(90),
+        Duration::from_secs(180),
         &format!("PD lists {regions} regions with 3 peers each"),
         || async {
             let rs = region_stores(cluster).await;
