@@ -184,61 +184,82 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
 
     // Fill the disk to 8 MiB below its end: under the reserve, with room left for RocksDB's
     // own flushes. The node's engines may free space meanwhile (obsolete WAL files go after a
-    // flush), so each attempt below tops the filler up again.
-    let fillers = std::cell::RefCell::new(Vec::new());
-    let top_up = || {
+    // flush), so each attempt below tops the fillers up again.
+    let mut fillers: Vec<PathBuf> = Vec::new();
+    let top_up = |fillers: &mut Vec<PathBuf>| {
         if available_bytes(&dir) > 10 << 20 {
-            let f = dir.join(format!("filler-{}", fillers.borrow().len()));
+            let f = dir.join(format!("filler-{}", fillers.len()));
             fill(&f, available_bytes(&dir).saturating_sub(8 << 20));
-            fillers.borrow_mut().push(f);
+            fillers.push(f);
         }
     };
-    top_up();
-    // Until the node notices (within a second), writes may still go through: each attempt
-    // writes its own key, and the refused one must never appear.
-    let mut attempt = 0;
-    let (refusal, refused_key) = wait_ok(Duration::from_secs(30), "a write refused with DiskFull", || {
-        attempt += 1;
-        top_up();
-        let key = format!("a/during/{attempt}").into_bytes();
-        let mut kv = kv.clone();
-        let cluster = &cluster;
-        async move {
-            let ctx = context_at(cluster, v1_region).await;
-            let req = RawPutRequest {
-                context: Some(ctx),
-                key: key.clone(),
-                value: b"x".to_vec(),
-                ..Default::default()
-            };
-            let resp = kv.raw_put(req).await.map_err(|e| e.to_string())?.into_inner();
-            match resp.region_error.and_then(|e| e.disk_full) {
-                Some(d) => Ok((d, key)),
-                None => Err(format!("not refused yet: {:?}", resp.error)),
-            }
+    let free = |fillers: &mut Vec<PathBuf>| {
+        for f in fillers.drain(..) {
+            std::fs::remove_file(&f).expect("delete a filler");
         }
-    })
-    .await;
-    assert_eq!(refusal.store_id, vec![full_store]);
+    };
+
+    // Until the node notices (within a second), writes may still go through: each attempt
+    // writes its own key, and the refused one must never appear. A full node that loses its
+    // leadership (an election under CI load) cannot take it back while it drops appends: then
+    // space is freed, leadership moved back, and the disk filled again.
+    let mut attempt = 0;
+    let mut refused = None;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    while refused.is_none() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no write was refused with DiskFull and served a read after it\n{}",
+            cluster.log_tails()
+        );
+        if region_at(&cluster, v1_region).await["leader"]["store_id"].as_u64() != Some(full_store) {
+            free(&mut fillers);
+            lead_from(&cluster, v1_region, full_store).await;
+        }
+        top_up(&mut fillers);
+        attempt += 1;
+        let key = format!("a/during/{attempt}").into_bytes();
+        let ctx = context_at(&cluster, v1_region).await;
+        let req = RawPutRequest {
+            context: Some(ctx.clone()),
+            key: key.clone(),
+            value: b"x".to_vec(),
+            ..Default::default()
+        };
+        let disk_full = match kv.raw_put(req).await {
+            Ok(resp) => resp.into_inner().region_error.and_then(|e| e.disk_full),
+            Err(_) => None,
+        };
+        let Some(disk_full) = disk_full else {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            continue;
+        };
+        assert_eq!(disk_full.store_id, vec![full_store]);
+        // Reads are served by the full node, which leads the region.
+        let resp = kv
+            .raw_get(RawGetRequest {
+                context: Some(ctx),
+                key: b"a/007".to_vec(),
+                ..Default::default()
+            })
+            .await
+            .expect("RawGet")
+            .into_inner();
+        match resp.region_error {
+            None => {
+                assert_eq!(resp.value, b"before-7");
+                refused = Some(key);
+            }
+            Some(e) if e.not_leader.is_some() => continue,
+            Some(e) => panic!("a read from the full node failed: {e:?}"),
+        }
+    }
+    let refused_key = refused.unwrap_or_default();
     assert!(
         cluster.kv_running(full),
         "the full node exited\n{}",
         cluster.log_tails()
     );
-
-    // Reads are served by the full node, which leads the region.
-    let ctx = context_at(&cluster, v1_region).await;
-    let resp = kv
-        .raw_get(RawGetRequest {
-            context: Some(ctx),
-            key: b"a/007".to_vec(),
-            ..Default::default()
-        })
-        .await
-        .expect("RawGet")
-        .into_inner();
-    assert!(resp.region_error.is_none(), "{:?}", resp.region_error);
-    assert_eq!(resp.value, b"before-7");
     assert_eq!(
         v1.get("a/013".to_owned()).await.expect("v1 get"),
         Some(b"before-13".to_vec())
@@ -252,9 +273,7 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     }
 
     // Space comes back: writes resume by themselves.
-    for f in fillers.borrow().iter() {
-        std::fs::remove_file(f).expect("delete a filler");
-    }
+    free(&mut fillers);
     wait_ok(Duration::from_secs(30), "a write accepted again", || {
         let mut kv = kv.clone();
         let cluster = &cluster;
