@@ -49,12 +49,14 @@ async fn lagging_follower_catches_up_by_snapshot() {
         after.truncated_index > applied_before,
         "the follower's log start did not jump: {after:?} (applied before: {applied_before})"
     );
-    assert!(
+    // The snapshot worker writes the data before the store loop counts the apply: wait for it.
+    wait_until("the applied snapshot is counted", MUST_TIMEOUT, || {
         raftstore::metrics::SNAPSHOT_TOTAL
             .with_label_values(&["applied"])
             .get()
             > metric_before
-    );
+    })
+    .await;
     assert_eq!(
         c.local_region(follower, REGION).expect("region").state,
         RegionState::Normal
