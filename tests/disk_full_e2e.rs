@@ -177,6 +177,26 @@ async fn a_full_disk_refuses_writes_keeps_reads_and_recovers() {
     let v2_region = "7200000000000000FB";
     lead_from(&cluster, v1_region, full_store).await;
     lead_from(&cluster, v2_region, other_store).await;
+    // Every region has three voters and nothing in flight: with one node full, the other two
+    // must make a quorum on their own (a region still adding its third voter would not).
+    wait_until(
+        Duration::from_secs(60),
+        "every region has three voters and no operator runs",
+        || async {
+            let settled = cluster.pd_regions().await.iter().all(|r| {
+                let peers = r["peers"].as_array().cloned().unwrap_or_default();
+                peers.len() == 3
+                    && peers.iter().all(|p| p["role_name"].as_str() == Some("Voter"))
+                    && r["pending_peers"].as_array().is_none_or(|p| p.is_empty())
+            });
+            let idle = cluster
+                .pd_get("/pd/api/v1/operators")
+                .await
+                .is_ok_and(|ops| ops.as_array().is_some_and(|a| a.is_empty()));
+            settled && idle
+        },
+    )
+    .await;
     let mut kv = wait_ok(Duration::from_secs(10), "connect to the full node", || {
         TikvClient::connect(format!("http://{}", cluster.kv_addr(full)))
     })
