@@ -8,18 +8,7 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{memcomparable, wait_until, Cluster, ClusterConfig};
-
-const KV_CONFIG: &str = "[raftstore]
-pd-heartbeat-tick-interval = \"1s\"
-pd-store-heartbeat-tick-interval = \"1s\"
-split-region-check-tick-interval = \"200ms\"
-region-split-check-diff = \"1B\"
-[coprocessor]
-region-split-keys = 7
-region-max-keys = 10
-batch-split-limit = 10
-";
+use common::{memcomparable, wait_until, Cluster, ClusterConfig, TINY_SPLIT_CONFIG};
 
 /// Regions of at most 3 keys merge one second after their split.
 const PD_CONFIG: &str = "[schedule]
@@ -57,7 +46,7 @@ async fn emptied_regions_merge_back_and_every_key_stays_readable() {
     let cluster = Cluster::start_with(
         3,
         ClusterConfig {
-            kv: KV_CONFIG.into(),
+            kv: TINY_SPLIT_CONFIG.into(),
             pd: PD_CONFIG.into(),
             ..Default::default()
         },

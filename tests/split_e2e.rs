@@ -8,19 +8,8 @@ mod common;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use common::{wait_until, Cluster, ClusterConfig};
+use common::{wait_until, Cluster, ClusterConfig, TINY_SPLIT_CONFIG};
 use tikv_client::TransactionClient;
-
-const SPLIT_CONFIG: &str = "[raftstore]
-pd-heartbeat-tick-interval = \"1s\"
-pd-store-heartbeat-tick-interval = \"1s\"
-split-region-check-tick-interval = \"200ms\"
-region-split-check-diff = \"1B\"
-[coprocessor]
-region-split-keys = 7
-region-max-keys = 10
-batch-split-limit = 10
-";
 
 fn raw_key(i: usize) -> Vec<u8> {
     format!("raw/{i:05}").into_bytes()
@@ -55,7 +44,7 @@ async fn tiny_thresholds_split_into_dozens_of_regions_and_lose_nothing() {
     let cluster = Cluster::start_with(
         3,
         ClusterConfig {
-            kv: SPLIT_CONFIG.into(),
+            kv: TINY_SPLIT_CONFIG.into(),
             ..Default::default()
         },
     )

@@ -21,6 +21,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 mod http;
+mod regions;
 
 pub use http::*;
 use serde_json::Value as Json;
@@ -37,6 +38,19 @@ pub const CLIENT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Regions a fresh cluster has: PD pre-splits at the API V2 keyspace-0 boundaries
 /// (`r\0\0\0`, `r\0\0\x01`, `x\0\0\0`, `x\0\0\x01`).
 pub const PRESPLIT_REGIONS: usize = 5;
+
+/// Node config for TiKV's tiny split thresholds (its client tests run this way to get dozens of
+/// regions from a few hundred keys), with fast heartbeats and checks.
+pub const TINY_SPLIT_CONFIG: &str = "[raftstore]
+pd-heartbeat-tick-interval = \"1s\"
+pd-store-heartbeat-tick-interval = \"1s\"
+split-region-check-tick-interval = \"200ms\"
+region-split-check-diff = \"1B\"
+[coprocessor]
+region-split-keys = 7
+region-max-keys = 10
+batch-split-limit = 10
+";
 /// Lines of each log file shown when something goes wrong.
 const TAIL_LINES: usize = 60;
 
@@ -556,47 +570,6 @@ impl Cluster {
             .and_then(Json::as_array)
             .cloned()
             .unwrap_or_default()
-    }
-
-    /// Waits until every region PD lists has `peers` peers and a leader, then asserts that the
-    /// regions tile the key space (each ends where the next in key order starts).
-    pub async fn wait_regions_tile(&self, peers: usize) {
-        wait_until(
-            Duration::from_secs(60),
-            &format!("every region has {peers} peers and a leader"),
-            || async {
-                self.pd_regions().await.iter().all(|r| {
-                    r["peers"].as_array().map(Vec::len) == Some(peers)
-                        && r["leader"]["id"].as_u64().unwrap_or(0) > 0
-                })
-            },
-        )
-        .await;
-        let mut bounds: Vec<(String, String)> = self
-            .pd_regions()
-            .await
-            .iter()
-            .map(|r| {
-                (
-                    r["start_key"].as_str().unwrap_or_default().to_owned(),
-                    r["end_key"].as_str().unwrap_or_default().to_owned(),
-                )
-            })
-            .collect();
-        bounds.sort();
-        assert_eq!(
-            bounds.first().map(|b| b.0.as_str()),
-            Some(""),
-            "no region starts the key space"
-        );
-        assert_eq!(
-            bounds.last().map(|b| b.1.as_str()),
-            Some(""),
-            "no region ends the key space"
-        );
-        for w in bounds.windows(2) {
-            assert_eq!(w[0].1, w[1].0, "regions do not tile: {w:?}");
-        }
     }
 
     /// `GET` on node `i`'s status server: status code and body.
